@@ -1,0 +1,123 @@
+"""What SAC and TD3 share as LightningModules: manual optimisation, counters, evaluation logging."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from lightning_sparse_rl.datamodule import EvalEpisode, TrainBatch
+from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.validation import check_in_range, check_positive
+
+OptimizerName = Literal["adam", "sgd"]
+
+
+class OffPolicyAlgorithm(LightningModule):
+    """Base class of the off-policy algorithms; subclasses implement :meth:`update` and :meth:`act`.
+
+    ``automatic_optimization`` is off: each :class:`TrainBatch` holds ``updates_per_step``
+    minibatches and :meth:`update` runs one full gradient update (all networks) per minibatch.
+    ``gradient_steps`` counts those updates (Lightning's ``global_step`` counts optimizer steps).
+
+    Args:
+        env_spec: observation/action sizes and action bounds; ``EnvDataModule(...).env_spec``. Required
+            (``None`` only as a placeholder: ``lsrl fit`` links it from the DataModule).
+        lr: learning rate of every optimizer.
+        weight_decay: L2 weight decay of the actor and critic optimizers (original: 2e-4).
+        discount: γ.
+        tau: Polyak rate of the target networks.
+        hidden_layers: number of hidden layers of every network.
+        hidden_width: units per hidden layer.
+        activation: hidden activation, see :data:`lightning_sparse_rl.networks.ACTIVATIONS`.
+        optimizer: ``adam`` or ``sgd`` (momentum 0.9), both with ``weight_decay``.
+
+    """
+
+    def __init__(
+        self,
+        env_spec: EnvSpec | None,
+        lr: float,
+        weight_decay: float,
+        discount: float,
+        tau: float,
+        hidden_layers: int,
+        hidden_width: int,
+        activation: str,
+        optimizer: OptimizerName,
+    ) -> None:
+        super().__init__()
+        if env_spec is None:
+            raise ValueError(
+                "env_spec is required: pass EnvDataModule(...).env_spec (lsrl fit links it from the DataModule)"
+            )
+        check_positive("lr", lr)
+        check_in_range("weight_decay", weight_decay, 0.0, float("inf"))
+        check_in_range("discount", discount, 0.0, 1.0, high_inclusive=True)
+        check_in_range("tau", tau, 0.0, 1.0, high_inclusive=True)
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer={optimizer!r} must be one of 'adam', 'sgd'")
+        self.automatic_optimization = False
+        self.env_spec = env_spec
+        self.gradient_steps = 0
+        self._last_losses: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------------------- for subclasses
+    def update(self, batch: Transition) -> dict[str, Tensor]:
+        """One gradient update of all networks on ``batch``; returns detached scalar losses by name."""
+        raise NotImplementedError
+
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """Actions ``(B, action_dim)`` in env units for ``obs`` ``(B, obs_dim)``; no gradient."""
+        raise NotImplementedError
+
+    def make_optimizer(
+        self, params: Iterable[nn.Parameter], weight_decay: float | None = None
+    ) -> torch.optim.Optimizer:
+        """The configured optimizer (``hparams.optimizer``) over ``params`` at ``hparams.lr``."""
+        wd = self.hparams.weight_decay if weight_decay is None else weight_decay
+        if self.hparams.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.hparams.lr, momentum=0.9, weight_decay=wd)
+        return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=wd)
+
+    def optimizer_step(self, optimizer: Any, loss: Tensor) -> None:
+        """``zero_grad → manual_backward(loss) → step`` on one Lightning-wrapped optimizer."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+
+    # ----------------------------------------------------------------------------- Lightning hooks
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
+        """Run ``updates_per_step`` gradient updates; log losses every ``log_every_n_steps`` env steps."""
+        for minibatch in batch.minibatches:
+            self._last_losses = self.update(minibatch)
+            self.gradient_steps += 1
+        if batch.episode is not None:
+            # Straight to the loggers: ``self.log`` would repeat the value at every later flush.
+            # ``step`` follows Lightning's convention (batches finished before this one).
+            metrics = {
+                "train/episode_return": batch.episode.episode_return,
+                "train/episode_length": batch.episode.length,
+            }
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=batch.train_step - 1)
+        if batch.train_step % self.trainer.log_every_n_steps == 0:
+            self.log_dict({f"train/{k}": v for k, v in self._last_losses.items()})
+            self.log("train/gradient_steps", float(self.gradient_steps))
+
+    def validation_step(self, batch: EvalEpisode, batch_idx: int) -> None:
+        """Log one evaluation episode; Lightning averages ``eval/return`` over the episodes."""
+        self.log("eval/return", batch.episode_return, on_epoch=True, batch_size=1)
+        self.log("eval/episode_length", float(batch.length), on_epoch=True, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the gradient-step counter."""
+        checkpoint["gradient_steps"] = self.gradient_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the gradient-step counter."""
+        self.gradient_steps = checkpoint.get("gradient_steps", 0)

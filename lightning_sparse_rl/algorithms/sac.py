@@ -1,0 +1,127 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018) with twin critics, as in the ANF code (anf_spec §2.3)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
+from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, polyak_update, xavier_init_
+from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.validation import check_at_least, check_positive
+
+
+def sac_td_target(
+    reward: Tensor,
+    terminated: Tensor,
+    next_q1: Tensor,
+    next_q2: Tensor,
+    next_log_prob: Tensor,
+    alpha: Tensor | float,
+    discount: float,
+) -> Tensor:
+    """``y = r + γ·(1 − terminated)·(min(Q̄1, Q̄2)(s′, a′) − α·log π(a′|s′))``, all shapes ``(B,)``.
+
+    A time-limit truncation has ``terminated = 0`` and therefore bootstraps.
+    """
+    soft_value = torch.min(next_q1, next_q2) - alpha * next_log_prob
+    return reward + discount * (1.0 - terminated) * soft_value
+
+
+class SAC(OffPolicyAlgorithm):
+    """Soft Actor-Critic: squashed Gaussian actor, twin critics, Polyak-averaged target critic.
+
+    Defaults are the original's: lr 1e-3, Adam weight decay 2e-4, γ 0.99, τ 0.005, fixed α 0.2,
+    2×256 ReLU, Xavier-uniform init.
+
+    Args:
+        env_spec: see :class:`OffPolicyAlgorithm`.
+        temperature: α when it is not tuned.
+        automatic_entropy_tuning: learn log α (starting at 0) towards entropy target −|A|.
+        target_update_interval: Polyak-update the target critic every N gradient updates.
+        Other arguments: see :class:`OffPolicyAlgorithm`.
+
+    """
+
+    def __init__(
+        self,
+        env_spec: EnvSpec | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 2e-4,
+        discount: float = 0.99,
+        tau: float = 0.005,
+        temperature: float = 0.2,
+        automatic_entropy_tuning: bool = False,
+        target_update_interval: int = 1,
+        hidden_layers: int = 2,
+        hidden_width: int = 256,
+        activation: str = "relu",
+        optimizer: OptimizerName = "adam",
+    ) -> None:
+        super().__init__(env_spec, lr, weight_decay, discount, tau, hidden_layers, hidden_width, activation, optimizer)
+        check_at_least("temperature", temperature, 0.0)
+        check_positive("target_update_interval", target_update_interval)
+        self.save_hyperparameters()
+        assert env_spec is not None
+        obs_dim, action_dim = env_spec.observation_dim, env_spec.action_dim
+        self.actor = SquashedGaussianActor(
+            obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
+        )
+        self.critic = TwinQCritic(obs_dim, action_dim, hidden_layers, hidden_width, activation)
+        xavier_init_(self.critic)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_entropy = -float(action_dim)
+        self.log_alpha = nn.Parameter(torch.zeros(())) if automatic_entropy_tuning else None
+
+    @property
+    def alpha(self) -> Tensor | float:
+        """The current entropy temperature α (detached)."""
+        return self.log_alpha.detach().exp() if self.log_alpha is not None else self.hparams.temperature
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Actor and critic optimizers (+ an Adam for log α without weight decay when tuning)."""
+        optimizers = [self.make_optimizer(self.actor.parameters()), self.make_optimizer(self.critic.parameters())]
+        if self.log_alpha is not None:
+            optimizers.append(torch.optim.Adam([self.log_alpha], lr=self.hparams.lr))
+        return optimizers
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """``tanh(mean)`` when deterministic, else a sample of the policy."""
+        return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
+
+    def update(self, batch: Transition) -> dict[str, Tensor]:
+        """Critic step, actor step, optional α step, then the target critic's Polyak update."""
+        optimizers = self.optimizers()
+        actor_optimizer, critic_optimizer = optimizers[0], optimizers[1]
+        alpha = self.alpha
+
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(batch.next_obs)
+            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
+            target = sac_td_target(
+                batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, alpha, self.hparams.discount
+            )
+        q1, q2 = self.critic(batch.obs, batch.action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.optimizer_step(critic_optimizer, critic_loss)
+
+        action, log_prob = self.actor.sample(batch.obs)
+        q1_pi, q2_pi = self.critic(batch.obs, action)
+        actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
+        self.optimizer_step(actor_optimizer, actor_loss)
+
+        losses = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}
+        if self.log_alpha is not None:
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            self.optimizer_step(optimizers[2], alpha_loss)
+            losses["alpha_loss"] = alpha_loss.detach()
+            losses["alpha"] = self.log_alpha.detach().exp()
+
+        if self.gradient_steps % self.hparams.target_update_interval == 0:
+            polyak_update(self.critic_target, self.critic, self.hparams.tau)
+        return losses

@@ -1,0 +1,105 @@
+"""TD3 (Fujimoto et al. 2018): clipped double Q, target policy smoothing, delayed actor updates."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
+from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, polyak_update
+from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.validation import check_at_least, check_positive
+
+
+def td3_td_target(reward: Tensor, terminated: Tensor, next_q1: Tensor, next_q2: Tensor, discount: float) -> Tensor:
+    """``y = r + γ·(1 − terminated)·min(Q̄1, Q̄2)(s′, ã′)``, all shapes ``(B,)``; truncation bootstraps."""
+    return reward + discount * (1.0 - terminated) * torch.min(next_q1, next_q2)
+
+
+class TD3(OffPolicyAlgorithm):
+    """Twin Delayed DDPG with the original's defaults (lr 1e-3, Adam weight decay 2e-4, 2×256 ReLU).
+
+    Args:
+        env_spec: see :class:`OffPolicyAlgorithm`.
+        policy_noise: std of the target-smoothing noise, in units of the action half-range.
+        noise_clip: clip of the target-smoothing noise, in units of the action half-range.
+        policy_freq: update the actor and both targets every N critic updates.
+        expl_noise: std of the Gaussian exploration noise, in units of the action half-range.
+        Other arguments: see :class:`OffPolicyAlgorithm`.
+
+    """
+
+    def __init__(
+        self,
+        env_spec: EnvSpec | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 2e-4,
+        discount: float = 0.99,
+        tau: float = 0.005,
+        policy_noise: float = 0.2,
+        noise_clip: float = 0.5,
+        policy_freq: int = 2,
+        expl_noise: float = 0.1,
+        hidden_layers: int = 2,
+        hidden_width: int = 256,
+        activation: str = "relu",
+        optimizer: OptimizerName = "adam",
+    ) -> None:
+        super().__init__(env_spec, lr, weight_decay, discount, tau, hidden_layers, hidden_width, activation, optimizer)
+        check_at_least("policy_noise", policy_noise, 0.0)
+        check_at_least("noise_clip", noise_clip, 0.0)
+        check_at_least("expl_noise", expl_noise, 0.0)
+        check_positive("policy_freq", policy_freq)
+        self.save_hyperparameters()
+        assert env_spec is not None
+        obs_dim, action_dim = env_spec.observation_dim, env_spec.action_dim
+        self.actor = DeterministicActor(
+            obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
+        )
+        self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+        self.critic = TwinQCritic(obs_dim, action_dim, hidden_layers, hidden_width, activation)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        low = torch.tensor(env_spec.action_low, dtype=torch.float32)
+        high = torch.tensor(env_spec.action_high, dtype=torch.float32)
+        self.register_buffer("action_low", low)
+        self.register_buffer("action_high", high)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Actor and critic optimizers."""
+        return [self.make_optimizer(self.actor.parameters()), self.make_optimizer(self.critic.parameters())]
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """The actor's action, plus clipped Gaussian exploration noise unless deterministic."""
+        action = self.actor(obs)
+        if deterministic:
+            return action
+        noise = torch.randn_like(action) * (self.hparams.expl_noise * self.actor.action_scale)
+        return (action + noise).clamp(self.action_low, self.action_high)
+
+    def update(self, batch: Transition) -> dict[str, Tensor]:
+        """Critic step every call; actor step and Polyak updates of both targets every ``policy_freq``."""
+        actor_optimizer, critic_optimizer = self.optimizers()
+        scale = self.actor.action_scale
+        with torch.no_grad():
+            clip = self.hparams.noise_clip * scale
+            noise = (torch.randn_like(batch.action) * (self.hparams.policy_noise * scale)).clamp(-clip, clip)
+            next_action = (self.actor_target(batch.next_obs) + noise).clamp(self.action_low, self.action_high)
+            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
+            target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, self.hparams.discount)
+        q1, q2 = self.critic(batch.obs, batch.action)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.optimizer_step(critic_optimizer, critic_loss)
+        losses = {"critic_loss": critic_loss.detach()}
+
+        if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
+            actor_loss = -self.critic.q1_value(batch.obs, self.actor(batch.obs)).mean()
+            self.optimizer_step(actor_optimizer, actor_loss)
+            polyak_update(self.critic_target, self.critic, self.hparams.tau)
+            polyak_update(self.actor_target, self.actor, self.hparams.tau)
+            losses["actor_loss"] = actor_loss.detach()
+        return losses

@@ -1,0 +1,5 @@
+"""Lightning callbacks of lightning-sparse-rl."""
+
+from lightning_sparse_rl.callbacks.progress import RLProgressReporter
+
+__all__ = ["RLProgressReporter"]

@@ -1,0 +1,89 @@
+"""Console reporting in the original's format, and env-steps/s and updates/s on the progress bar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+
+
+def _elapsed(seconds: float) -> str:
+    return str(dt.timedelta(seconds=seconds))
+
+
+class RLProgressReporter(Callback):
+    """Prints the tutorial's episode and evaluation lines and logs training throughput.
+
+    Episode line (anf_spec §6): ``Total Steps: {t}  Episode Num: {n}  Epi. Steps: {len}  Reward:
+    {r}  Epi. Time: {h:mm:ss}  Total Train Time: {h:mm:ss}``; evaluation: ``Evaluation over {n}
+    episode(s): {mean:.3f}`` between lines of dashes. Every ``trainer.log_every_n_steps`` env steps
+    it logs ``perf/env_steps_per_s`` and ``perf/updates_per_s``, measured over that window
+    (evaluation and warm-up excluded), and shows them on the progress bar as ``sps`` and ``ups``.
+
+    Args:
+        print_episodes: print a line per finished training episode.
+        print_evaluations: print a line per evaluation.
+
+    """
+
+    def __init__(self, print_episodes: bool = True, print_evaluations: bool = True) -> None:
+        self.print_episodes = print_episodes
+        self.print_evaluations = print_evaluations
+        self._start = 0.0
+        self._window: tuple[float, int, int] | None = None
+        self._best: tuple[float, int] | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start the run's clock."""
+        self._start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Open a new throughput window at the first batch of the epoch (after warm-up)."""
+        self._window = None
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Print finished episodes; log throughput at the end of each window."""
+        episode = batch.episode
+        if episode is not None and self.print_episodes:
+            rank_zero_info(
+                f"Total Steps: {batch.train_step}  Episode Num: {episode.index}  Epi. Steps: {episode.length}  "
+                f"Reward: {round(episode.episode_return, 2)}  Epi. Time: {_elapsed(episode.duration_s)}  "
+                f"Total Train Time: {_elapsed(time.perf_counter() - self._start)}"
+            )
+        now, updates = time.perf_counter(), pl_module.gradient_steps
+        if self._window is None:
+            self._window = (now, batch.train_step, updates)
+            return
+        if batch.train_step % trainer.log_every_n_steps == 0:
+            start, start_step, start_updates = self._window
+            seconds = max(now - start, 1e-9)
+            env_rate, update_rate = (batch.train_step - start_step) / seconds, (updates - start_updates) / seconds
+            pl_module.log("perf/env_steps_per_s", env_rate)
+            pl_module.log("perf/updates_per_s", update_rate)
+            pl_module.log("sps", env_rate, prog_bar=True, logger=False)
+            pl_module.log("ups", update_rate, prog_bar=True, logger=False)
+            self._window = (now, batch.train_step, updates)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Print the evaluation line and remember the best evaluation."""
+        if trainer.sanity_checking or "eval/return" not in trainer.callback_metrics:
+            return
+        mean_return = float(trainer.callback_metrics["eval/return"])
+        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
+        if self._best is None or mean_return > self._best[0]:
+            self._best = (mean_return, step)
+        if self.print_evaluations:
+            episodes = int(trainer.num_val_batches[0]) if trainer.num_val_batches else 0
+            dashes = "-" * 39
+            rank_zero_info(f"{dashes}\nEvaluation over {episodes} episode(s): {mean_return:.3f}\n{dashes}")
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Print the best evaluation and the total running time."""
+        if self._best is not None:
+            rank_zero_info(f"Best evaluation return: {self._best[0]:.3f} (after {self._best[1]} training steps)")
+        rank_zero_info(f"Total running time {_elapsed(time.perf_counter() - self._start)}")

@@ -1,0 +1,298 @@
+"""The environment-interaction DataModule: owns the train env, the eval env and the replay buffer.
+
+Lightning mapping (see README, "How training maps onto Lightning"):
+
+* one training batch = one env step with the current policy + ``updates_per_step`` minibatches
+  sampled on device from the replay buffer;
+* one epoch = ``eval_freq`` env steps; the validation loop = ``eval_episodes`` deterministic episodes
+  on a separate eval env, one validation batch per episode;
+* training stops after ``max_timesteps`` env steps of the main loop, counted here (Lightning's
+  ``global_step`` counts optimizer steps under manual optimisation, so it is not used for this).
+
+The policy is taken from ``trainer.lightning_module`` at run time: any module with an
+:meth:`Agent.act` method works; this module imports no algorithm.
+
+The train iterable has a length (``eval_freq``), so Lightning does not prefetch: the env step of a
+batch is taken right before its update, with the policy updated by every earlier batch, as in the
+original loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
+from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
+from lightning_sparse_rl.validation import check_at_least, check_positive
+
+#: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
+EVAL_SEED_OFFSET = 10_000
+
+
+class Agent(Protocol):
+    """What the DataModule needs from the LightningModule it serves."""
+
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """Actions ``(B, action_dim)`` in env units for observations ``(B, obs_dim)``, without grad."""
+        ...
+
+
+class EpisodeStats(NamedTuple):
+    """A finished training episode.
+
+    Attributes:
+        index: 0-based number of the episode in the main loop (warm-up episodes are not counted).
+        episode_return: undiscounted return.
+        length: env steps in the episode.
+        duration_s: wall-clock seconds the episode took (updates included).
+
+    """
+
+    index: int
+    episode_return: float
+    length: int
+    duration_s: float
+
+
+class TrainBatch(NamedTuple):
+    """What ``training_step`` receives for one env step.
+
+    Attributes:
+        minibatches: ``updates_per_step`` independent minibatches, already on the module's device.
+        train_step: main-loop env steps taken so far, this one included (1-based; warm-up excluded).
+        episode: the training episode that this step ended, if any.
+
+    """
+
+    minibatches: tuple[Transition, ...]
+    train_step: int
+    episode: EpisodeStats | None
+
+
+class EvalEpisode(NamedTuple):
+    """One deterministic evaluation episode: its undiscounted ``episode_return`` and ``length``."""
+
+    episode_return: float
+    length: int
+
+
+class EnvDataModule(LightningDataModule):
+    """Steps the environments and fills the replay buffer for an off-policy LightningModule.
+
+    Args:
+        env_id: Gymnasium id of a continuous-action env; mujoco-py ids (``HalfCheetah-v3``) are
+            mapped to ``-v5`` with a notice.
+        seed: seeds the train env, its action space (warm-up actions), the eval env (``seed +
+            10000``) and the buffer's sampling generator. The CLI links it to ``seed_everything``.
+        buffer_size: replay capacity in transitions.
+        batch_size: minibatch size per gradient update.
+        start_timesteps: uniformly random env steps that fill the buffer before training; not
+            counted in ``max_timesteps`` (as the original).
+        max_timesteps: main-loop env steps, each followed by ``updates_per_step`` updates.
+        eval_freq: env steps per epoch; evaluation runs at the end of every epoch.
+        eval_episodes: deterministic episodes per evaluation.
+        updates_per_step: gradient updates (minibatches) per env step.
+
+    """
+
+    def __init__(
+        self,
+        env_id: str = "HalfCheetah-v5",
+        seed: int = 0,
+        buffer_size: int = 1_000_000,
+        batch_size: int = 100,
+        start_timesteps: int = 25_000,
+        max_timesteps: int = 1_000_000,
+        eval_freq: int = 5_000,
+        eval_episodes: int = 5,
+        updates_per_step: int = 1,
+    ) -> None:
+        super().__init__()
+        check_positive("buffer_size", buffer_size)
+        check_positive("batch_size", batch_size)
+        check_positive("max_timesteps", max_timesteps)
+        check_positive("eval_freq", eval_freq)
+        check_positive("eval_episodes", eval_episodes)
+        check_positive("updates_per_step", updates_per_step)
+        check_at_least("start_timesteps", start_timesteps, 0)
+        if batch_size > buffer_size:
+            raise ValueError(f"batch_size={batch_size} is larger than buffer_size={buffer_size}")
+        self.save_hyperparameters()
+        self.env_id, notice = resolve_env_id(env_id)
+        if notice:
+            rank_zero_info(notice)
+        probe = make_env(self.env_id)
+        self.env_spec: EnvSpec = env_spec_of(probe, self.env_id)
+        probe.close()
+        self.seed = seed
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.start_timesteps = start_timesteps
+        self.max_timesteps = max_timesteps
+        self.eval_freq = eval_freq
+        self.eval_episodes = eval_episodes
+        self.updates_per_step = updates_per_step
+        self.env_steps = 0  # all env steps, warm-up included
+        self.train_steps = 0  # main-loop env steps (warm-up excluded), the "Total Steps" of the logs
+        self.episodes = 0  # finished main-loop episodes
+        self.train_env: gym.Env | None = None
+        self.eval_env: gym.Env | None = None
+        self.buffer: ReplayBuffer | None = None
+        self._obs: np.ndarray | None = None
+        self._episode_start = 0.0
+
+    # ----------------------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str) -> None:
+        """Create the envs (seeded) and the replay buffer on the trainer's device."""
+        if self.train_env is not None:
+            return
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        self.train_env = make_env(self.env_id)
+        self.train_env.action_space.seed(self.seed)
+        self._obs, _ = self.train_env.reset(seed=self.seed)
+        self.eval_env = make_env(self.env_id)
+        self.eval_env.reset(seed=self.seed + EVAL_SEED_OFFSET)
+        spec = self.env_spec
+        self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
+        self._episode_start = time.perf_counter()
+
+    def teardown(self, stage: str) -> None:
+        """Close the envs."""
+        for env in (self.train_env, self.eval_env):
+            if env is not None:
+                env.close()
+        self.train_env = self.eval_env = None
+
+    def train_dataloader(self) -> _TrainSteps:
+        """An iterable of :class:`TrainBatch`, one per env step of the current epoch."""
+        return _TrainSteps(self)
+
+    def val_dataloader(self) -> _EvalEpisodes:
+        """An iterable of :class:`EvalEpisode`, one per deterministic evaluation episode."""
+        return _EvalEpisodes(self)
+
+    def transfer_batch_to_device(self, batch: object, device: torch.device, dataloader_idx: int) -> object:
+        """Batches are produced on the buffer's device already: nothing to move."""
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Counters that a checkpoint must carry."""
+        return {"env_steps": self.env_steps, "train_steps": self.train_steps, "episodes": self.episodes}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Restore the counters written by :meth:`state_dict`."""
+        self.env_steps = state_dict["env_steps"]
+        self.train_steps = state_dict["train_steps"]
+        self.episodes = state_dict["episodes"]
+
+    # ----------------------------------------------------------------------------- interaction
+    @property
+    def agent(self) -> Agent:
+        """The policy being trained, taken from the trainer at run time."""
+        return self.trainer.lightning_module  # type: ignore[return-value]
+
+    def env_step(self, agent: Agent | None) -> EpisodeStats | None:
+        """Take one train-env step (``agent=None``: uniform random action) and store it.
+
+        Returns the finished episode's statistics when this step ended an episode (then the env
+        is reset), else ``None``. Time-limit truncation is stored as not terminated.
+        """
+        assert self.train_env is not None and self.buffer is not None and self._obs is not None
+        if agent is None:
+            action = self.train_env.action_space.sample()
+        else:
+            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.buffer.device)
+            action = agent.act(obs.unsqueeze(0), deterministic=False)[0].cpu().numpy()
+        next_obs, reward, terminated, truncated, info = self.train_env.step(action)
+        self.buffer.add(self._obs, action, float(reward), next_obs, bool(terminated))
+        self.env_steps += 1
+        if not (terminated or truncated):
+            self._obs = next_obs
+            return None
+        now = time.perf_counter()
+        stats = EpisodeStats(
+            self.episodes, float(info["episode"]["r"]), int(info["episode"]["l"]), now - self._episode_start
+        )
+        self.episodes += 1
+        self._episode_start = now
+        self._obs, _ = self.train_env.reset()
+        return stats
+
+    def warm_up(self) -> None:
+        """Fill the buffer with ``start_timesteps`` uniformly random steps (once per run)."""
+        remaining = self.start_timesteps - self.env_steps
+        if remaining <= 0:
+            return
+        rank_zero_info(f"Filling the replay buffer with {remaining} random steps...")
+        start = time.perf_counter()
+        for _ in range(remaining):
+            self.env_step(None)
+        # As the original, the main loop starts on a fresh episode and numbers episodes from 0.
+        assert self.train_env is not None
+        self._obs, _ = self.train_env.reset()
+        self.episodes = 0
+        self._episode_start = time.perf_counter()
+        rank_zero_info(f"Replay buffer filled in {time.perf_counter() - start:.1f} s; training starts.")
+
+    def evaluate_episode(self, agent: Agent) -> EvalEpisode:
+        """Run one deterministic episode on the eval env."""
+        assert self.eval_env is not None and self.buffer is not None
+        obs, _ = self.eval_env.reset()
+        episode_return, length, done = 0.0, 0, False
+        while not done:
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.buffer.device)
+            action = agent.act(obs_t.unsqueeze(0), deterministic=True)[0].cpu().numpy()
+            obs, reward, terminated, truncated, _ = self.eval_env.step(action)
+            episode_return += float(reward)
+            length += 1
+            done = terminated or truncated
+        return EvalEpisode(episode_return, length)
+
+
+class _TrainSteps:
+    """One epoch of training batches: ``min(eval_freq, steps left)`` env steps."""
+
+    def __init__(self, datamodule: EnvDataModule) -> None:
+        self.dm = datamodule
+
+    def __len__(self) -> int:
+        return self.dm.eval_freq
+
+    def __iter__(self) -> Iterator[TrainBatch]:
+        dm = self.dm
+        assert dm.buffer is not None
+        dm.warm_up()
+        agent = dm.agent
+        steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)
+        for _ in range(steps):
+            episode = dm.env_step(agent)
+            dm.train_steps += 1
+            if dm.train_steps >= dm.max_timesteps:
+                # This batch is still trained on and evaluated; then the fit loop ends.
+                dm.trainer.should_stop = True
+            minibatches = tuple(dm.buffer.sample(dm.batch_size) for _ in range(dm.updates_per_step))
+            yield TrainBatch(minibatches, dm.train_steps, episode)
+
+
+class _EvalEpisodes:
+    """The validation "dataset": ``eval_episodes`` deterministic episodes, run lazily."""
+
+    def __init__(self, datamodule: EnvDataModule) -> None:
+        self.dm = datamodule
+
+    def __len__(self) -> int:
+        return self.dm.eval_episodes
+
+    def __iter__(self) -> Iterator[EvalEpisode]:
+        agent = self.dm.agent
+        for _ in range(self.dm.eval_episodes):
+            yield self.dm.evaluate_episode(agent)

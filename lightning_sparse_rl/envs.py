@@ -1,0 +1,104 @@
+"""Gymnasium environment construction: legacy id mapping, validation and seeding.
+
+Gymnasium >= 1.2 no longer runs the mujoco-py based ``-v2``/``-v3`` MuJoCo environments that the
+original ANF and DS-TD3 code used. :func:`resolve_env_id` maps those ids to ``-v5`` and explains what
+changes, so a tutorial command such as ``--env HalfCheetah-v3`` keeps working.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+#: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
+#: Sources: Gymnasium's MuJoCo v5 changelog (see ``../shared/reference/peers.md`` section E).
+V5_DIFFERENCES: dict[str, str] = {
+    "HalfCheetah": "same dynamics, reward and 17-d observation",
+    "Hopper": "same 11-d observation; v5 fixes the healthy reward being paid after an unhealthy step",
+    "Walker2d": "same 17-d observation; v5 gives both feet the same friction (v3: left foot 1.9)",
+    "Ant": "v5 changes contact costs and observes contact forces by default (105-d, v3: 111-d)",
+    "Humanoid": "v5 fixes the contact-force observation and contact cost (348-d, v3: 376-d)",
+    "Swimmer": "same dynamics and 8-d observation",
+    "Reacher": "v5 fixes the reward timing",
+    "Pusher": "v5 fixes the reward timing",
+    "InvertedPendulum": "same dynamics, v5 fixes the healthy reward",
+    "InvertedDoublePendulum": "same dynamics, v5 fixes the healthy reward",
+}
+
+_LEGACY_ID = re.compile(r"^(?P<name>[A-Za-z0-9]+)-v(?P<version>[23])$")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know about an environment to build its networks.
+
+    Attributes:
+        env_id: the Gymnasium id actually made (after legacy mapping).
+        observation_dim: size of the flat observation vector.
+        action_dim: size of the continuous action vector.
+        action_low: lower action bound per dimension.
+        action_high: upper action bound per dimension.
+
+    """
+
+    env_id: str
+    observation_dim: int
+    action_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+
+
+def resolve_env_id(env_id: str) -> tuple[str, str | None]:
+    """Map a legacy mujoco-py MuJoCo id (``-v2``/``-v3``) to its ``-v5`` successor.
+
+    Returns:
+        ``(id_to_make, notice)``; ``notice`` is ``None`` when the id is used unchanged, else a
+        one-line explanation of the mapping to print for the user.
+
+    """
+    match = _LEGACY_ID.match(env_id)
+    if match is None or match["name"] not in V5_DIFFERENCES:
+        return env_id, None
+    new_id = f"{match['name']}-v5"
+    notice = (
+        f"{env_id} needs mujoco-py, which Gymnasium >= 1.2 no longer runs: using {new_id} instead "
+        f"({V5_DIFFERENCES[match['name']]}). Pass --data.env_id {new_id} to silence this notice."
+    )
+    return new_id, notice
+
+
+def make_env(env_id: str) -> gym.Env:
+    """Make a single Gymnasium env that records episode statistics (``info["episode"]``).
+
+    Raises:
+        ValueError: for an action space that is not a continuous ``Box`` or a non-flat observation.
+
+    """
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
+    if not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise ValueError(
+            f"env_id={env_id!r} has a {type(env.action_space).__name__} action space; SAC and TD3 need a "
+            "continuous Box action space (e.g. HalfCheetah-v5, Hopper-v5, Pendulum-v1)."
+        )
+    shape = env.observation_space.shape
+    if not isinstance(env.observation_space, gym.spaces.Box) or shape is None or len(shape) != 1:
+        env.close()
+        raise ValueError(f"env_id={env_id!r} must have a flat Box observation space, got {env.observation_space}")
+    return env
+
+
+def env_spec_of(env: gym.Env, env_id: str) -> EnvSpec:
+    """Describe ``env``'s (flat Box) spaces as an :class:`EnvSpec`."""
+    action_space = env.action_space
+    assert isinstance(action_space, gym.spaces.Box)
+    return EnvSpec(
+        env_id=env_id,
+        observation_dim=int(np.prod(env.observation_space.shape)),
+        action_dim=int(np.prod(action_space.shape)),
+        action_low=tuple(float(x) for x in action_space.low),
+        action_high=tuple(float(x) for x in action_space.high),
+    )

@@ -1,0 +1,219 @@
+"""The tutorial's command line: ``python -m lightning_sparse_rl.main --policy SAC --env HalfCheetah-v3 ...``.
+
+It accepts the original ``main.py`` flags (anf_spec §1), translates them into ``lsrl fit`` arguments,
+prints that equivalent command and runs it: one code path, the same objects as LightningCLI.
+Flags of features that are not implemented yet are accepted and, when set to anything but their
+default, rejected with a clear "not yet" message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from lightning_sparse_rl.cli import main as lsrl_main
+
+POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
+
+_NOT_YET_SPARSE = "sparse networks are not implemented yet (issue #3)"
+_NOT_YET_NOISE = "noise features and feature permutation are not implemented yet (issue #4)"
+_NOT_YET_RESUME = "resuming from a model file is not implemented yet (issue #7)"
+
+#: Flags of later features: (flag, default, reason it is not available yet).
+NOT_YET: tuple[tuple[str, object, str], ...] = (
+    ("global_sparsity", 0.0, _NOT_YET_SPARSE),
+    ("input_layer_sparsity", -1.0, _NOT_YET_SPARSE),
+    ("sparsity_distribution_method", "uniform", _NOT_YET_SPARSE),
+    ("output_layer_sparse", False, _NOT_YET_SPARSE),
+    ("init_new_weights_method", "zero", _NOT_YET_SPARSE),
+    ("ann_setZeta", 0.05, _NOT_YET_SPARSE),
+    ("ann_ascTopologyChangePeriod", 1000.0, _NOT_YET_SPARSE),
+    ("ann_earlyStopTopologyChange", 1e9, _NOT_YET_SPARSE),
+    ("fake_features", 0.0, _NOT_YET_NOISE),
+    ("fake_noise_std", 1.0, _NOT_YET_NOISE),
+    ("load_noise_distribution", "", _NOT_YET_NOISE),
+    ("adjust_env_period", -1.0, _NOT_YET_NOISE),
+    ("empty_buffer_on_env_change", False, _NOT_YET_NOISE),
+    ("refill_timesteps", 25e3, _NOT_YET_NOISE),
+    ("refill_mode", "random", _NOT_YET_NOISE),
+    ("load_model", "", _NOT_YET_RESUME),
+    ("sac_type", "Gaussian", "the deterministic SAC variant is not implemented yet"),
+    ("act_func_args", None, "parametric activations (srelu, allrelu, ...) are not implemented yet"),
+    ("act_func_per_neuron", False, "parametric activations (srelu, allrelu, ...) are not implemented yet"),
+)
+
+
+def _bool_pair(parser: argparse.ArgumentParser, name: str, default: bool, help_text: str) -> None:
+    """``--name`` / ``--not_name`` as in the original."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(f"--{name}", dest=name, action="store_true", help=help_text)
+    group.add_argument(f"--not_{name}", dest=name, action="store_false")
+    parser.set_defaults(**{name: default})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The original ``main.py`` arguments, with the original defaults (all numbers typed)."""
+    p = argparse.ArgumentParser(
+        prog="python -m lightning_sparse_rl.main",
+        description="Tutorial-compatible front of `lsrl fit` (flags of the original ANF main.py).",
+    )
+    p.add_argument("--policy", default="ANF-SAC", choices=POLICIES)
+    p.add_argument("--env", default="HalfCheetah-v3", help="Gymnasium id; -v2/-v3 MuJoCo ids run as -v5")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--start_timesteps", type=float, default=25e3, help="random warm-up steps before training")
+    p.add_argument("--eval_freq", type=float, default=5e3)
+    p.add_argument("--eval_episodes", type=int, default=5)
+    p.add_argument("--max_timesteps", type=float, default=1e6, help="training steps (warm-up excluded)")
+    p.add_argument("--batch_size", type=int, default=100)
+    p.add_argument("--buffer_size", type=float, default=1e6)
+    p.add_argument("--optimizer", default="adam", choices=("adam", "maskadam", "sgd"))
+    p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--discount", type=float, default=0.99)
+    p.add_argument("--tau", type=float, default=0.005)
+    p.add_argument("--temperature", type=float, default=0.2, help="SAC: fixed entropy temperature α")
+    p.add_argument("--automatic_entropy_tuning", action="store_true", help="SAC: learn α")
+    p.add_argument("--updates_per_step", type=int, default=1)
+    p.add_argument("--target_update_interval", type=int, default=1, help="SAC")
+    p.add_argument("--policy_noise", type=float, default=0.2, help="TD3")
+    p.add_argument("--noise_clip", type=float, default=0.5, help="TD3")
+    p.add_argument("--policy_freq", type=int, default=2, help="TD3")
+    p.add_argument("--expl_noise", type=float, default=0.1, help="TD3")
+    p.add_argument("--num_hid_layers", type=int, default=2)
+    p.add_argument("--num_hid_neurons", type=int, default=256)
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--wandb_mode", default="online", choices=("online", "offline", "disabled"))
+    p.add_argument("--wandb_project", default="lightning-sparse-rl")
+    p.add_argument("--wandb_entity", default=None)
+    p.add_argument("--save_model_period", type=float, default=250_000, help="accepted; checkpoints: best + last")
+    p.add_argument("--outname", default="default_output_script.txt", help="accepted and ignored (HPC bookkeeping)")
+    p.add_argument("--env_init_friction", type=float, default=1.5, help="accepted and ignored (unused originally)")
+    _bool_pair(p, "print_comments", True, "print episode and evaluation lines")
+    _bool_pair(p, "save_results", True, "write the CSV log of metrics")
+    _bool_pair(p, "save_model", True, "write checkpoints (best and last)")
+    # Later features: accepted so that tutorial commands parse, rejected unless left at their default.
+    p.add_argument("--global_sparsity", type=float, default=0.0)
+    p.add_argument("--input_layer_sparsity", type=float, default=-1.0)
+    p.add_argument("--sparsity_distribution_method", default="uniform")
+    p.add_argument("--output_layer_sparse", action="store_true")
+    p.add_argument("--init_new_weights_method", default="zero")
+    p.add_argument("--ann_setZeta", type=float, default=0.05)
+    p.add_argument("--ann_ascTopologyChangePeriod", type=float, default=1e3)
+    p.add_argument("--ann_earlyStopTopologyChange", type=float, default=1e9)
+    p.add_argument("--fake_features", type=float, default=0.0)
+    p.add_argument("--fake_noise_std", type=float, default=1.0)
+    p.add_argument("--load_noise_distribution", default="")
+    p.add_argument("--adjust_env_period", type=float, default=-1.0)
+    p.add_argument("--empty_buffer_on_env_change", action="store_true")
+    p.add_argument("--refill_timesteps", type=float, default=25e3)
+    p.add_argument("--refill_mode", default="random")
+    p.add_argument("--load_model", default="")
+    p.add_argument("--sac_type", default="Gaussian", choices=("Gaussian", "Deterministic"))
+    p.add_argument("--act_func_args", type=float, nargs="+", default=None)
+    p.add_argument("--act_func_per_neuron", action="store_true")
+    return p
+
+
+def check_not_yet(args: argparse.Namespace) -> None:
+    """Reject flags of unimplemented features that are set to anything but their default."""
+    for name, default, reason in NOT_YET:
+        if getattr(args, name) != default:
+            raise SystemExit(f"--{name} {getattr(args, name)}: {reason}. Leave it at its default ({default!r}).")
+    if args.optimizer == "maskadam" and args.policy.startswith("ANF"):
+        raise SystemExit(f"--optimizer maskadam: {_NOT_YET_SPARSE}.")
+
+
+def to_lsrl_args(args: argparse.Namespace) -> list[str]:
+    """Translate parsed original flags into ``lsrl fit`` arguments (LightningCLI syntax)."""
+    algorithm = "TD3" if "TD3" in args.policy else "SAC"
+    run_name = f"{args.policy}_{args.env}_seed{args.seed}"
+    model: dict[str, object] = {
+        "lr": args.lr,
+        "discount": args.discount,
+        "tau": args.tau,
+        "hidden_layers": args.num_hid_layers,
+        "hidden_width": args.num_hid_neurons,
+        "activation": args.activation,
+        # The original treats maskadam as Adam for dense and Static policies.
+        "optimizer": "sgd" if args.optimizer == "sgd" else "adam",
+    }
+    if algorithm == "SAC":
+        model |= {
+            "temperature": args.temperature,
+            "automatic_entropy_tuning": args.automatic_entropy_tuning,
+            "target_update_interval": args.target_update_interval,
+        }
+    else:
+        model |= {
+            "policy_noise": args.policy_noise,
+            "noise_clip": args.noise_clip,
+            "policy_freq": args.policy_freq,
+            "expl_noise": args.expl_noise,
+        }
+    data: dict[str, object] = {
+        "env_id": args.env,
+        "buffer_size": int(args.buffer_size),
+        "batch_size": args.batch_size,
+        "start_timesteps": int(args.start_timesteps),
+        "max_timesteps": int(args.max_timesteps),
+        "eval_freq": int(args.eval_freq),
+        "eval_episodes": args.eval_episodes,
+        "updates_per_step": args.updates_per_step,
+    }
+    loggers: list[dict[str, object]] = []
+    if args.save_results:
+        loggers.append(
+            {
+                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "init_args": {"save_dir": "runs", "name": algorithm.lower()},
+            }
+        )
+    if args.wandb_mode != "disabled":
+        wandb = {"mode": args.wandb_mode, "project": args.wandb_project, "entity": args.wandb_entity, "name": run_name}
+        loggers.append({"class_path": "lightning_sparse_rl.loggers.WandbLogger", "init_args": wandb})
+    callbacks: list[dict[str, object]] = [
+        {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}}
+    ]
+    if args.save_model:
+        checkpoint = {"monitor": "eval/return", "mode": "max", "filename": "best", "save_last": True}
+        callbacks.insert(0, {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint})
+
+    out = ["fit", f"--seed_everything={args.seed}", f"--model=lightning_sparse_rl.{algorithm}"]
+    out += [f"--model.{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in model.items()]
+    out += [f"--data.{k}={v}" for k, v in data.items()]
+    out.append(f"--trainer.logger={json.dumps(loggers) if loggers else 'false'}")
+    out.append(f"--trainer.callbacks={json.dumps(callbacks)}")
+    if not args.save_model:
+        out.append("--trainer.enable_checkpointing=false")
+    if not args.print_comments:
+        out += ["--progress.print_episodes=false", "--progress.print_evaluations=false"]
+    return out
+
+
+def policy_notice(args: argparse.Namespace) -> str | None:
+    """Explain what a sparse policy name means while its layers are all dense (anf_spec §2.1)."""
+    if args.policy in ("SAC", "TD3"):
+        return None
+    base = "TD3" if "TD3" in args.policy else "SAC"
+    return (
+        f"--policy {args.policy} with global_sparsity 0 and input_layer_sparsity -1 has no sparse layer: "
+        f"this run is dense {base}, exactly as in the original (anf_spec §2.1)."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the original flags, print the equivalent ``lsrl`` command and run it."""
+    args = build_parser().parse_args(argv)
+    check_not_yet(args)
+    notice = policy_notice(args)
+    if notice:
+        print(notice)
+    lsrl_args = to_lsrl_args(args)
+    print("Equivalent command: lsrl " + " ".join(shlex.quote(a) for a in lsrl_args), flush=True)
+    lsrl_main(lsrl_args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

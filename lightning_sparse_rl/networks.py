@@ -1,0 +1,149 @@
+"""Actor and critic networks for SAC and TD3 (MLPs of ``nn.Linear`` layers, as in the original)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+#: Hidden activations by their original ``--activation`` names.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "leakyrelu": nn.LeakyReLU,
+    "swish": nn.SiLU,
+    "selu": nn.SELU,
+}
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def mlp(in_dim: int, out_dim: int, hidden_layers: int, hidden_width: int, activation: str) -> nn.Sequential:
+    """``in_dim → hidden_width (× hidden_layers, each followed by the activation) → out_dim``.
+
+    With ``out_dim=0`` the network ends after the last hidden activation (a trunk for heads).
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
+    if hidden_layers < 1 or hidden_width < 1:
+        raise ValueError(f"hidden_layers={hidden_layers} and hidden_width={hidden_width} must both be >= 1")
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(hidden_layers):
+        layers += [nn.Linear(width, hidden_width), ACTIVATIONS[activation]()]
+        width = hidden_width
+    if out_dim > 0:
+        layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+def xavier_init_(module: nn.Module) -> None:
+    """Xavier-uniform (gain 1) weights and zero biases for every ``nn.Linear`` (the original SAC init)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight, gain=1.0)
+            nn.init.zeros_(layer.bias)
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for all parameters, in place."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+class _ActionScaling(nn.Module):
+    """Maps ``[-1, 1]`` to the env's action box: ``a = x·scale + bias``."""
+
+    def __init__(self, action_low: tuple[float, ...], action_high: tuple[float, ...]) -> None:
+        super().__init__()
+        low = torch.tensor(action_low, dtype=torch.float32)
+        high = torch.tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2.0)
+        self.register_buffer("action_bias", (high + low) / 2.0)
+
+
+class SquashedGaussianActor(_ActionScaling):
+    """SAC actor: an MLP trunk, a mean head and a log-std head; actions are ``tanh``-squashed.
+
+    Shapes: observations ``(B, obs_dim)`` → actions ``(B, action_dim)`` in env units.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_layers: int,
+        hidden_width: int,
+        activation: str,
+        action_low: tuple[float, ...],
+        action_high: tuple[float, ...],
+    ) -> None:
+        super().__init__(action_low, action_high)
+        self.trunk = mlp(obs_dim, 0, hidden_layers, hidden_width, activation)
+        self.mean = nn.Linear(hidden_width, action_dim)
+        self.log_std = nn.Linear(hidden_width, action_dim)
+        xavier_init_(self)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and clamped log-std of the pre-squash Gaussian, each ``(B, action_dim)``."""
+        h = self.trunk(obs)
+        return self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Reparameterised action ``(B, action_dim)`` and its log-probability ``(B,)``."""
+        mean, log_std = self(obs)
+        eps = torch.randn_like(mean)
+        u = mean + log_std.exp() * eps
+        squashed = torch.tanh(u)
+        # log N(u; mean, std) with (u - mean) / std = eps, minus the log-det of the tanh + scaling.
+        log_prob = -0.5 * eps.pow(2) - log_std - _HALF_LOG_2PI
+        log_prob = log_prob - torch.log(self.action_scale * (1.0 - squashed.pow(2)) + 1e-6)
+        return squashed * self.action_scale + self.action_bias, log_prob.sum(dim=-1)
+
+    def deterministic(self, obs: Tensor) -> Tensor:
+        """The evaluation action ``tanh(mean)`` in env units, ``(B, action_dim)``."""
+        mean, _ = self(obs)
+        return torch.tanh(mean) * self.action_scale + self.action_bias
+
+
+class DeterministicActor(_ActionScaling):
+    """TD3 actor: ``tanh(MLP(obs))`` scaled to the action box; PyTorch's default ``nn.Linear`` init."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_layers: int,
+        hidden_width: int,
+        activation: str,
+        action_low: tuple[float, ...],
+        action_high: tuple[float, ...],
+    ) -> None:
+        super().__init__(action_low, action_high)
+        self.net = mlp(obs_dim, action_dim, hidden_layers, hidden_width, activation)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """Actions ``(B, action_dim)`` in env units."""
+        return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
+
+
+class TwinQCritic(nn.Module):
+    """Two independent Q networks on ``[obs, action]``: ``(B, obs_dim), (B, action_dim) → 2 × (B,)``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_layers: int, hidden_width: int, activation: str) -> None:
+        super().__init__()
+        self.q1 = mlp(obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
+        self.q2 = mlp(obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
+
+    def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """Q1 and Q2 values, each ``(B,)``."""
+        x = torch.cat([obs, action], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+    def q1_value(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Q1 alone, ``(B,)`` (TD3's actor loss)."""
+        return self.q1(torch.cat([obs, action], dim=-1)).squeeze(-1)

@@ -1,0 +1,23 @@
+"""Early checks of user-supplied values, with messages that name the value and the allowed range."""
+
+from __future__ import annotations
+
+
+def check_positive(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless ``value > 0``."""
+    if not value > 0:
+        raise ValueError(f"{name}={value!r} must be > 0")
+
+
+def check_at_least(name: str, value: float, minimum: float) -> None:
+    """Raise ``ValueError`` unless ``value >= minimum``."""
+    if not value >= minimum:
+        raise ValueError(f"{name}={value!r} must be >= {minimum}")
+
+
+def check_in_range(name: str, value: float, low: float, high: float, *, high_inclusive: bool = False) -> None:
+    """Raise ``ValueError`` unless ``low <= value < high`` (``<= high`` with ``high_inclusive``)."""
+    ok = low <= value <= high if high_inclusive else low <= value < high
+    if not ok:
+        bracket = "]" if high_inclusive else ")"
+        raise ValueError(f"{name}={value!r} must be in [{low}, {high}{bracket}")

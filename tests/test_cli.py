@@ -1,0 +1,120 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_sparse_rl import SAC, TD3
+from lightning_sparse_rl.cli import build_cli
+from lightning_sparse_rl.main import build_parser, main, to_lsrl_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _config(args):
+    cli = build_cli(args, run=False)
+    config = cli.config.as_dict()
+    config.pop("config", None)
+    return cli, config
+
+
+def test_command_line_overrides_yaml():
+    cli, _ = _config(["--config", str(REPO / "configs/sac.yaml"), "--data.env_id", "Hopper-v5", "--model.lr", "3e-4"])
+    assert isinstance(cli.model, SAC)
+    assert cli.model.hparams.lr == 3e-4 and cli.datamodule.env_id == "Hopper-v5"
+    assert cli.model.env_spec.observation_dim == 11  # linked from the DataModule
+    assert cli.datamodule.seed == 42  # linked from seed_everything
+
+
+def test_td3_yaml_builds_td3():
+    cli, _ = _config(["--config", str(REPO / "configs/td3.yaml"), "--seed_everything", "7"])
+    assert isinstance(cli.model, TD3) and cli.model.hparams.policy_freq == 2 and cli.datamodule.seed == 7
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  class_path: lightning_sparse_rl.SAC\n  init_args:\n    learning_rate: 0.1\n")
+    with pytest.raises(SystemExit):
+        build_cli(["--config", str(bad)], run=False)
+
+
+def _short_run_args(tmp_path, config="configs/sac.yaml"):
+    logger = [
+        {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "r"}}
+    ]
+    return [
+        "fit", "--config", str(REPO / config),
+        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "100", "--data.max_timesteps", "100",
+        "--data.eval_freq", "100", "--data.eval_episodes", "1", "--model.hidden_width", "16",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
+        "--trainer.enable_model_summary", "false",
+    ]  # fmt: skip
+
+
+def test_resolved_config_is_saved_next_to_the_run_and_round_trips(tmp_path):
+    cli = build_cli(_short_run_args(tmp_path))
+    run_dir = Path(cli.trainer.log_dir)
+    saved = run_dir / "config.yaml"
+    assert saved.exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+    assert yaml.safe_load(saved.read_text())["model"]["init_args"]["hidden_width"] == 16
+    again = build_cli(["fit", "--config", str(saved)])  # trains again from the saved config alone
+    first_config, again_config = (c.config["fit"].clone() for c in (cli, again))
+    for config in (first_config, again_config):
+        del config["config"]
+    assert again_config == first_config
+    assert Path(again.trainer.log_dir) != run_dir  # a new version directory, nothing overwritten
+
+
+def test_tutorial_front_maps_to_the_same_config_as_the_yaml():
+    for policy, config in [("SAC", "configs/sac.yaml"), ("TD3", "configs/td3.yaml")]:
+        front = to_lsrl_args(
+            build_parser().parse_args(["--policy", policy, "--env", "HalfCheetah-v5", "--wandb_mode", "disabled"])
+        )
+        _, from_front = _config(front[1:])
+        _, from_yaml = _config(["--config", str(REPO / config)])
+        assert from_front == from_yaml, policy
+
+
+def test_tutorial_flags_reach_the_objects():
+    args = build_parser().parse_args(
+        ["--policy", "TD3", "--env", "Hopper-v3", "--seed", "3", "--lr", "3e-4", "--discount", "0.98",
+         "--policy_noise", "0.3", "--num_hid_layers", "3", "--num_hid_neurons", "64", "--batch_size", "256",
+         "--start_timesteps", "1e3", "--max_timesteps", "2e4", "--eval_freq", "1e3", "--wandb_mode", "disabled",
+         "--not_save_model", "--not_print_comments"]
+    )  # fmt: skip
+    cli, _ = _config(to_lsrl_args(args)[1:])
+    hp = cli.model.hparams
+    assert isinstance(cli.model, TD3) and (hp.lr, hp.discount, hp.policy_noise) == (3e-4, 0.98, 0.3)
+    assert (hp.hidden_layers, hp.hidden_width) == (3, 64)
+    dm = cli.datamodule
+    assert (dm.env_id, dm.seed, dm.batch_size, dm.start_timesteps, dm.max_timesteps) == (
+        "Hopper-v5",
+        3,
+        256,
+        1000,
+        20000,
+    )
+    assert cli.trainer.checkpoint_callback is None
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--global_sparsity", "0.5"], "not implemented yet"),
+        (["--fake_features", "0.9"], "not implemented yet"),
+        (["--policy", "ANF-SAC", "--optimizer", "maskadam"], "maskadam"),
+    ],
+)
+def test_tutorial_front_rejects_later_features_clearly(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*flags, "--wandb_mode", "disabled"])
+    assert message in str(exit_info.value)
+
+
+def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    flags = "--policy ANF-SAC --env Pendulum-v1 --start_timesteps 100 --max_timesteps 200 --eval_freq 200"
+    main([*flags.split(), "--eval_episodes", "1", "--num_hid_neurons", "16", "--wandb_mode", "disabled"])
+    out = capsys.readouterr().out
+    assert "this run is dense SAC" in out and "Equivalent command: lsrl fit" in out
+    assert (tmp_path / "runs" / "sac" / "version_0" / "metrics.csv").exists()
