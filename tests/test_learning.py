@@ -1,0 +1,29 @@
+"""SAC and TD3 must actually learn: Pendulum-v1 from about −1400 (random) to better than −350.
+
+Measured with this setup (seeds 0-2, 64-wide nets): SAC evaluates at −101 to −218 after 4-5k steps,
+TD3 at −105 to −159 after 6k steps.
+"""
+
+import csv
+
+import pytest
+from conftest import short_fit
+
+DATA = {"start_timesteps": 1000, "eval_freq": 1000, "eval_episodes": 5, "batch_size": 128}
+
+
+def _eval_returns(trainer):
+    with open(f"{trainer.logger.log_dir}/metrics.csv") as f:
+        return [float(r["eval/return"]) for r in csv.DictReader(f) if r["eval/return"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("algorithm", "steps"), [("sac", 5000), ("td3", 7000)])
+def test_learns_pendulum(tmp_path, algorithm, steps):
+    trainer, _, _ = short_fit(
+        tmp_path, algorithm, seed=0, data={**DATA, "max_timesteps": steps}, model={"hidden_width": 64}
+    )
+    returns = _eval_returns(trainer)
+    assert len(returns) == steps // 1000
+    assert returns[0] < -600, returns  # the task is not trivially solved by the initial policy
+    assert max(returns) > -250 and returns[-1] > -350, returns
