@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 #: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
 #: Sources: Gymnasium's MuJoCo v5 changelog (see ``../shared/reference/peers.md`` section E).
@@ -49,6 +50,10 @@ class EnvSpec:
     action_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+
+
+# Plain data: checkpoints that hold it (in the model's hyperparameters) load with weights_only=True.
+torch.serialization.add_safe_globals([EnvSpec])
 
 
 def resolve_env_id(env_id: str) -> tuple[str, str | None]:

@@ -2,6 +2,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lightning_sparse_rl import SAC, TD3
@@ -57,6 +58,10 @@ def test_resolved_config_is_saved_next_to_the_run_and_round_trips(tmp_path):
     saved = run_dir / "config.yaml"
     assert saved.exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
     assert yaml.safe_load(saved.read_text())["model"]["init_args"]["hidden_width"] == 16
+    reloaded = SAC.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")  # torch's weights_only default
+    assert reloaded.env_spec == cli.model.env_spec
+    for a, b in zip(reloaded.parameters(), cli.model.parameters(), strict=True):
+        assert torch.equal(a, b)
     again = build_cli(["fit", "--config", str(saved)])  # trains again from the saved config alone
     first_config, again_config = (c.config["fit"].clone() for c in (cli, again))
     for config in (first_config, again_config):
@@ -118,3 +123,28 @@ def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "this run is dense SAC" in out and "Equivalent command: lsrl fit" in out
     assert (tmp_path / "runs" / "sac" / "version_0" / "metrics.csv").exists()
+
+
+def _run_with_logger(tmp_path, logger):
+    args = _short_run_args(tmp_path)
+    args[args.index("--trainer.logger") + 1] = json.dumps(logger)
+    return build_cli(args)
+
+
+def test_tensorboard_logger_is_selectable(tmp_path):
+    logger = {"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": str(tmp_path)}}
+    cli = _run_with_logger(tmp_path, logger)
+    assert list(Path(cli.trainer.log_dir).glob("events.out.tfevents.*"))
+
+
+def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    save_dir = tmp_path / "w"
+    logger = {
+        "class_path": "lightning_sparse_rl.loggers.WandbLogger",
+        "init_args": {"mode": "offline", "save_dir": str(save_dir)},
+    }
+    cli = _run_with_logger(tmp_path, logger)
+    cli.trainer.logger.experiment.finish()
+    assert list((save_dir / "wandb").glob("offline-run-*"))
