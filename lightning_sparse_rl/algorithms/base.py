@@ -31,9 +31,6 @@ class OffPolicyAlgorithm(LightningModule):
         weight_decay: L2 weight decay of the actor and critic optimizers (original: 2e-4).
         discount: γ.
         tau: Polyak rate of the target networks.
-        hidden_layers: number of hidden layers of every network.
-        hidden_width: units per hidden layer.
-        activation: hidden activation, see :data:`lightning_sparse_rl.networks.ACTIVATIONS`.
         optimizer: ``adam`` or ``sgd`` (momentum 0.9), both with ``weight_decay``.
 
     """
@@ -45,9 +42,6 @@ class OffPolicyAlgorithm(LightningModule):
         weight_decay: float,
         discount: float,
         tau: float,
-        hidden_layers: int,
-        hidden_width: int,
-        activation: str,
         optimizer: OptimizerName,
     ) -> None:
         super().__init__()

@@ -43,6 +43,9 @@ class SAC(OffPolicyAlgorithm):
         temperature: α when it is not tuned.
         automatic_entropy_tuning: learn log α (starting at 0) towards entropy target −|A|.
         target_update_interval: Polyak-update the target critic every N gradient updates.
+        hidden_layers: number of hidden layers of the actor and of each critic.
+        hidden_width: units per hidden layer.
+        activation: hidden activation, see :data:`lightning_sparse_rl.networks.ACTIVATIONS`.
         Other arguments: see :class:`OffPolicyAlgorithm`.
 
     """
@@ -62,7 +65,7 @@ class SAC(OffPolicyAlgorithm):
         activation: str = "relu",
         optimizer: OptimizerName = "adam",
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, hidden_layers, hidden_width, activation, optimizer)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer)
         check_at_least("temperature", temperature, 0.0)
         check_positive("target_update_interval", target_update_interval)
         self.save_hyperparameters()

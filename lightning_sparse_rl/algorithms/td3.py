@@ -29,6 +29,9 @@ class TD3(OffPolicyAlgorithm):
         noise_clip: clip of the target-smoothing noise, in units of the action half-range.
         policy_freq: update the actor and both targets every N critic updates.
         expl_noise: std of the Gaussian exploration noise, in units of the action half-range.
+        hidden_layers: number of hidden layers of the actor and of each critic.
+        hidden_width: units per hidden layer.
+        activation: hidden activation, see :data:`lightning_sparse_rl.networks.ACTIVATIONS`.
         Other arguments: see :class:`OffPolicyAlgorithm`.
 
     """
@@ -49,7 +52,7 @@ class TD3(OffPolicyAlgorithm):
         activation: str = "relu",
         optimizer: OptimizerName = "adam",
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, hidden_layers, hidden_width, activation, optimizer)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer)
         check_at_least("policy_noise", policy_noise, 0.0)
         check_at_least("noise_clip", noise_clip, 0.0)
         check_at_least("expl_noise", expl_noise, 0.0)
