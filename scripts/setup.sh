@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv at the repository root and install lightning-sparse-rl into it (idempotent:
-# reinstalls only when setup.cfg or pyproject.toml changed). torch is pinned to the CPU build
-# 2.13.0; for a GPU, install your CUDA build of torch into .venv first and it is kept.
+# reinstalls only when setup.cfg or pyproject.toml changed). torch is pinned to 2.13.0; a CUDA
+# build of torch 2.13.0 already in .venv (e.g. 2.13.0+cu128) satisfies the pin and is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
