@@ -15,23 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from lightning_sparse_rl.cli import main as lsrl_main
+from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
+from lightning_sparse_rl.validation import check_in_range, check_positive
 
 POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
 
-_NOT_YET_SPARSE = "sparse networks are not implemented yet (issue #3)"
 _NOT_YET_NOISE = "noise features and feature permutation are not implemented yet (issue #4)"
 _NOT_YET_RESUME = "resuming from a model file is not implemented yet (issue #7)"
 
 #: Flags of later features: (flag, default, reason it is not available yet).
 NOT_YET: tuple[tuple[str, object, str], ...] = (
-    ("global_sparsity", 0.0, _NOT_YET_SPARSE),
-    ("input_layer_sparsity", -1.0, _NOT_YET_SPARSE),
-    ("sparsity_distribution_method", "uniform", _NOT_YET_SPARSE),
-    ("output_layer_sparse", False, _NOT_YET_SPARSE),
-    ("init_new_weights_method", "zero", _NOT_YET_SPARSE),
-    ("ann_setZeta", 0.05, _NOT_YET_SPARSE),
-    ("ann_ascTopologyChangePeriod", 1000.0, _NOT_YET_SPARSE),
-    ("ann_earlyStopTopologyChange", 1e9, _NOT_YET_SPARSE),
     ("fake_features", 0.0, _NOT_YET_NOISE),
     ("fake_noise_std", 1.0, _NOT_YET_NOISE),
     ("load_noise_distribution", "", _NOT_YET_NOISE),
@@ -93,15 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_pair(p, "print_comments", True, "print episode and evaluation lines")
     _bool_pair(p, "save_results", True, "write the CSV log of metrics")
     _bool_pair(p, "save_model", True, "write checkpoints (best and last)")
+    p.add_argument("--global_sparsity", type=float, default=0.0, help="Static-*/ANF-*: target sparsity per network")
+    p.add_argument("--input_layer_sparsity", type=float, default=-1.0, help="-1 free, 0 dense, (0,1) pinned")
+    p.add_argument("--sparsity_distribution_method", default="uniform", choices=DISTRIBUTION_METHODS)
+    p.add_argument("--output_layer_sparse", action="store_true", help="the actor's output layer may be sparse")
+    p.add_argument("--init_new_weights_method", default="zero", choices=("zero", "unif", "xavier"))
+    p.add_argument("--ann_setZeta", type=float, default=0.05, help="ANF-*: fraction pruned/regrown per update")
+    p.add_argument("--ann_ascTopologyChangePeriod", type=float, default=1e3, help="ANF-*: gradient updates")
+    p.add_argument("--ann_earlyStopTopologyChange", type=float, default=1e9, help="ANF-*: last topology update")
     # Later features: accepted so that tutorial commands parse, rejected unless left at their default.
-    p.add_argument("--global_sparsity", type=float, default=0.0)
-    p.add_argument("--input_layer_sparsity", type=float, default=-1.0)
-    p.add_argument("--sparsity_distribution_method", default="uniform")
-    p.add_argument("--output_layer_sparse", action="store_true")
-    p.add_argument("--init_new_weights_method", default="zero")
-    p.add_argument("--ann_setZeta", type=float, default=0.05)
-    p.add_argument("--ann_ascTopologyChangePeriod", type=float, default=1e3)
-    p.add_argument("--ann_earlyStopTopologyChange", type=float, default=1e9)
     p.add_argument("--fake_features", type=float, default=0.0)
     p.add_argument("--fake_noise_std", type=float, default=1.0)
     p.add_argument("--load_noise_distribution", default="")
@@ -121,8 +114,17 @@ def check_not_yet(args: argparse.Namespace) -> None:
     for name, default, reason in NOT_YET:
         if getattr(args, name) != default:
             raise SystemExit(f"--{name} {getattr(args, name)}: {reason}. Leave it at its default ({default!r}).")
-    if args.optimizer == "maskadam" and args.policy.startswith("ANF"):
-        raise SystemExit(f"--optimizer maskadam: {_NOT_YET_SPARSE}.")
+
+
+def check_sparsity_flags(args: argparse.Namespace) -> None:
+    """Stop early, naming the flag, when a sparsity flag is out of range."""
+    try:
+        check_sparsity_arguments(args.global_sparsity, args.sparsity_distribution_method, args.input_layer_sparsity)
+        check_in_range("--ann_setZeta", args.ann_setZeta, 0.0, 1.0, low_inclusive=False)
+        check_positive("--ann_ascTopologyChangePeriod", args.ann_ascTopologyChangePeriod)
+        check_positive("--ann_earlyStopTopologyChange", args.ann_earlyStopTopologyChange)
+    except ValueError as error:
+        raise SystemExit(f"Bad sparsity flag: {error}") from None
 
 
 def to_lsrl_args(args: argparse.Namespace) -> list[str]:
@@ -137,7 +139,7 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         "hidden_width": args.num_hid_neurons,
         "activation": args.activation,
         # The original treats maskadam as Adam for dense and Static policies.
-        "optimizer": "sgd" if args.optimizer == "sgd" else "adam",
+        "optimizer": args.optimizer if args.policy.startswith("ANF") or args.optimizer != "maskadam" else "adam",
     }
     if algorithm == "SAC":
         model |= {
@@ -167,18 +169,17 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         loggers.append(
             {
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": "runs", "name": algorithm.lower()},
+                "init_args": {"save_dir": "runs", "name": args.policy.lower()},
             }
         )
     if args.wandb_mode != "disabled":
         wandb = {"mode": args.wandb_mode, "project": args.wandb_project, "entity": args.wandb_entity, "name": run_name}
         loggers.append({"class_path": "lightning_sparse_rl.loggers.WandbLogger", "init_args": wandb})
-    callbacks: list[dict[str, object]] = [
-        {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}}
-    ]
+    callbacks = sparsity_callbacks(args)
     if args.save_model:
         checkpoint = {"monitor": "eval/return", "mode": "max", "filename": "best", "save_last": True}
-        callbacks.insert(0, {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint})
+        callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint})
+    callbacks.append({"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}})
 
     out = ["fit", f"--seed_everything={args.seed}", f"--model=lightning_sparse_rl.{algorithm}"]
     out += [f"--model.{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in model.items()]
@@ -192,9 +193,38 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def policy_notice(args: argparse.Namespace) -> str | None:
-    """Explain what a sparse policy name means while its layers are all dense (anf_spec §2.1)."""
+def sparsity_callbacks(args: argparse.Namespace) -> list[dict[str, object]]:
+    """``Static-*``: masks only; ``ANF-*``: masks and dynamic sparse training; dense policies: none."""
     if args.policy in ("SAC", "TD3"):
+        return []
+    distribution = {
+        "global_sparsity": args.global_sparsity,
+        "distribution": args.sparsity_distribution_method,
+        "input_layer_sparsity": args.input_layer_sparsity,
+        "output_layer_sparse": args.output_layer_sparse,
+    }
+    callbacks: list[dict[str, object]] = [
+        {"class_path": "lightning_sparse_rl.callbacks.SparsityDistributionCallback", "init_args": distribution}
+    ]
+    if args.policy.startswith("ANF"):
+        dynamic = {
+            "drop_fraction": args.ann_setZeta,
+            "update_period": int(args.ann_ascTopologyChangePeriod),
+            "stop_step": int(args.ann_earlyStopTopologyChange),
+            "new_weight_init": args.init_new_weights_method,
+        }
+        callbacks.append({"class_path": "lightning_sparse_rl.callbacks.DynamicSparsityCallback", "init_args": dynamic})
+    return callbacks
+
+
+def policy_notice(args: argparse.Namespace) -> str | None:
+    """Say when sparsity flags have no effect: a dense policy, or a sparse one with all levels 0 (anf_spec §2.1)."""
+    sparsity_set = args.global_sparsity > 0 or 0 < args.input_layer_sparsity < 1
+    if args.policy in ("SAC", "TD3"):
+        if sparsity_set:
+            return f"--policy {args.policy} is dense: the sparsity flags are ignored, as in the original."
+        return None
+    if sparsity_set:
         return None
     base = "TD3" if "TD3" in args.policy else "SAC"
     return (
@@ -207,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the original flags, print the equivalent ``lsrl`` command and run it."""
     args = build_parser().parse_args(argv)
     check_not_yet(args)
+    check_sparsity_flags(args)
     notice = policy_notice(args)
     if notice:
         print(notice)

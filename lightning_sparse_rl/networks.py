@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from lightning_sparse_rl.sparse import active_count, is_masked, trainable_weight, zero_smallest_nonzero_
 
 #: Hidden activations by their original ``--activation`` names.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -49,10 +52,65 @@ def xavier_init_(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
+#: One connection layer: the ``nn.Linear`` modules reading the same input (SAC's mean and log-std heads).
+ConnectionLayer = tuple[nn.Linear, ...]
+
+
+def linear_layers(module: nn.Module) -> list[nn.Linear]:
+    """The ``nn.Linear`` modules of ``module`` in definition order."""
+    return [m for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@dataclass(frozen=True)
+class SparseNetwork:
+    """How sparsity sees one network: its connection layers, input first, and its target's layers.
+
+    Attributes:
+        name: e.g. ``actor``, ``critic.q1`` (used in logs and tables).
+        family: networks of one family share per-layer sparsity levels but get independent masks
+            (Q1 and Q2 are both ``critic``); the algorithm's ``network_loss(family, batch)`` trains them.
+        layers: connection layers from input to output.
+        target_layers: the matching layers of the Polyak-averaged target network, or ``None``.
+        output_may_be_sparse: whether ``output_layer_sparse`` applies (actors; critics keep a dense output).
+
+    """
+
+    name: str
+    family: str
+    layers: tuple[ConnectionLayer, ...]
+    target_layers: tuple[ConnectionLayer, ...] | None
+    output_may_be_sparse: bool
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        """Neuron counts ``n_0 … n_L`` (a layer of several modules counts their outputs together)."""
+        return [self.layers[0][0].in_features] + [sum(m.out_features for m in layer) for layer in self.layers]
+
+
+def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
+    """Each ``nn.Linear`` of ``module`` as its own connection layer (plain MLPs)."""
+    return tuple((layer,) for layer in linear_layers(module))
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for all parameters, in place."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every Linear layer, in place.
+
+    ``θ_source`` is the masked (effective) weight. An unmasked target layer whose source layer is
+    masked is then kept as sparse as the source: its smallest-magnitude non-zeros beyond the source's
+    connection count are zeroed ("maintain sparsity", anf_spec §4.4). A masked target layer (shared
+    masks) needs no pruning.
+    """
+    pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
+    targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
+    sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
+    torch._foreach_lerp_(targets, sources, tau)
+    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t)]
+    if budgeted:
+        # One device sync for all layers: non-zeros of each target and connection count of its source.
+        counts = torch.stack([torch.stack([t.weight.ne(0).sum(), active_count(s)]) for t, s in budgeted])
+        for (layer, _), (nonzero, allowed) in zip(budgeted, counts.tolist(), strict=True):
+            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed))
 
 
 class _ActionScaling(nn.Module):
@@ -87,6 +145,10 @@ class SquashedGaussianActor(_ActionScaling):
         self.mean = nn.Linear(hidden_width, action_dim)
         self.log_std = nn.Linear(hidden_width, action_dim)
         xavier_init_(self)
+
+    def connection_layers(self) -> tuple[ConnectionLayer, ...]:
+        """Trunk layers, then the two heads as one output layer ``hidden → 2·action_dim``."""
+        return (*as_connection_layers(self.trunk), (self.mean, self.log_std))
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and clamped log-std of the pre-squash Gaussian, each ``(B, action_dim)``."""
@@ -125,6 +187,10 @@ class DeterministicActor(_ActionScaling):
     ) -> None:
         super().__init__(action_low, action_high)
         self.net = mlp(obs_dim, action_dim, hidden_layers, hidden_width, activation)
+
+    def connection_layers(self) -> tuple[ConnectionLayer, ...]:
+        """The MLP's layers, input to output."""
+        return as_connection_layers(self.net)
 
     def forward(self, obs: Tensor) -> Tensor:
         """Actions ``(B, action_dim)`` in env units."""

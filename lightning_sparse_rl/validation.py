@@ -15,9 +15,12 @@ def check_at_least(name: str, value: float, minimum: float) -> None:
         raise ValueError(f"{name}={value!r} must be >= {minimum}")
 
 
-def check_in_range(name: str, value: float, low: float, high: float, *, high_inclusive: bool = False) -> None:
-    """Raise ``ValueError`` unless ``low <= value < high`` (``<= high`` with ``high_inclusive``)."""
-    ok = low <= value <= high if high_inclusive else low <= value < high
-    if not ok:
-        bracket = "]" if high_inclusive else ")"
-        raise ValueError(f"{name}={value!r} must be in [{low}, {high}{bracket}")
+def check_in_range(
+    name: str, value: float, low: float, high: float, *, high_inclusive: bool = False, low_inclusive: bool = True
+) -> None:
+    """Raise ``ValueError`` unless ``low <= value < high`` (``<`` / ``<=`` per the ``*_inclusive`` flags)."""
+    above = low <= value if low_inclusive else low < value
+    below = value <= high if high_inclusive else value < high
+    if not (above and below):
+        opening, closing = "[" if low_inclusive else "(", "]" if high_inclusive else ")"
+        raise ValueError(f"{name}={value!r} must be in {opening}{low}, {high}{closing}")

@@ -30,6 +30,7 @@ def short_fit(
     data: dict | None = None,
     model: dict | None = None,
     trainer: dict | None = None,
+    ckpt_path: str | None = None,
 ) -> tuple[L.Trainer, L.LightningModule, EnvDataModule]:
     """Fit ``algorithm`` on Pendulum-v1 (small nets) with a real Trainer and a CSV log in ``tmp_path``."""
     L.seed_everything(seed, verbose=False)
@@ -61,5 +62,5 @@ def short_fit(
     )
     trainer_kwargs.update(trainer or {})
     fitter = L.Trainer(**trainer_kwargs)
-    fitter.fit(module, dm)
+    fitter.fit(module, dm, ckpt_path=ckpt_path)
     return fitter, module, dm

@@ -1,4 +1,6 @@
 import json
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -102,18 +104,86 @@ def test_tutorial_flags_reach_the_objects():
     assert cli.trainer.checkpoint_callback is None
 
 
+def test_tutorial_front_rejects_later_features_clearly(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--fake_features", "0.9", "--wandb_mode", "disabled"])
+    assert "not implemented yet" in str(exit_info.value)
+
+
+@pytest.mark.parametrize(
+    ("config", "algorithm", "dynamic", "optimizer", "global_sparsity", "s_in"),
+    [
+        ("static_sac", SAC, False, "adam", 0.5, -1.0),
+        ("static_td3", TD3, False, "adam", 0.5, -1.0),
+        ("ds_sac", SAC, True, "adam", 0.5, -1.0),
+        ("ds_td3", TD3, True, "adam", 0.5, -1.0),
+        ("anf_sac", SAC, True, "maskadam", 0.0, 0.8),
+        ("anf_td3", TD3, True, "maskadam", 0.0, 0.8),
+    ],
+)
+def test_sparse_yaml_configs_build_their_callbacks(config, algorithm, dynamic, optimizer, global_sparsity, s_in):
+    path = REPO / "configs" / f"{config}.yaml"
+    assert path.read_text().startswith("# ") and ("IJCAI" in path.read_text() or "AAMAS" in path.read_text())
+    cli, _ = _config(["--config", str(path)])
+    assert isinstance(cli.model, algorithm) and cli.model.hparams.optimizer == optimizer
+    callbacks = {type(c).__name__: c for c in cli.trainer.callbacks}
+    distribution = callbacks["SparsityDistributionCallback"]
+    assert (distribution.global_sparsity, distribution.input_layer_sparsity) == (global_sparsity, s_in)
+    assert ("DynamicSparsityCallback" in callbacks) == dynamic
+
+
+def _front_config(flags):
+    args = build_parser().parse_args([*flags, "--env", "HalfCheetah-v5", "--wandb_mode", "disabled"])
+    cli, _ = _config(to_lsrl_args(args)[1:])
+    return cli, {type(c).__name__: c for c in cli.trainer.callbacks}
+
+
+def test_tutorial_policies_map_to_the_sparsity_callbacks():
+    cli, callbacks = _front_config(["--policy", "ANF-SAC", "--global_sparsity", "0.5", "--optimizer", "maskadam"])
+    assert callbacks["SparsityDistributionCallback"].global_sparsity == 0.5
+    dynamic = callbacks["DynamicSparsityCallback"]
+    assert (dynamic.drop_fraction, dynamic.update_period, dynamic.new_weight_init) == (0.05, 1000, "zero")
+    assert cli.model.hparams.optimizer == "maskadam"
+    flags = ["--policy", "Static-TD3", "--sparsity_distribution_method", "ER", "--global_sparsity", "0.9"]
+    cli, callbacks = _front_config([*flags, "--optimizer", "maskadam"])
+    assert isinstance(cli.model, TD3) and cli.model.hparams.optimizer == "adam"  # as the original: Static uses Adam
+    assert callbacks["SparsityDistributionCallback"].distribution == "ER"
+    assert "DynamicSparsityCallback" not in callbacks
+    _, callbacks = _front_config(["--policy", "SAC", "--input_layer_sparsity", "0.8"])
+    assert "SparsityDistributionCallback" not in callbacks  # dense policies ignore sparsity flags
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--global_sparsity", "0.5"], "not implemented yet"),
-        (["--fake_features", "0.9"], "not implemented yet"),
-        (["--policy", "ANF-SAC", "--optimizer", "maskadam"], "maskadam"),
+        (["--global_sparsity", "1.5"], r"global_sparsity=1.5 must be in \[0, 1\)"),
+        (["--input_layer_sparsity", "2"], r"input_layer_sparsity=2.0 must be -1"),
+        (["--ann_setZeta", "0"], r"--ann_setZeta=0.0 must be in \(0.0, 1.0\)"),
     ],
 )
-def test_tutorial_front_rejects_later_features_clearly(flags, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([*flags, "--wandb_mode", "disabled"])
-    assert message in str(exit_info.value)
+def test_tutorial_front_rejects_bad_sparsity_flags_early(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["--policy", "ANF-SAC", *flags, "--wandb_mode", "disabled", "--max_timesteps", "1", "--env", "bad-env"])
+
+
+def test_tutorial_sparse_runs_print_their_layer_tables(tmp_path, monkeypatch, capsys, caplog):
+    monkeypatch.chdir(tmp_path)
+    lightning_logger = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
+    lightning_logger.addHandler(caplog.handler)
+    monkeypatch.setattr(lightning_logger, "level", logging.INFO)
+    flags = "--env Pendulum-v1 --start_timesteps 100 --max_timesteps 100 --eval_freq 100 --eval_episodes 1"
+    outputs = []
+    for extra in ("--sparsity_distribution_method ER --global_sparsity 0.9", "--input_layer_sparsity 0.8"):
+        caplog.clear()
+        main([*flags.split(), *extra.split(), "--policy", "ANF-SAC", "--wandb_mode", "disabled", "--not_save_model"])
+        outputs.append(caplog.text)
+    lightning_logger.removeHandler(caplog.handler)
+    er, anf = outputs
+    assert re.search(r"Layer 1\s+\| Layer 2\s+\| Layer 3", er)
+    assert "actor [actor]: 3-256-256-2, ER, global sparsity requested 0.9, achieved 0.89999" in er
+    # ANF: input layer 80 % sparse (153 of 3·256 connections), the rest dense; the real global sparsity is printed.
+    assert re.search(r"sparsity\s+\| 80\.1%\s+\| 0\.0%\s+\| 0\.0%", anf)
+    assert "so the global sparsity is 0.00920" in anf  # 1 − (153 + 65536 + 512) / 66816
 
 
 def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):
@@ -122,7 +192,7 @@ def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):
     main([*flags.split(), "--eval_episodes", "1", "--num_hid_neurons", "16", "--wandb_mode", "disabled"])
     out = capsys.readouterr().out
     assert "this run is dense SAC" in out and "Equivalent command: lsrl fit" in out
-    assert (tmp_path / "runs" / "sac" / "version_0" / "metrics.csv").exists()
+    assert (tmp_path / "runs" / "anf-sac" / "version_0" / "metrics.csv").exists()
 
 
 def _run_with_logger(tmp_path, logger):

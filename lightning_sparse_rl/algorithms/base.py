@@ -11,10 +11,13 @@ from torch import Tensor, nn
 
 from lightning_sparse_rl.datamodule import EvalEpisode, TrainBatch
 from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.networks import SparseNetwork
 from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.sparse import MaskAdam, restore_masks
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
-OptimizerName = Literal["adam", "sgd"]
+OptimizerName = Literal["adam", "maskadam", "sgd"]
+OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
 
 
 class OffPolicyAlgorithm(LightningModule):
@@ -31,7 +34,9 @@ class OffPolicyAlgorithm(LightningModule):
         weight_decay: L2 weight decay of the actor and critic optimizers (original: 2e-4).
         discount: γ.
         tau: Polyak rate of the target networks.
-        optimizer: ``adam`` or ``sgd`` (momentum 0.9), both with ``weight_decay``.
+        optimizer: ``adam``, ``maskadam`` (Adam whose moments are cleared where connections are pruned
+            or regrown, see :class:`~lightning_sparse_rl.sparse.MaskAdam`) or ``sgd`` (momentum 0.9), all
+            with ``weight_decay``.
 
     """
 
@@ -53,8 +58,8 @@ class OffPolicyAlgorithm(LightningModule):
         check_in_range("weight_decay", weight_decay, 0.0, float("inf"))
         check_in_range("discount", discount, 0.0, 1.0, high_inclusive=True)
         check_in_range("tau", tau, 0.0, 1.0, high_inclusive=True)
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer={optimizer!r} must be one of 'adam', 'sgd'")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={optimizer!r} must be one of {OPTIMIZERS}")
         self.automatic_optimization = False
         self.env_spec = env_spec
         self.gradient_steps = 0
@@ -69,6 +74,17 @@ class OffPolicyAlgorithm(LightningModule):
         """Actions ``(B, action_dim)`` in env units for ``obs`` ``(B, obs_dim)``; no gradient."""
         raise NotImplementedError
 
+    def network_loss(self, family: str, batch: Transition) -> Tensor:
+        """The loss that trains the networks of ``family`` (``actor`` or ``critic``) on ``batch``.
+
+        Used by RigL growth for the dense gradient of the current batch.
+        """
+        raise NotImplementedError
+
+    def sparse_networks(self) -> list[SparseNetwork]:
+        """The networks that sparsity callbacks may mask, with their target networks."""
+        raise NotImplementedError
+
     def make_optimizer(
         self, params: Iterable[nn.Parameter], weight_decay: float | None = None
     ) -> torch.optim.Optimizer:
@@ -76,6 +92,8 @@ class OffPolicyAlgorithm(LightningModule):
         wd = self.hparams.weight_decay if weight_decay is None else weight_decay
         if self.hparams.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.hparams.lr, momentum=0.9, weight_decay=wd)
+        if self.hparams.optimizer == "maskadam":
+            return MaskAdam(params, lr=self.hparams.lr, weight_decay=wd)
         return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=wd)
 
     def optimizer_step(self, optimizer: Any, loss: Tensor) -> None:
@@ -113,5 +131,6 @@ class OffPolicyAlgorithm(LightningModule):
         checkpoint["gradient_steps"] = self.gradient_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the gradient-step counter."""
+        """Restore the gradient-step counter and register the checkpoint's masks before its weights load."""
+        restore_masks(self, checkpoint["state_dict"])
         self.gradient_steps = checkpoint.get("gradient_steps", 0)

@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.envs import EnvSpec
-from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, polyak_update, xavier_init_
+from lightning_sparse_rl.networks import (
+    SparseNetwork,
+    SquashedGaussianActor,
+    TwinQCritic,
+    as_connection_layers,
+    polyak_update,
+    xavier_init_,
+)
 from lightning_sparse_rl.replay_buffer import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
@@ -97,25 +104,49 @@ class SAC(OffPolicyAlgorithm):
         """``tanh(mean)`` when deterministic, else a sample of the policy."""
         return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
 
-    def update(self, batch: Transition) -> dict[str, Tensor]:
-        """Critic step, actor step, optional α step, then the target critic's Polyak update."""
-        optimizers = self.optimizers()
-        actor_optimizer, critic_optimizer = optimizers[0], optimizers[1]
-        alpha = self.alpha
+    def sparse_networks(self) -> list[SparseNetwork]:
+        """The actor (no target) and the twin critics with their target critics."""
+        critics = [
+            SparseNetwork(
+                f"critic.{name}",
+                "critic",
+                as_connection_layers(getattr(self.critic, name)),
+                as_connection_layers(getattr(self.critic_target, name)),
+                output_may_be_sparse=False,
+            )
+            for name in ("q1", "q2")
+        ]
+        return [SparseNetwork("actor", "actor", self.actor.connection_layers(), None, True), *critics]
 
+    def critic_loss(self, batch: Transition) -> Tensor:
+        """``MSE(Q1, y) + MSE(Q2, y)`` with the soft TD target ``y`` of :func:`sac_td_target`."""
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(batch.next_obs)
             next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
             target = sac_td_target(
-                batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, alpha, self.hparams.discount
+                batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, self.hparams.discount
             )
         q1, q2 = self.critic(batch.obs, batch.action)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.optimizer_step(critic_optimizer, critic_loss)
+        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
 
+    def actor_loss(self, batch: Transition) -> tuple[Tensor, Tensor]:
+        """``mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))`` with ã reparameterised; also returns ``log π`` ``(B,)``."""
         action, log_prob = self.actor.sample(batch.obs)
         q1_pi, q2_pi = self.critic(batch.obs, action)
-        actor_loss = (alpha * log_prob - torch.min(q1_pi, q2_pi)).mean()
+        return (self.alpha * log_prob - torch.min(q1_pi, q2_pi)).mean(), log_prob
+
+    def network_loss(self, family: str, batch: Transition) -> Tensor:
+        """Critic or actor loss on ``batch``."""
+        return self.critic_loss(batch) if family == "critic" else self.actor_loss(batch)[0]
+
+    def update(self, batch: Transition) -> dict[str, Tensor]:
+        """Critic step, actor step, optional α step, then the target critic's Polyak update."""
+        optimizers = self.optimizers()
+        actor_optimizer, critic_optimizer = optimizers[0], optimizers[1]
+
+        critic_loss = self.critic_loss(batch)
+        self.optimizer_step(critic_optimizer, critic_loss)
+        actor_loss, log_prob = self.actor_loss(batch)
         self.optimizer_step(actor_optimizer, actor_loss)
 
         losses = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}

@@ -10,7 +10,13 @@ from torch import Tensor
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.envs import EnvSpec
-from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, polyak_update
+from lightning_sparse_rl.networks import (
+    DeterministicActor,
+    SparseNetwork,
+    TwinQCritic,
+    as_connection_layers,
+    polyak_update,
+)
 from lightning_sparse_rl.replay_buffer import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
@@ -84,9 +90,25 @@ class TD3(OffPolicyAlgorithm):
         noise = torch.randn_like(action) * (self.hparams.expl_noise * self.actor.action_scale)
         return (action + noise).clamp(self.action_low, self.action_high)
 
-    def update(self, batch: Transition) -> dict[str, Tensor]:
-        """Critic step every call; actor step and Polyak updates of both targets every ``policy_freq``."""
-        actor_optimizer, critic_optimizer = self.optimizers()
+    def sparse_networks(self) -> list[SparseNetwork]:
+        """The actor and the twin critics, each with its target network."""
+        actor = SparseNetwork(
+            "actor", "actor", self.actor.connection_layers(), self.actor_target.connection_layers(), True
+        )
+        critics = [
+            SparseNetwork(
+                f"critic.{name}",
+                "critic",
+                as_connection_layers(getattr(self.critic, name)),
+                as_connection_layers(getattr(self.critic_target, name)),
+                output_may_be_sparse=False,
+            )
+            for name in ("q1", "q2")
+        ]
+        return [actor, *critics]
+
+    def critic_loss(self, batch: Transition) -> Tensor:
+        """``MSE(Q1, y) + MSE(Q2, y)``, ``y`` from the smoothed target action (:func:`td3_td_target`)."""
         scale = self.actor.action_scale
         with torch.no_grad():
             clip = self.hparams.noise_clip * scale
@@ -95,12 +117,25 @@ class TD3(OffPolicyAlgorithm):
             next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
             target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, self.hparams.discount)
         q1, q2 = self.critic(batch.obs, batch.action)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+
+    def actor_loss(self, batch: Transition) -> Tensor:
+        """``−mean Q1(s, π(s))``."""
+        return -self.critic.q1_value(batch.obs, self.actor(batch.obs)).mean()
+
+    def network_loss(self, family: str, batch: Transition) -> Tensor:
+        """Critic or actor loss on ``batch``."""
+        return self.critic_loss(batch) if family == "critic" else self.actor_loss(batch)
+
+    def update(self, batch: Transition) -> dict[str, Tensor]:
+        """Critic step every call; actor step and Polyak updates of both targets every ``policy_freq``."""
+        actor_optimizer, critic_optimizer = self.optimizers()
+        critic_loss = self.critic_loss(batch)
         self.optimizer_step(critic_optimizer, critic_loss)
         losses = {"critic_loss": critic_loss.detach()}
 
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
-            actor_loss = -self.critic.q1_value(batch.obs, self.actor(batch.obs)).mean()
+            actor_loss = self.actor_loss(batch)
             self.optimizer_step(actor_optimizer, actor_loss)
             polyak_update(self.critic_target, self.critic, self.hparams.tau)
             polyak_update(self.actor_target, self.actor, self.hparams.tau)

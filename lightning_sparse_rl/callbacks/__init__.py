@@ -1,5 +1,7 @@
 """Lightning callbacks of lightning-sparse-rl."""
 
+from lightning_sparse_rl.callbacks.dynamic_sparsity import DynamicSparsityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
+from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistributionCallback
 
-__all__ = ["RLProgressReporter"]
+__all__ = ["DynamicSparsityCallback", "RLProgressReporter", "SparsityDistributionCallback"]

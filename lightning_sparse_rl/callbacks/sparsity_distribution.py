@@ -1,0 +1,196 @@
+"""``SparsityDistributionCallback``: per-layer sparsity levels and random masks, set up before training."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_sparse_rl.networks import SparseNetwork
+from lightning_sparse_rl.sparse import (
+    LayerCount,
+    LayerSparsity,
+    active_connections,
+    active_count,
+    check_sparsity_arguments,
+    compute_layer_sparsity,
+    format_sparsity_table,
+    is_masked,
+    random_mask,
+    set_mask,
+    trainable_weight,
+    weight_mask,
+)
+
+TargetSparsity = Literal["magnitude", "shared"]
+
+
+def layer_counts(layers: tuple[tuple[torch.nn.Linear, ...], ...], count_nonzero: bool = False) -> list[LayerCount]:
+    """Connections per connection layer: a mask's active entries, else all of them.
+
+    With ``count_nonzero`` an unmasked layer counts its non-zero weights (targets kept sparse by magnitude).
+    """
+    counts = []
+    for group in layers:
+        active = 0
+        for module in group:
+            if is_masked(module):
+                active += int(active_count(module))
+            elif count_nonzero:
+                active += int(torch.count_nonzero(module.weight))
+            else:
+                active += module.in_features * module.out_features
+        counts.append(LayerCount(group[0].in_features, sum(m.out_features for m in group), active))
+    return counts
+
+
+class SparsityDistributionCallback(Callback):
+    """Compute per-layer sparsity levels from the model's layer shapes and create the masks.
+
+    Runs in ``setup``, before optimizers exist, on the algorithm's
+    :meth:`~lightning_sparse_rl.algorithms.OffPolicyAlgorithm.sparse_networks`. The actor and the critic
+    get levels of their own (``compute_layer_sparsity``); Q1 and Q2 share levels but draw independent
+    masks with exactly ``floor((1 − s)·n_in·n_out)`` connections each. Biases are never masked. Prints a
+    table per network and logs the levels as hyperparameters and the measured sparsity of online and
+    target networks after every evaluation.
+
+    Args:
+        global_sparsity: target sparsity of each network's weights, in ``[0, 1)``.
+        distribution: ``uniform``, ``ER`` or ``new`` (anf_spec §3.2).
+        input_layer_sparsity: ``-1`` free, ``0`` dense input layer, ``(0, 1)`` pinned (ANF: 0.8).
+        output_layer_sparse: let the actor's output layer be sparse too (critic outputs stay dense).
+        closeness: exponent of the ``new`` distribution.
+        target_sparsity: ``magnitude`` (default; ANF and DS-TD3): targets carry no mask; after each
+            Polyak update their smallest weights beyond the online connection count are zeroed, so they
+            stay exactly as sparse as the online network while their pattern may lag behind it.
+            ``shared``: targets carry a copy of the online masks (updated with every topology change),
+            which is cheaper and keeps the patterns identical.
+        seed: seed of the mask generator; ``None`` uses ``torch.initial_seed()`` (set by ``seed_everything``).
+
+    """
+
+    def __init__(
+        self,
+        global_sparsity: float = 0.0,
+        distribution: Literal["uniform", "ER", "new"] = "uniform",
+        input_layer_sparsity: float = -1.0,
+        output_layer_sparse: bool = False,
+        closeness: float = 0.2,
+        target_sparsity: TargetSparsity = "magnitude",
+        seed: int | None = None,
+    ) -> None:
+        check_sparsity_arguments(global_sparsity, distribution, input_layer_sparsity, closeness)
+        if target_sparsity not in ("magnitude", "shared"):
+            raise ValueError(f"target_sparsity={target_sparsity!r} must be 'magnitude' or 'shared'")
+        self.global_sparsity = global_sparsity
+        self.distribution = distribution
+        self.input_layer_sparsity = input_layer_sparsity
+        self.output_layer_sparse = output_layer_sparse
+        self.closeness = closeness
+        self.target_sparsity = target_sparsity
+        self.seed = seed
+        self.levels: dict[str, LayerSparsity] = {}
+
+    # ------------------------------------------------------------------------------------------ setup
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Create the masks (unless the model is already masked), print the tables, log the levels."""
+        networks: list[SparseNetwork] = pl_module.sparse_networks()
+        already_masked = any(is_masked(m) for net in networks for group in net.layers for m in group)
+        if self.seed is None:
+            self.seed = torch.initial_seed() % 2**63
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+        for family, members in groupby(networks, key=lambda net: net.family):
+            members = list(members)
+            self.levels[family] = self._levels_for(members[0])
+            if not already_masked:
+                for net in members:
+                    self._mask_network(net, self.levels[family], generator)
+            self._report(family, members)
+        hparams = {
+            f"sparsity/{family}/layer{i}": round(s, 6)
+            for family, levels in self.levels.items()
+            for i, s in enumerate(levels.sparsity, start=1)
+        }
+        for logger in trainer.loggers:
+            logger.log_hyperparams(hparams)
+
+    def _levels_for(self, net: SparseNetwork) -> LayerSparsity:
+        n_layers = len(net.layers)
+        keep_dense = [False] * n_layers
+        keep_dense[-1] = not (self.output_layer_sparse and net.output_may_be_sparse)
+        return compute_layer_sparsity(
+            self.global_sparsity,
+            net.layer_sizes,
+            keep_dense,
+            self.distribution,
+            self.closeness,
+            self.input_layer_sparsity,
+        )
+
+    @torch.no_grad()
+    def _mask_network(self, net: SparseNetwork, levels: LayerSparsity, generator: torch.Generator) -> None:
+        for group, sparsity in zip(net.layers, levels.sparsity, strict=True):
+            if sparsity == 0.0:
+                continue
+            for module in group:
+                n_active = active_connections(sparsity, module.in_features * module.out_features)
+                set_mask(module, random_mask(tuple(module.weight.shape), n_active, generator))
+        if net.target_layers is None:
+            return
+        # The target starts as an exact copy of the masked online network.
+        for group, target_group in zip(net.layers, net.target_layers, strict=True):
+            for module, target in zip(group, target_group, strict=True):
+                mask = weight_mask(module)
+                if mask is not None and self.target_sparsity == "shared":
+                    set_mask(target, mask.clone())
+                trainable_weight(target).copy_(module.weight)
+
+    def _report(self, family: str, members: list[SparseNetwork]) -> None:
+        levels = self.levels[family]
+        names = ", ".join(net.name for net in members)
+        title = (
+            f"{family} [{names}]: {'-'.join(map(str, members[0].layer_sizes))}, {self.distribution}, "
+            f"global sparsity requested {self.global_sparsity:g}, achieved {levels.global_sparsity:.5f}"
+        )
+        if len(members) > 1:
+            title += f" (each of the {len(members)} networks: same levels, independent masks)"
+        table = format_sparsity_table(title, layer_counts(members[0].layers))
+        if levels.fallback:
+            table += (
+                f"\nNote: global_sparsity {self.global_sparsity:g} cannot be met with input_layer_sparsity "
+                f"{self.input_layer_sparsity:g}: all other layers are dense, so the global sparsity is "
+                f"{levels.global_sparsity:.5f} (anf_spec §3.3)."
+            )
+        rank_zero_info(table)
+
+    # ------------------------------------------------------------------------------------------ logging
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log measured per-layer (sparse layers) and global sparsity of each online and target network."""
+        metrics: dict[str, float] = {}
+        for net in pl_module.sparse_networks():
+            for name, layers, is_target in (
+                (net.name, net.layers, False),
+                (f"{net.name}_target", net.target_layers, True),
+            ):
+                if layers is None:
+                    continue
+                counts = layer_counts(layers, count_nonzero=is_target)
+                possible = sum(c.possible for c in counts)
+                metrics[f"sparsity/{name}/global"] = 1.0 - sum(c.active for c in counts) / possible
+                for i, (count, group) in enumerate(zip(counts, net.layers, strict=True), start=1):
+                    if is_masked(group[0]):
+                        metrics[f"sparsity/{name}/layer{i}"] = count.sparsity
+        pl_module.log_dict(metrics, on_epoch=True)
+
+    # ------------------------------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Seed and computed levels (the masks themselves are module buffers in the model's state)."""
+        return {"seed": self.seed, "levels": {family: list(lv.sparsity) for family, lv in self.levels.items()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the seed."""
+        self.seed = state_dict["seed"]

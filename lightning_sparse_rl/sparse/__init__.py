@@ -1,0 +1,48 @@
+"""Sparse-network maths, free of Lightning: sparsity distributions, masks, prune/regrow, MaskAdam."""
+
+from lightning_sparse_rl.sparse.distribution import (
+    DISTRIBUTION_METHODS,
+    LayerSparsity,
+    active_connections,
+    check_sparsity_arguments,
+    compute_layer_sparsity,
+)
+from lightning_sparse_rl.sparse.masked_linear import (
+    WeightMask,
+    active_count,
+    is_masked,
+    restore_masks,
+    set_mask,
+    trainable_weight,
+    weight_mask,
+)
+from lightning_sparse_rl.sparse.optim import MaskAdam
+from lightning_sparse_rl.sparse.report import LayerCount, format_sparsity_table
+from lightning_sparse_rl.sparse.topology import (
+    drop_fraction_at,
+    prune_and_regrow,
+    random_mask,
+    zero_smallest_nonzero_,
+)
+
+__all__ = [
+    "DISTRIBUTION_METHODS",
+    "LayerCount",
+    "LayerSparsity",
+    "MaskAdam",
+    "WeightMask",
+    "active_connections",
+    "active_count",
+    "check_sparsity_arguments",
+    "compute_layer_sparsity",
+    "drop_fraction_at",
+    "format_sparsity_table",
+    "is_masked",
+    "prune_and_regrow",
+    "random_mask",
+    "restore_masks",
+    "set_mask",
+    "trainable_weight",
+    "weight_mask",
+    "zero_smallest_nonzero_",
+]

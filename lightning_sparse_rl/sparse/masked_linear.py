@@ -1,0 +1,93 @@
+"""Masks on ``nn.Linear`` weights as ``torch.nn.utils.parametrize`` parametrizations.
+
+A masked layer's ``weight`` is computed as ``original ⊙ mask``: the mask is a 0/1 buffer ``(out, in)`` of
+the parametrization (stored in the weight's dtype: multiplying by it is several times faster than by a
+boolean tensor), so it is in every ``state_dict``/checkpoint and moves with ``.to(device)``. Gradients
+reach only active positions. The trainable tensor is ``layer.parametrizations.weight.original``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+_MASK_SUFFIX = ".parametrizations.weight.0.mask"
+
+
+class WeightMask(nn.Module):
+    """Parametrization ``W ↦ W ⊙ mask`` with a 0/1 ``mask`` buffer shaped like ``W``, in ``W``'s dtype."""
+
+    def __init__(self, mask: Tensor, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(dtype))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        """The masked weight."""
+        return weight * self.mask
+
+
+def _mask_buffer(layer: nn.Linear) -> Tensor | None:
+    if not parametrize.is_parametrized(layer, "weight"):
+        return None
+    for parametrization in layer.parametrizations.weight:
+        if isinstance(parametrization, WeightMask):
+            return parametrization.mask
+    return None
+
+
+def weight_mask(layer: nn.Linear) -> Tensor | None:
+    """The layer's mask as a new boolean tensor ``(out, in)``, or ``None`` if the layer is dense.
+
+    Change a mask with :func:`set_mask`.
+    """
+    mask = _mask_buffer(layer)
+    return None if mask is None else mask.bool()
+
+
+def is_masked(layer: nn.Linear) -> bool:
+    """Whether ``layer`` carries a mask."""
+    return _mask_buffer(layer) is not None
+
+
+def active_count(layer: nn.Linear) -> Tensor:
+    """Number of active connections of a masked layer as a 0-d tensor (no device sync)."""
+    mask = _mask_buffer(layer)
+    if mask is None:
+        raise ValueError("active_count needs a masked layer")
+    return mask.sum()
+
+
+def trainable_weight(layer: nn.Linear) -> nn.Parameter:
+    """The parameter the optimizer updates: ``original`` for a masked layer, ``weight`` otherwise."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return layer.parametrizations.weight.original
+    return layer.weight
+
+
+@torch.no_grad()
+def set_mask(layer: nn.Linear, mask: Tensor) -> None:
+    """Mask ``layer`` with ``mask`` (registering the parametrization on first use) and zero inactive weights."""
+    existing = _mask_buffer(layer)
+    if existing is None:
+        weight = layer.weight
+        parametrize.register_parametrization(layer, "weight", WeightMask(mask.to(weight.device), weight.dtype))
+        existing = _mask_buffer(layer)
+    else:
+        existing.copy_(mask)
+    trainable_weight(layer).mul_(existing)
+
+
+def restore_masks(module: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
+    """Register the masks found in ``state_dict`` on the matching layers of ``module`` that lack one.
+
+    Call before ``module.load_state_dict(state_dict)`` so that a checkpoint of a sparse model loads
+    into a freshly built (dense) instance.
+    """
+    for key, mask in state_dict.items():
+        if key.endswith(_MASK_SUFFIX):
+            layer = module.get_submodule(key[: -len(_MASK_SUFFIX)])
+            if isinstance(layer, nn.Linear) and not is_masked(layer):
+                set_mask(layer, mask)

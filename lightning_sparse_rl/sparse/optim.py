@@ -1,0 +1,27 @@
+"""MaskAdam: Adam whose moment estimates are cleared where connections are pruned or regrown."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class MaskAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` plus :meth:`reset_state`, called by the dynamic-sparsity callback.
+
+    With masks as parametrizations, inactive positions receive exactly zero gradient, and their
+    weights are zero, so weight decay adds nothing either. Clearing ``exp_avg``/``exp_avg_sq`` at
+    every pruned and regrown position therefore keeps both moments exactly 0 on all inactive
+    positions, and a regrown connection starts with fresh moments, as the original MaskAdam does
+    (anf_spec §4.3). Plain Adam keeps the old moments ("ghost" updates of regrown weights).
+    """
+
+    @torch.no_grad()
+    def reset_state(self, param: Tensor, positions: Tensor) -> None:
+        """Zero the moment estimates of ``param`` at the boolean ``positions`` (same shape as ``param``)."""
+        state = self.state.get(param)
+        if not state:
+            return
+        for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+            if key in state:
+                state[key].masked_fill_(positions, 0.0)

@@ -1,0 +1,113 @@
+"""Mask maths of dynamic sparse training: random masks, magnitude pruning, random/gradient regrowth.
+
+Pure tensor functions on one weight matrix ``(out, in)`` and its boolean mask of the same shape; they
+run on whatever device the tensors are on. Ties are broken by position: among equal scores the
+lower row-major index is chosen first (stable sorts), so results are exact and reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+GrowthRule = Literal["random", "gradient"]
+DropSchedule = Literal["constant", "cosine"]
+
+
+def random_mask(shape: tuple[int, int], n_active: int, generator: torch.Generator) -> Tensor:
+    """A boolean mask with exactly ``n_active`` ``True`` entries placed uniformly at random."""
+    numel = shape[0] * shape[1]
+    if not 0 <= n_active <= numel:
+        raise ValueError(f"n_active={n_active} must be in [0, {numel}] for a {shape[0]}×{shape[1]} layer")
+    chosen = torch.randperm(numel, generator=generator, device=generator.device)[:n_active]
+    mask = torch.zeros(numel, dtype=torch.bool, device=generator.device)
+    mask[chosen] = True
+    return mask.view(shape)
+
+
+def smallest_active(weight: Tensor, mask: Tensor, n_prune: int) -> Tensor:
+    """Boolean positions of the ``n_prune`` active weights with the smallest ``|w|`` (to prune)."""
+    scores = weight.detach().abs().masked_fill(~mask, math.inf).flatten()
+    chosen = torch.sort(scores, stable=True).indices[:n_prune]
+    return _positions(chosen, mask)
+
+
+def random_inactive(mask: Tensor, n_grow: int, generator: torch.Generator) -> Tensor:
+    """Boolean positions of ``n_grow`` inactive entries of ``mask``, uniformly without replacement (SET)."""
+    candidates = (~mask).flatten().nonzero().squeeze(1)
+    if n_grow > candidates.numel():
+        raise ValueError(f"cannot grow {n_grow} connections: only {candidates.numel()} inactive positions")
+    order = torch.randperm(candidates.numel(), generator=generator, device=generator.device).to(mask.device)
+    return _positions(candidates[order[:n_grow]], mask)
+
+
+def largest_gradient_inactive(mask: Tensor, dense_grad: Tensor, n_grow: int) -> Tensor:
+    """Boolean positions of the ``n_grow`` inactive entries with the largest ``|gradient|`` (RigL)."""
+    scores = dense_grad.detach().abs().masked_fill(mask, -1.0).flatten()
+    chosen = torch.sort(scores, descending=True, stable=True).indices[:n_grow]
+    return _positions(chosen, mask)
+
+
+def prune_and_regrow(
+    weight: Tensor,
+    mask: Tensor,
+    drop_fraction: float,
+    growth: GrowthRule,
+    generator: torch.Generator,
+    dense_grad: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One SET/RigL topology update of one layer; the number of active connections is unchanged.
+
+    Prunes ``floor(drop_fraction·k)`` of the ``k`` active connections (smallest ``|w|``), then regrows
+    as many among all inactive positions (the just-pruned ones included): at random, or where
+    ``|dense_grad|`` is largest.
+
+    Returns:
+        ``(new_mask, pruned, grown)``, boolean tensors shaped like ``mask``; ``pruned`` and ``grown`` may
+        overlap where a pruned connection was picked again.
+
+    """
+    n_active = int(mask.sum())
+    n_change = math.floor(drop_fraction * n_active)
+    pruned = smallest_active(weight, mask, n_change)
+    kept = mask & ~pruned
+    if growth == "gradient":
+        if dense_grad is None:
+            raise ValueError("growth='gradient' needs the dense gradient of the layer's weight")
+        grown = largest_gradient_inactive(kept, dense_grad, n_change)
+    else:
+        grown = random_inactive(kept, n_change, generator)
+    return kept | grown, pruned, grown
+
+
+def drop_fraction_at(initial: float, step: int, schedule: DropSchedule, end_step: int | None) -> float:
+    """ζ at gradient step ``step``: constant, or cosine-decayed to 0 at ``end_step`` (Graesser et al.)."""
+    if schedule == "constant":
+        return initial
+    if end_step is None or end_step <= 0:
+        raise ValueError(f"the cosine drop-fraction schedule needs a positive end step, got {end_step!r}")
+    return initial * 0.5 * (1.0 + math.cos(math.pi * min(step, end_step) / end_step))
+
+
+def zero_smallest_nonzero_(weight: Tensor, count: int) -> None:
+    """Zero the ``count`` smallest-magnitude non-zero entries of ``weight`` in place.
+
+    Used to keep a Polyak-averaged target network as sparse as its online network (anf_spec §4.4
+    "maintain sparsity"); ties among equal magnitudes are broken arbitrarily.
+    """
+    if count <= 0:
+        return
+    scores = weight.detach().abs().flatten()
+    scores = torch.where(scores == 0, math.inf, scores)
+    drop = torch.topk(scores, count, largest=False).indices
+    weight.data.view(-1).index_fill_(0, drop, 0.0)
+
+
+def _positions(flat_indices: Tensor, like: Tensor) -> Tensor:
+    """A boolean tensor shaped like ``like`` that is ``True`` at ``flat_indices``."""
+    out = torch.zeros(like.numel(), dtype=torch.bool, device=like.device)
+    out[flat_indices] = True
+    return out.view(like.shape)

@@ -1,0 +1,89 @@
+"""Pure mask maths: exact counts, magnitude pruning with ties, SET/RigL regrowth, ζ schedules."""
+
+import math
+
+import pytest
+import torch
+
+from lightning_sparse_rl.sparse import drop_fraction_at, prune_and_regrow, random_mask, zero_smallest_nonzero_
+
+
+def _generator(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_random_mask_has_exactly_the_requested_count_and_differs_by_seed():
+    a = random_mask((64, 23), 300, _generator(0))
+    b = random_mask((64, 23), 300, _generator(1))
+    assert a.dtype == torch.bool and a.shape == (64, 23)
+    assert int(a.sum()) == int(b.sum()) == 300 and not torch.equal(a, b)
+
+
+def test_random_mask_rejects_impossible_counts():
+    with pytest.raises(ValueError, match=r"n_active=10 must be in \[0, 6\]"):
+        random_mask((2, 3), 10, _generator())
+
+
+def test_prune_removes_the_smallest_magnitudes_and_regrows_the_same_number():
+    weight = torch.tensor([[0.5, -0.1, 0.0, 2.0], [-0.3, 0.0, 0.05, 1.0]])
+    mask = torch.tensor([[True, True, False, True], [True, False, True, True]])
+    new_mask, pruned, grown = prune_and_regrow(weight, mask, 0.4, "random", _generator())
+    # k = 6 active, floor(0.4 * 6) = 2 pruned: |0.05| and |-0.1|, the two smallest active magnitudes.
+    assert pruned.nonzero().tolist() == [[0, 1], [1, 2]]
+    assert int(grown.sum()) == 2 and int(new_mask.sum()) == 6
+    assert not (grown & mask & ~pruned).any()  # growth only among positions inactive after pruning
+
+
+def test_magnitude_ties_are_broken_by_position():
+    weight = torch.ones(3, 3)
+    mask = torch.ones(3, 3, dtype=torch.bool)
+    _, pruned, _ = prune_and_regrow(weight, mask, 0.34, "random", _generator())  # floor(0.34 * 9) = 3
+    assert pruned.flatten().nonzero().flatten().tolist() == [0, 1, 2]
+
+
+def test_fifty_cycles_keep_the_exact_count_and_change_the_topology():
+    gen = _generator(3)
+    mask = random_mask((256, 17), 1000, gen)
+    start = mask.clone()
+    for _ in range(50):
+        weight = torch.randn(256, 17, generator=gen) * mask
+        mask, pruned, grown = prune_and_regrow(weight, mask, 0.05, "random", gen)
+        assert int(mask.sum()) == 1000 and int(pruned.sum()) == int(grown.sum()) == 50
+    assert int((mask & ~start).sum()) > 500  # most of the topology has been explored
+
+
+def test_rigl_grows_where_the_dense_gradient_is_largest():
+    weight = torch.tensor([[1.0, 2.0, 0.0, 0.0], [3.0, 0.0, 0.0, 4.0]])
+    mask = weight != 0
+    grad = torch.tensor([[9.0, 9.0, 0.1, -5.0], [9.0, 0.2, 0.3, 9.0]])
+    _, pruned, grown = prune_and_regrow(weight, mask, 0.5, "gradient", _generator(), dense_grad=grad)
+    # Prune the 2 smallest (|1|, |2|). Inactive candidates and |grad|: (0,0) 9 and (0,1) 9 (just pruned),
+    # (0,2) 0.1, (0,3) 5, (1,1) 0.2, (1,2) 0.3.
+    assert pruned.nonzero().tolist() == [[0, 0], [0, 1]]
+    assert grown.nonzero().tolist() == [[0, 0], [0, 1]]
+    grad[0, :2] = 0.0
+    _, _, grown = prune_and_regrow(weight, mask, 0.5, "gradient", _generator(), dense_grad=grad)
+    assert grown.nonzero().tolist() == [[0, 3], [1, 2]]
+
+
+def test_gradient_growth_needs_a_gradient():
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="dense gradient"):
+        prune_and_regrow(torch.ones(2, 2), mask, 0.5, "gradient", _generator())
+
+
+def test_cosine_drop_fraction_values():
+    assert drop_fraction_at(0.1, 0, "cosine", 1000) == pytest.approx(0.1)
+    assert drop_fraction_at(0.1, 250, "cosine", 1000) == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
+    assert drop_fraction_at(0.1, 500, "cosine", 1000) == pytest.approx(0.05)
+    assert drop_fraction_at(0.1, 1000, "cosine", 1000) == pytest.approx(0.0)
+    assert drop_fraction_at(0.1, 5000, "cosine", 1000) == pytest.approx(0.0)
+    assert drop_fraction_at(0.1, 5000, "constant", None) == 0.1
+    with pytest.raises(ValueError, match="end step"):
+        drop_fraction_at(0.1, 5, "cosine", None)
+
+
+def test_zero_smallest_nonzero_keeps_the_largest_entries():
+    weight = torch.tensor([[0.0, -3.0, 0.2], [0.01, 0.0, -0.5]])
+    zero_smallest_nonzero_(weight, 2)
+    assert weight.tolist() == [[0.0, -3.0, 0.0], [0.0, 0.0, -0.5]]
