@@ -102,15 +102,16 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     masks) needs no pruning.
     """
     pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
+    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t)]
+    was_zero = [t.weight == 0 for t, _ in budgeted]
     targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
     sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
     torch._foreach_lerp_(targets, sources, tau)
-    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t)]
     if budgeted:
         # One device sync for all layers: non-zeros of each target and connection count of its source.
         counts = torch.stack([torch.stack([t.weight.ne(0).sum(), active_count(s)]) for t, s in budgeted])
-        for (layer, _), (nonzero, allowed) in zip(budgeted, counts.tolist(), strict=True):
-            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed))
+        for (layer, _), zero_before, (nonzero, allowed) in zip(budgeted, was_zero, counts.tolist(), strict=True):
+            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=zero_before & (layer.weight != 0))
 
 
 class _ActionScaling(nn.Module):

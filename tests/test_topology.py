@@ -87,3 +87,18 @@ def test_zero_smallest_nonzero_keeps_the_largest_entries():
     weight = torch.tensor([[0.0, -3.0, 0.2], [0.01, 0.0, -0.5]])
     zero_smallest_nonzero_(weight, 2)
     assert weight.tolist() == [[0.0, -3.0, 0.0], [0.0, 0.0, -0.5]]
+
+
+def test_zero_smallest_nonzero_with_the_entered_hint_matches_the_full_search():
+    gen = _generator(7)
+    for _ in range(50):
+        target_support = torch.rand(64, 64, generator=gen) < 0.3
+        online_support = target_support ^ (torch.rand(64, 64, generator=gen) < 0.05)
+        target = torch.randn(64, 64, generator=gen) * target_support * 0.1
+        was_zero = target == 0
+        target.lerp_(torch.randn(64, 64, generator=gen) * online_support, 0.005)  # a Polyak step
+        excess = int(torch.count_nonzero(target)) - int(online_support.sum())
+        full, hinted = target.clone(), target.clone()
+        zero_smallest_nonzero_(full, excess)
+        zero_smallest_nonzero_(hinted, excess, entered=was_zero & (hinted != 0))
+        assert torch.equal(full, hinted) and int(torch.count_nonzero(full)) == int(online_support.sum())

@@ -92,18 +92,28 @@ def drop_fraction_at(initial: float, step: int, schedule: DropSchedule, end_step
     return initial * 0.5 * (1.0 + math.cos(math.pi * min(step, end_step) / end_step))
 
 
-def zero_smallest_nonzero_(weight: Tensor, count: int) -> None:
+def zero_smallest_nonzero_(weight: Tensor, count: int, entered: Tensor | None = None) -> None:
     """Zero the ``count`` smallest-magnitude non-zero entries of ``weight`` in place.
 
     Used to keep a Polyak-averaged target network as sparse as its online network (anf_spec §4.4
-    "maintain sparsity"); ties among equal magnitudes are broken arbitrarily.
+    "maintain sparsity"); ties among equal magnitudes are broken arbitrarily. ``entered`` (optional,
+    boolean like ``weight``) marks the entries that just became non-zero; when at least ``count`` of
+    them are non-zero, the ``count`` smallest all lie at or below the largest of them, so only entries
+    up to that magnitude are searched (much faster than a search over the whole matrix).
     """
     if count <= 0:
         return
-    scores = weight.detach().abs().flatten()
-    scores = torch.where(scores == 0, math.inf, scores)
-    drop = torch.topk(scores, count, largest=False).indices
-    weight.data.view(-1).index_fill_(0, drop, 0.0)
+    flat = weight.data.view(-1)
+    magnitude = flat.abs()
+    if entered is not None:
+        bound = torch.where(entered.view(-1), magnitude, 0.0).max()
+        candidates = ((magnitude > 0) & (magnitude <= bound)).nonzero().squeeze(1)
+        if candidates.numel() >= count:
+            drop = candidates[torch.topk(magnitude[candidates], count, largest=False).indices]
+            flat.index_fill_(0, drop, 0.0)
+            return
+    magnitude.masked_fill_(magnitude == 0, math.inf)
+    flat.index_fill_(0, torch.topk(magnitude, count, largest=False).indices, 0.0)
 
 
 def _positions(flat_indices: Tensor, like: Tensor) -> Tensor:
