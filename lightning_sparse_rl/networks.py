@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from lightning_sparse_rl.sparse import active_count, is_masked, trainable_weight, zero_smallest_nonzero_
+from lightning_sparse_rl.sparse import (
+    active_count,
+    is_masked,
+    mask_version,
+    trainable_weight,
+    zero_smallest_nonzero_,
+)
 
 #: Hidden activations by their original ``--activation`` names.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -92,26 +99,40 @@ def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
     return tuple((layer,) for layer in linear_layers(module))
 
 
+#: Target layers whose non-zero pattern equals their online layer's mask, by the mask's (id, version).
+_IN_SYNC: weakref.WeakKeyDictionary[nn.Linear, tuple[int, int]] = weakref.WeakKeyDictionary()
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every Linear layer, in place.
 
     ``θ_source`` is the masked (effective) weight. An unmasked target layer whose source layer is
     masked is then kept as sparse as the source: its smallest-magnitude non-zeros beyond the source's
-    connection count are zeroed ("maintain sparsity", anf_spec §4.4). A masked target layer (shared
-    masks) needs no pruning.
+    connection count are zeroed ("maintain sparsity", anf_spec §4.4). Once a target layer's non-zeros
+    are exactly its source's connections, this check is skipped until the source's mask changes. A
+    masked target layer (shared masks) needs no pruning.
     """
     pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
-    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t)]
+    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t) and _IN_SYNC.get(t) != mask_version(s)]
     was_zero = [t.weight == 0 for t, _ in budgeted]
     targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
     sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
     torch._foreach_lerp_(targets, sources, tau)
-    if budgeted:
-        # One device sync for all layers: non-zeros of each target and connection count of its source.
-        counts = torch.stack([torch.stack([t.weight.ne(0).sum(), active_count(s)]) for t, s in budgeted])
-        for (layer, _), zero_before, (nonzero, allowed) in zip(budgeted, was_zero, counts.tolist(), strict=True):
-            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=zero_before & (layer.weight != 0))
+    if not budgeted:
+        return
+    # One device sync for all layers: non-zeros of each target, connections and non-zeros of its source.
+    counts = torch.stack(
+        [torch.stack([t.weight.ne(0).sum(), active_count(s), s.weight.ne(0).sum()]) for t, s in budgeted]
+    )
+    for (layer, source_layer), zero_before, (nonzero, allowed, source_nonzero) in zip(
+        budgeted, was_zero, counts.tolist(), strict=True
+    ):
+        zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=zero_before & (layer.weight != 0))
+        if nonzero == allowed == source_nonzero:
+            # The target's non-zeros include every (non-zero) source connection and are no more: the
+            # patterns are equal, and Polyak steps cannot leave them until the source mask changes.
+            _IN_SYNC[layer] = mask_version(source_layer)
 
 
 class _ActionScaling(nn.Module):

@@ -5,7 +5,16 @@ import math
 import pytest
 import torch
 
-from lightning_sparse_rl.sparse import drop_fraction_at, prune_and_regrow, random_mask, zero_smallest_nonzero_
+from lightning_sparse_rl.networks import polyak_update
+from lightning_sparse_rl.sparse import (
+    drop_fraction_at,
+    prune_and_regrow,
+    random_mask,
+    set_mask,
+    trainable_weight,
+    weight_mask,
+    zero_smallest_nonzero_,
+)
 
 
 def _generator(seed=0):
@@ -102,3 +111,23 @@ def test_zero_smallest_nonzero_with_the_entered_hint_matches_the_full_search():
         zero_smallest_nonzero_(full, excess)
         zero_smallest_nonzero_(hinted, excess, entered=was_zero & (hinted != 0))
         assert torch.equal(full, hinted) and int(torch.count_nonzero(full)) == int(online_support.sum())
+
+
+def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source():
+    gen = _generator(11)
+    source, target = torch.nn.Linear(16, 8), torch.nn.Linear(16, 8)
+    set_mask(source, random_mask((8, 16), 40, gen))
+    with torch.no_grad():
+        target.weight.copy_(source.weight)
+    for _ in range(3):
+        polyak_update(target, source, 0.1)
+        assert torch.equal(target.weight != 0, weight_mask(source))  # same pattern, no pruning needed
+    new_mask, _, grown = prune_and_regrow(source.weight, weight_mask(source), 0.25, "random", gen)
+    set_mask(source, new_mask)  # a topology update: the target must be re-sparsified from now on
+    with torch.no_grad():
+        trainable_weight(source)[grown] = 1.0  # regrown connections with large weights
+    polyak_update(target, source, 0.1)
+    assert int(torch.count_nonzero(target.weight)) == 40
+    for _ in range(200):
+        polyak_update(target, source, 0.1)
+    assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source

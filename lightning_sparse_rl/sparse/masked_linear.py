@@ -23,6 +23,12 @@ class WeightMask(nn.Module):
     def __init__(self, mask: Tensor, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.register_buffer("mask", mask.to(dtype))
+        #: Incremented whenever the mask may have changed (:func:`set_mask`, ``load_state_dict``).
+        self.version = 0
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.version += 1
 
     def forward(self, weight: Tensor) -> Tensor:
         """The masked weight."""
@@ -45,6 +51,12 @@ def weight_mask(layer: nn.Linear) -> Tensor | None:
     """
     mask = _mask_buffer(layer)
     return None if mask is None else mask.bool()
+
+
+def mask_version(layer: nn.Linear) -> tuple[int, int]:
+    """Identity and version of a masked layer's mask: equal values mean the mask has not changed."""
+    parametrization = layer.parametrizations.weight[0]
+    return id(parametrization), parametrization.version
 
 
 def is_masked(layer: nn.Linear) -> bool:
@@ -77,6 +89,7 @@ def set_mask(layer: nn.Linear, mask: Tensor) -> None:
         existing = _mask_buffer(layer)
     else:
         existing.copy_(mask)
+        layer.parametrizations.weight[0].version += 1
     trainable_weight(layer).mul_(existing)
 
 
