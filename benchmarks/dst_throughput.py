@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import lightning as L
 import torch
+from fit_timing import fit_steps_per_s
 
 from lightning_sparse_rl import SAC, EnvDataModule
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, SparsityDistributionCallback
@@ -40,32 +40,12 @@ def steps_per_s(name: str, steps: int, skip: int, period: int) -> float:
     L.seed_everything(0, verbose=False)
     dm = EnvDataModule("HalfCheetah-v5", seed=0, start_timesteps=1000, max_timesteps=skip + steps, eval_freq=10**9)
     model = SAC(dm.env_spec, optimizer="maskadam" if "maskadam" in name else "adam")
-    marks: dict[str, float] = {}
-
-    class Clock(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if batch.train_step == skip:
-                marks["start"] = time.perf_counter()
-            if batch.train_step == skip + steps:
-                marks["end"] = time.perf_counter()
-
-    callbacks: list[L.Callback] = [Clock()]
+    callbacks: list[L.Callback] = []
     if sparsity is not None:
-        callbacks.insert(0, SparsityDistributionCallback(**sparsity))
+        callbacks.append(SparsityDistributionCallback(**sparsity))
     if dynamic:
-        callbacks.insert(1, DynamicSparsityCallback(update_period=period))
-    trainer = L.Trainer(
-        max_epochs=-1,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        callbacks=callbacks,
-    )
-    trainer.fit(model, dm)
-    return steps / (marks["end"] - marks["start"])
+        callbacks.append(DynamicSparsityCallback(update_period=period))
+    return fit_steps_per_s(model, dm, skip, steps, callbacks)
 
 
 def main() -> None:

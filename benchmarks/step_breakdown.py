@@ -19,6 +19,7 @@ from collections import defaultdict
 import lightning as L
 import torch
 import torch.nn.functional as F
+from fit_timing import fit_steps_per_s
 
 from lightning_sparse_rl import SAC, EnvDataModule
 from lightning_sparse_rl.algorithms.sac import sac_td_target
@@ -29,28 +30,7 @@ def lightning_steps_per_s(steps: int, warmup: int) -> float:
     """Env steps/s of a real ``Trainer.fit`` over ``steps`` training steps (after ``warmup`` of them)."""
     L.seed_everything(0, verbose=False)
     dm = EnvDataModule("HalfCheetah-v5", seed=0, start_timesteps=1000, max_timesteps=warmup + steps, eval_freq=10**9)
-    model = SAC(dm.env_spec)
-    marks: dict[str, float] = {}
-
-    class Clock(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if batch.train_step == warmup:
-                marks["start"] = time.perf_counter()
-            if batch.train_step == warmup + steps:
-                marks["end"] = time.perf_counter()
-
-    trainer = L.Trainer(
-        max_epochs=-1,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        callbacks=[Clock()],
-    )
-    trainer.fit(model, dm)
-    return steps / (marks["end"] - marks["start"])
+    return fit_steps_per_s(SAC(dm.env_spec), dm, warmup, steps)
 
 
 def plain_loop(steps: int, warmup: int) -> tuple[float, dict[str, float]]:

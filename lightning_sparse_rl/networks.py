@@ -232,6 +232,19 @@ class TwinQCritic(nn.Module):
         x = torch.cat([obs, action], dim=-1)
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
+    def sparse_networks(self, target: TwinQCritic) -> list[SparseNetwork]:
+        """Q1 and Q2 (family ``critic``, dense output) paired with the matching networks of ``target``."""
+        return [
+            SparseNetwork(
+                f"critic.{name}",
+                "critic",
+                as_connection_layers(getattr(self, name)),
+                as_connection_layers(getattr(target, name)),
+                output_may_be_sparse=False,
+            )
+            for name in ("q1", "q2")
+        ]
+
     def q1_value(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q1 alone, ``(B,)`` (TD3's actor loss)."""
         return self.q1(torch.cat([obs, action], dim=-1)).squeeze(-1)

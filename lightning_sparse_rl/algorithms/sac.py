@@ -14,7 +14,6 @@ from lightning_sparse_rl.networks import (
     SparseNetwork,
     SquashedGaussianActor,
     TwinQCritic,
-    as_connection_layers,
     polyak_update,
     xavier_init_,
 )
@@ -106,16 +105,7 @@ class SAC(OffPolicyAlgorithm):
 
     def sparse_networks(self) -> list[SparseNetwork]:
         """The actor (no target) and the twin critics with their target critics."""
-        critics = [
-            SparseNetwork(
-                f"critic.{name}",
-                "critic",
-                as_connection_layers(getattr(self.critic, name)),
-                as_connection_layers(getattr(self.critic_target, name)),
-                output_may_be_sparse=False,
-            )
-            for name in ("q1", "q2")
-        ]
+        critics = self.critic.sparse_networks(self.critic_target)
         return [SparseNetwork("actor", "actor", self.actor.connection_layers(), None, True), *critics]
 
     def critic_loss(self, batch: Transition) -> Tensor:

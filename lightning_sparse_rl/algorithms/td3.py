@@ -14,7 +14,6 @@ from lightning_sparse_rl.networks import (
     DeterministicActor,
     SparseNetwork,
     TwinQCritic,
-    as_connection_layers,
     polyak_update,
 )
 from lightning_sparse_rl.replay_buffer import Transition
@@ -95,16 +94,7 @@ class TD3(OffPolicyAlgorithm):
         actor = SparseNetwork(
             "actor", "actor", self.actor.connection_layers(), self.actor_target.connection_layers(), True
         )
-        critics = [
-            SparseNetwork(
-                f"critic.{name}",
-                "critic",
-                as_connection_layers(getattr(self.critic, name)),
-                as_connection_layers(getattr(self.critic_target, name)),
-                output_may_be_sparse=False,
-            )
-            for name in ("q1", "q2")
-        ]
+        critics = self.critic.sparse_networks(self.critic_target)
         return [actor, *critics]
 
     def critic_loss(self, batch: Transition) -> Tensor:
