@@ -94,6 +94,11 @@ class SparseNetwork:
         return [self.layers[0][0].in_features] + [sum(m.out_features for m in layer) for layer in self.layers]
 
 
+def masked_layers(networks: list[SparseNetwork]) -> list[nn.Linear]:
+    """The masked ``nn.Linear`` modules of ``networks`` (online networks only)."""
+    return [m for net in networks for group in net.layers for m in group if is_masked(m)]
+
+
 def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
     """Each ``nn.Linear`` of ``module`` as its own connection layer (plain MLPs)."""
     return tuple((layer,) for layer in linear_layers(module))
@@ -128,7 +133,9 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     for (layer, source_layer), zero_before, (nonzero, allowed, source_nonzero) in zip(
         budgeted, was_zero, counts.tolist(), strict=True
     ):
-        zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=zero_before & (layer.weight != 0))
+        if nonzero > allowed:
+            entered = zero_before & (layer.weight != 0)
+            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=entered)
         if nonzero == allowed == source_nonzero:
             # The target's non-zeros include every (non-zero) source connection and are no more: the
             # patterns are equal, and Polyak steps cannot leave them until the source mask changes.

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_sparse_rl.networks import SparseNetwork
+from lightning_sparse_rl.networks import SparseNetwork, masked_layers
 from lightning_sparse_rl.sparse import (
     MaskAdam,
     drop_fraction_at,
@@ -96,7 +96,7 @@ class DynamicSparsityCallback(Callback):
             self._generator.set_state(saved["state"])
         else:
             self._generator.manual_seed(self.seed + self.topology_updates)
-        if not self._masked_layers(pl_module.sparse_networks()):
+        if not masked_layers(pl_module.sparse_networks()):
             warnings.warn(
                 "DynamicSparsityCallback: no layer is masked (every sparsity level is 0), so there is nothing "
                 "to prune or regrow; set global_sparsity or input_layer_sparsity on SparsityDistributionCallback",
@@ -112,10 +112,11 @@ class DynamicSparsityCallback(Callback):
         if due <= self.last_update_step or (self.stop_step is not None and due > self.stop_step):
             return
         self.last_update_step = due
-        changed = self.update_topology(trainer, pl_module, batch.minibatches[-1], due)
+        zeta = drop_fraction_at(self.drop_fraction, due, self.schedule, self.stop_step)
+        changed = self.update_topology(trainer, pl_module, batch.minibatches[-1], zeta)
         self.topology_updates += 1
         metrics = {f"dst/{name}/connections_changed": float(n) for name, n in changed.items()}
-        metrics["dst/drop_fraction"] = drop_fraction_at(self.drop_fraction, due, self.schedule, self.stop_step)
+        metrics["dst/drop_fraction"] = zeta
         metrics["dst/topology_updates"] = float(self.topology_updates)
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=batch.train_step - 1)
@@ -123,12 +124,11 @@ class DynamicSparsityCallback(Callback):
     # ------------------------------------------------------------------------------------------ update
     @torch.no_grad()
     def update_topology(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any, step: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any, zeta: float
     ) -> dict[str, int]:
-        """Prune and regrow every masked layer once; returns the connections moved per network."""
+        """Prune and regrow a ``zeta`` fraction of every masked layer once; returns connections moved per network."""
         assert self._generator is not None, "on_fit_start creates the generator"
         networks: list[SparseNetwork] = pl_module.sparse_networks()
-        zeta = drop_fraction_at(self.drop_fraction, step, self.schedule, self.stop_step)
         grads = self._dense_gradients(pl_module, networks, minibatch) if self.growth == "gradient" else {}
         mask_adams = [opt for opt in trainer.optimizers if isinstance(opt, MaskAdam)]
         changed: dict[str, int] = {}
@@ -155,13 +155,12 @@ class DynamicSparsityCallback(Callback):
         """Install ``new_mask``: zero pruned weights, initialise grown ones, clear MaskAdam moments."""
         weight = trainable_weight(module)
         set_mask(module, new_mask)  # also zeroes every inactive weight
-        n_grown = int(grown.sum())
         if self.new_weight_init == "zero":
             weight.masked_fill_(grown, 0.0)
         else:
             fan_in, fan_out = module.in_features, module.out_features
             bound = 1 / math.sqrt(fan_in) if self.new_weight_init == "unif" else math.sqrt(6 / (fan_in + fan_out))
-            draws = torch.rand(n_grown, generator=self._generator, device=self._generator.device)
+            draws = torch.rand(int(grown.sum()), generator=self._generator, device=self._generator.device)
             weight[grown] = ((2 * draws - 1) * bound).to(weight.device, weight.dtype)
         for optimizer in mask_adams:
             optimizer.reset_state(weight, pruned | grown)
@@ -172,7 +171,7 @@ class DynamicSparsityCallback(Callback):
         """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
         grads: dict[nn.Linear, Tensor] = {}
         for family in dict.fromkeys(net.family for net in networks):
-            layers = self._masked_layers([net for net in networks if net.family == family])
+            layers = masked_layers([net for net in networks if net.family == family])
             if not layers:
                 continue
             with torch.enable_grad(), parametrize.cached():
@@ -180,10 +179,6 @@ class DynamicSparsityCallback(Callback):
                 loss = pl_module.network_loss(family, minibatch)
                 grads.update(zip(layers, torch.autograd.grad(loss, weights, allow_unused=True), strict=True))
         return grads
-
-    @staticmethod
-    def _masked_layers(networks: list[SparseNetwork]) -> list[nn.Linear]:
-        return [m for net in networks for group in net.layers for m in group if is_masked(m)]
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

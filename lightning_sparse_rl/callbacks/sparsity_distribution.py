@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.networks import SparseNetwork
+from lightning_sparse_rl.networks import SparseNetwork, masked_layers
 from lightning_sparse_rl.sparse import (
     LayerCount,
     LayerSparsity,
@@ -24,6 +24,9 @@ from lightning_sparse_rl.sparse import (
     set_mask,
     trainable_weight,
     weight_mask,
+)
+from lightning_sparse_rl.sparse import (
+    global_sparsity as measured_global_sparsity,
 )
 
 TargetSparsity = Literal["magnitude", "shared"]
@@ -99,7 +102,7 @@ class SparsityDistributionCallback(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Create the masks (unless the model is already masked), print the tables, log the levels."""
         networks: list[SparseNetwork] = pl_module.sparse_networks()
-        already_masked = any(is_masked(m) for net in networks for group in net.layers for m in group)
+        already_masked = bool(masked_layers(networks))
         if self.seed is None:
             self.seed = torch.initial_seed() % 2**63
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
@@ -179,8 +182,7 @@ class SparsityDistributionCallback(Callback):
                 if layers is None:
                     continue
                 counts = layer_counts(layers, count_nonzero=is_target)
-                possible = sum(c.possible for c in counts)
-                metrics[f"sparsity/{name}/global"] = 1.0 - sum(c.active for c in counts) / possible
+                metrics[f"sparsity/{name}/global"] = measured_global_sparsity(counts)
                 for i, (count, group) in enumerate(zip(counts, net.layers, strict=True), start=1):
                     if is_masked(group[0]):
                         metrics[f"sparsity/{name}/layer{i}"] = count.sparsity
@@ -188,8 +190,8 @@ class SparsityDistributionCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Seed and computed levels (the masks themselves are module buffers in the model's state)."""
-        return {"seed": self.seed, "levels": {family: list(lv.sparsity) for family, lv in self.levels.items()}}
+        """The mask seed (the masks themselves are module buffers in the model's state)."""
+        return {"seed": self.seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the seed."""

@@ -18,7 +18,7 @@ from lightning_sparse_rl.sparse.masked_linear import (
     weight_mask,
 )
 from lightning_sparse_rl.sparse.optim import MaskAdam
-from lightning_sparse_rl.sparse.report import LayerCount, format_sparsity_table
+from lightning_sparse_rl.sparse.report import LayerCount, format_sparsity_table, global_sparsity
 from lightning_sparse_rl.sparse.topology import (
     drop_fraction_at,
     prune_and_regrow,
@@ -38,6 +38,7 @@ __all__ = [
     "compute_layer_sparsity",
     "drop_fraction_at",
     "format_sparsity_table",
+    "global_sparsity",
     "is_masked",
     "mask_version",
     "prune_and_regrow",
