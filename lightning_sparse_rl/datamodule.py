@@ -19,6 +19,7 @@ original loop.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import NamedTuple, Protocol
@@ -30,12 +31,23 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
+from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
+from lightning_sparse_rl.noise_features import (
+    NOISE_DISTRIBUTIONS,
+    NOISE_MODES,
+    NoiseDistribution,
+    NoiseMode,
+    NoiseSpec,
+    estimate_marginal_quantiles,
+    total_input_features,
+)
 from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
-from lightning_sparse_rl.validation import check_at_least, check_positive
+from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
 EVAL_SEED_OFFSET = 10_000
+#: Offset of the seed of the random-policy rollout that estimates the ``marginals`` noise distribution.
+MARGINALS_SEED_OFFSET = 20_000
 
 
 class Agent(Protocol):
@@ -101,6 +113,17 @@ class EnvDataModule(LightningDataModule):
         eval_freq: env steps per epoch; evaluation runs at the end of every epoch.
         eval_episodes: deterministic episodes per evaluation.
         updates_per_step: gradient updates (minibatches) per env step.
+        fake_features: fraction ``f`` in ``[0, 1)`` of the networks' inputs that are pure noise
+            (anf_spec §5): ``D = ceil(d / (1 − f))`` inputs for ``d`` real features, ``f`` read as a
+            decimal (17 real at 0.9 → 170 inputs; the original's float rounding gave 171).
+        noise_std: σ > 0 of the ``gaussian`` and ``uniform`` noise.
+        noise_distribution: ``gaussian`` N(0, σ²); ``uniform`` on ``[−σ√3, σ√3]``; ``marginals``: noise
+            feature ``i`` follows real feature ``i mod d``'s distribution, estimated from
+            ``marginal_rollout_steps`` random-policy steps of the same env.
+        noise_mode: ``network`` (ANF): noise is drawn fresh inside every forward pass of every network,
+            the buffer stores only the ``d`` real features; ``env``: an observation wrapper appends the
+            noise, the buffer stores all ``D`` features and replays the same noise.
+        marginal_rollout_steps: random-policy steps for ``noise_distribution: marginals``.
 
     """
 
@@ -115,6 +138,11 @@ class EnvDataModule(LightningDataModule):
         eval_freq: int = 5_000,
         eval_episodes: int = 5,
         updates_per_step: int = 1,
+        fake_features: float = 0.0,
+        noise_std: float = 1.0,
+        noise_distribution: NoiseDistribution = "gaussian",
+        noise_mode: NoiseMode = "network",
+        marginal_rollout_steps: int = 10_000,
     ) -> None:
         super().__init__()
         check_positive("buffer_size", buffer_size)
@@ -126,14 +154,32 @@ class EnvDataModule(LightningDataModule):
         check_at_least("start_timesteps", start_timesteps, 0)
         if batch_size > buffer_size:
             raise ValueError(f"batch_size={batch_size} is larger than buffer_size={buffer_size}")
+        check_in_range("fake_features", fake_features, 0.0, 1.0)
+        check_positive("noise_std", noise_std)
+        if noise_distribution not in NOISE_DISTRIBUTIONS:
+            raise ValueError(f"noise_distribution={noise_distribution!r} must be one of {NOISE_DISTRIBUTIONS}")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode={noise_mode!r} must be one of {NOISE_MODES}")
+        check_positive("marginal_rollout_steps", marginal_rollout_steps)
         self.save_hyperparameters()
         self.env_id, notice = resolve_env_id(env_id)
         if notice:
             rank_zero_info(notice)
         probe = make_env(self.env_id)
-        self.env_spec: EnvSpec = env_spec_of(probe, self.env_id)
+        real_spec = env_spec_of(probe, self.env_id)
         probe.close()
         self.seed = seed
+        self.noise = self._noise_spec(real_spec.observation_dim, fake_features, noise_std, noise_distribution)
+        self.noise_mode = noise_mode
+        self.env_spec: EnvSpec = real_spec
+        if self.noise is not None:
+            in_env = noise_mode == "env"
+            self.env_spec = dataclasses.replace(
+                real_spec,
+                observation_dim=real_spec.observation_dim + (self.noise.count if in_env else 0),
+                real_features=real_spec.observation_dim,
+                network_noise=None if in_env else self.noise,
+            )
         self.buffer_size = buffer_size
         self.batch_size = batch_size
         self.start_timesteps = start_timesteps
@@ -150,16 +196,32 @@ class EnvDataModule(LightningDataModule):
         self._obs: np.ndarray | None = None
         self._episode_start = 0.0
 
+    def _noise_spec(
+        self, real_dim: int, fake_features: float, std: float, distribution: NoiseDistribution
+    ) -> NoiseSpec | None:
+        """The noise features for ``fake_features`` (``None`` when there are none)."""
+        count = total_input_features(real_dim, fake_features) - real_dim
+        if count == 0:
+            return None
+        quantiles = None
+        if distribution == "marginals":
+            steps = self.hparams.marginal_rollout_steps
+            rank_zero_info(f"Estimating the real features' distributions from {steps} random-policy steps...")
+            rollout = random_policy_observations(self.env_id, steps, self.seed + MARGINALS_SEED_OFFSET)
+            quantiles = estimate_marginal_quantiles(rollout)
+        return NoiseSpec(count, distribution, std, quantiles)
+
     # ----------------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
         """Create the envs (seeded) and the replay buffer on the trainer's device."""
         if self.train_env is not None:
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        self.train_env = make_env(self.env_id)
+        env_noise = self.noise if self.noise_mode == "env" else None
+        self.train_env = make_env(self.env_id, env_noise, noise_seed=self.seed)
         self.train_env.action_space.seed(self.seed)
         self._obs, _ = self.train_env.reset(seed=self.seed)
-        self.eval_env = make_env(self.env_id)
+        self.eval_env = make_env(self.env_id, env_noise, noise_seed=self.seed + EVAL_SEED_OFFSET)
         self.eval_env.reset(seed=self.seed + EVAL_SEED_OFFSET)
         spec = self.env_spec
         self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
@@ -242,6 +304,23 @@ class EnvDataModule(LightningDataModule):
         self.episodes = 0
         self._episode_start = time.perf_counter()
         rank_zero_info(f"Replay buffer filled in {time.perf_counter() - start:.1f} s; training starts.")
+
+    def refill(self, steps: int, agent: Agent | None) -> None:
+        """Empty the replay buffer and refill it with ``steps`` env steps, then start a fresh episode.
+
+        ``agent=None`` takes uniformly random actions, else the agent's stochastic policy. The steps
+        count in ``env_steps`` but not in ``train_steps`` or the episode numbering.
+        """
+        assert self.train_env is not None and self.buffer is not None
+        rank_zero_info(f"Refilling the replay buffer with {steps} steps...")
+        self.buffer.clear()
+        self._obs, _ = self.train_env.reset()
+        episodes = self.episodes
+        for _ in range(steps):
+            self.env_step(agent)
+        self.episodes = episodes
+        self._obs, _ = self.train_env.reset()
+        self._episode_start = time.perf_counter()
 
     def evaluate_episode(self, agent: Agent) -> EvalEpisode:
         """Run one deterministic episode on the eval env."""

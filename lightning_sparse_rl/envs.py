@@ -14,6 +14,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from lightning_sparse_rl.noise_features import NoiseFeatures, NoiseSpec
+
 #: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
 #: Sources: Gymnasium's MuJoCo v5 changelog (see ``../shared/reference/peers.md`` section E).
 V5_DIFFERENCES: dict[str, str] = {
@@ -42,6 +44,9 @@ class EnvSpec:
         action_dim: size of the continuous action vector.
         action_low: lower action bound per dimension.
         action_high: upper action bound per dimension.
+        real_features: how many leading observation features are real (the rest are noise added by
+            the env, ``noise_mode: env``); ``None``: all of them.
+        network_noise: noise features the networks append to every input (``noise_mode: network``).
 
     """
 
@@ -50,6 +55,13 @@ class EnvSpec:
     action_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+    real_features: int | None = None
+    network_noise: NoiseSpec | None = None
+
+    @property
+    def real_dim(self) -> int:
+        """Number of real (task) observation features, ``d``."""
+        return self.observation_dim if self.real_features is None else self.real_features
 
 
 # Plain data: checkpoints that hold it (in the model's hyperparameters) load with weights_only=True.
@@ -75,8 +87,45 @@ def resolve_env_id(env_id: str) -> tuple[str, str | None]:
     return new_id, notice
 
 
-def make_env(env_id: str) -> gym.Env:
+class NoisyObservation(gym.ObservationWrapper):
+    """Appends noise features to every observation (``noise_mode: env``): ``(d,)`` → ``(d + count,)``.
+
+    The noise is part of the observation, so the replay buffer stores it and a replayed transition
+    shows the same noise again (unlike ANF's in-network noise). Drawn from its own generator, seeded
+    by ``seed``; noise features are float32, the observation keeps the env's dtype.
+    """
+
+    def __init__(self, env: gym.Env, noise: NoiseSpec, seed: int) -> None:
+        super().__init__(env)
+        self.noise = NoiseFeatures(noise, seed)
+        size = env.observation_space.shape[0] + noise.count
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), env.observation_space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        """``[observation, fresh noise]``."""
+        return np.concatenate([observation, self.noise(1)[0].numpy().astype(observation.dtype)])
+
+
+def random_policy_observations(env_id: str, steps: int, seed: int) -> np.ndarray:
+    """Observations ``(steps, d)`` of ``steps`` env steps with uniformly random actions, seeded."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    observation, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(steps):
+        rows.append(observation)
+        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            observation, _ = env.reset()
+    env.close()
+    return np.asarray(rows, dtype=np.float64)
+
+
+def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0) -> gym.Env:
     """Make a single Gymnasium env that records episode statistics (``info["episode"]``).
+
+    With ``noise``, the env appends noise features to its observations (:class:`NoisyObservation`,
+    generator seeded with ``noise_seed``).
 
     Raises:
         ValueError: for an action space that is not a continuous ``Box`` or a non-flat observation.
@@ -93,11 +142,11 @@ def make_env(env_id: str) -> gym.Env:
     if not isinstance(env.observation_space, gym.spaces.Box) or shape is None or len(shape) != 1:
         env.close()
         raise ValueError(f"env_id={env_id!r} must have a flat Box observation space, got {env.observation_space}")
-    return env
+    return NoisyObservation(env, noise, noise_seed) if noise is not None else env
 
 
 def env_spec_of(env: gym.Env, env_id: str) -> EnvSpec:
-    """Describe ``env``'s (flat Box) spaces as an :class:`EnvSpec`."""
+    """Describe ``env``'s (flat Box) spaces as an :class:`EnvSpec` (all features real, no noise)."""
     action_space = env.action_space
     assert isinstance(action_space, gym.spaces.Box)
     return EnvSpec(

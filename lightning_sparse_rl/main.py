@@ -15,23 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from lightning_sparse_rl.cli import main as lsrl_main
+from lightning_sparse_rl.noise_features import NOISE_DISTRIBUTIONS, NOISE_MODES
 from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
 POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
 
-_NOT_YET_NOISE = "noise features and feature permutation are not implemented yet (issue #4)"
 _NOT_YET_RESUME = "resuming from a model file is not implemented yet (issue #7)"
 
 #: Flags of later features: (flag, default, reason it is not available yet).
 NOT_YET: tuple[tuple[str, object, str], ...] = (
-    ("fake_features", 0.0, _NOT_YET_NOISE),
-    ("fake_noise_std", 1.0, _NOT_YET_NOISE),
-    ("load_noise_distribution", "", _NOT_YET_NOISE),
-    ("adjust_env_period", -1.0, _NOT_YET_NOISE),
-    ("empty_buffer_on_env_change", False, _NOT_YET_NOISE),
-    ("refill_timesteps", 25e3, _NOT_YET_NOISE),
-    ("refill_mode", "random", _NOT_YET_NOISE),
     ("load_model", "", _NOT_YET_RESUME),
     ("sac_type", "Gaussian", "the deterministic SAC variant is not implemented yet"),
     ("act_func_args", None, "parametric activations (srelu, allrelu, ...) are not implemented yet"),
@@ -94,14 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ann_setZeta", type=float, default=0.05, help="ANF-*: fraction pruned/regrown per update")
     p.add_argument("--ann_ascTopologyChangePeriod", type=float, default=1e3, help="ANF-*: gradient updates")
     p.add_argument("--ann_earlyStopTopologyChange", type=float, default=1e9, help="ANF-*: last topology update")
-    # Later features: accepted so that tutorial commands parse, rejected unless left at their default.
-    p.add_argument("--fake_features", type=float, default=0.0)
-    p.add_argument("--fake_noise_std", type=float, default=1.0)
-    p.add_argument("--load_noise_distribution", default="")
-    p.add_argument("--adjust_env_period", type=float, default=-1.0)
+    p.add_argument("--fake_features", type=float, default=0.0, help="fraction of noise input features, [0, 1)")
+    p.add_argument("--fake_noise_std", type=float, default=1.0, help="std of the noise features, > 0")
+    p.add_argument(
+        "--load_noise_distribution",
+        default="",
+        help="any value: noise follows the real features' distributions (estimated here, no file needed)",
+    )
+    p.add_argument("--noise_distribution", default=None, choices=NOISE_DISTRIBUTIONS, help="(not in the original)")
+    p.add_argument("--noise_mode", default="network", choices=NOISE_MODES, help="(not in the original)")
+    p.add_argument("--adjust_env_period", type=float, default=-1.0, help="permute all inputs every N steps; -1 never")
     p.add_argument("--empty_buffer_on_env_change", action="store_true")
     p.add_argument("--refill_timesteps", type=float, default=25e3)
-    p.add_argument("--refill_mode", default="random")
+    p.add_argument("--refill_mode", default="random", choices=("random", "current"))
+    # Later features: accepted so that tutorial commands parse, rejected unless left at their default.
     p.add_argument("--load_model", default="")
     p.add_argument("--sac_type", default="Gaussian", choices=("Gaussian", "Deterministic"))
     p.add_argument("--act_func_args", type=float, nargs="+", default=None)
@@ -125,6 +124,36 @@ def check_sparsity_flags(args: argparse.Namespace) -> None:
         check_positive("--ann_earlyStopTopologyChange", args.ann_earlyStopTopologyChange)
     except ValueError as error:
         raise SystemExit(f"Bad sparsity flag: {error}") from None
+
+
+def noise_distribution(args: argparse.Namespace) -> str:
+    """``--noise_distribution``, else ``marginals`` when ``--load_noise_distribution`` is set, else ``gaussian``."""
+    if args.noise_distribution is not None:
+        return args.noise_distribution
+    return "marginals" if args.load_noise_distribution else "gaussian"
+
+
+def check_noise_flags(args: argparse.Namespace) -> None:
+    """Stop early, naming the flag, when a noise-feature or permutation flag is out of range."""
+    try:
+        check_in_range("--fake_features", args.fake_features, 0.0, 1.0)
+        check_positive("--fake_noise_std", args.fake_noise_std)
+        check_positive("--refill_timesteps", args.refill_timesteps)
+    except ValueError as error:
+        raise SystemExit(f"Bad noise-feature flag: {error}") from None
+
+
+def noise_notices(args: argparse.Namespace) -> list[str]:
+    """Say how noise and permutation flags are read where they differ from the original."""
+    notices = []
+    if args.load_noise_distribution and args.noise_distribution is None:
+        notices.append(
+            f"--load_noise_distribution {args.load_noise_distribution}: noise features follow the real "
+            f"features' distributions, estimated from a random-policy rollout of {args.env} (no file needed)."
+        )
+    if args.empty_buffer_on_env_change and args.adjust_env_period <= 0:
+        notices.append("--empty_buffer_on_env_change has no effect without --adjust_env_period > 0.")
+    return notices
 
 
 def to_lsrl_args(args: argparse.Namespace) -> list[str]:
@@ -163,6 +192,10 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         "eval_freq": int(args.eval_freq),
         "eval_episodes": args.eval_episodes,
         "updates_per_step": args.updates_per_step,
+        "fake_features": args.fake_features,
+        "noise_std": args.fake_noise_std,
+        "noise_distribution": noise_distribution(args),
+        "noise_mode": args.noise_mode,
     }
     loggers: list[dict[str, object]] = []
     if args.save_results:
@@ -175,7 +208,7 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     if args.wandb_mode != "disabled":
         wandb = {"mode": args.wandb_mode, "project": args.wandb_project, "entity": args.wandb_entity, "name": run_name}
         loggers.append({"class_path": "lightning_sparse_rl.loggers.WandbLogger", "init_args": wandb})
-    callbacks = sparsity_callbacks(args)
+    callbacks = sparsity_callbacks(args) + noise_callbacks(args)
     if args.save_model:
         checkpoint = {"monitor": "eval/return", "mode": "max", "filename": "best", "save_last": True}
         callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint})
@@ -217,6 +250,27 @@ def sparsity_callbacks(args: argparse.Namespace) -> list[dict[str, object]]:
     return callbacks
 
 
+def noise_callbacks(args: argparse.Namespace) -> list[dict[str, object]]:
+    """The connectivity metric (always, as the original) and, with ``--adjust_env_period``, permutations."""
+    callbacks: list[dict[str, object]] = [
+        {
+            "class_path": "lightning_sparse_rl.callbacks.InputConnectivityCallback",
+            "init_args": {"save_results": args.save_results},
+        }
+    ]
+    if args.adjust_env_period > 0:
+        permutation = {
+            "period": int(args.adjust_env_period),
+            "empty_buffer": args.empty_buffer_on_env_change,
+            "refill_timesteps": int(args.refill_timesteps),
+            "refill_mode": args.refill_mode,
+        }
+        callbacks.append(
+            {"class_path": "lightning_sparse_rl.callbacks.FeaturePermutationCallback", "init_args": permutation}
+        )
+    return callbacks
+
+
 def policy_notice(args: argparse.Namespace) -> str | None:
     """Say when sparsity flags have no effect: a dense policy, or a sparse one with all levels 0 (anf_spec §2.1)."""
     sparsity_set = args.global_sparsity > 0 or 0 < args.input_layer_sparsity < 1
@@ -238,9 +292,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     check_not_yet(args)
     check_sparsity_flags(args)
-    notice = policy_notice(args)
-    if notice:
-        print(notice)
+    check_noise_flags(args)
+    for notice in [policy_notice(args), *noise_notices(args)]:
+        if notice:
+            print(notice)
     lsrl_args = to_lsrl_args(args)
     print("Equivalent command: lsrl " + " ".join(shlex.quote(a) for a in lsrl_args), flush=True)
     lsrl_main(lsrl_args)

@@ -78,6 +78,11 @@ class ReplayBuffer:
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def clear(self) -> None:
+        """Forget every stored transition."""
+        self.position = 0
+        self.size = 0
+
     def sample(self, batch_size: int) -> Transition:
         """Sample ``batch_size`` transitions uniformly with replacement, on the buffer's device."""
         if self.size == 0:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from lightning_sparse_rl.datamodule import EvalEpisode, TrainBatch
 from lightning_sparse_rl.envs import EnvSpec
 from lightning_sparse_rl.networks import SparseNetwork
+from lightning_sparse_rl.noise_features import InputFeatures
 from lightning_sparse_rl.replay_buffer import Transition
 from lightning_sparse_rl.sparse import MaskAdam, restore_masks
 from lightning_sparse_rl.validation import check_in_range, check_positive
@@ -21,11 +22,15 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
 
 
 class OffPolicyAlgorithm(LightningModule):
-    """Base class of the off-policy algorithms; subclasses implement :meth:`update` and :meth:`act`.
+    r"""Base class of the off-policy algorithms; subclasses implement :meth:`update` and :meth:`act`.
 
     ``automatic_optimization`` is off: each :class:`TrainBatch` holds ``updates_per_step``
     minibatches and :meth:`update` runs one full gradient update (all networks) per minibatch.
     ``gradient_steps`` counts those updates (Lightning's ``global_step`` counts optimizer steps).
+
+    Every network reads :meth:`observe`\ ``(obs)``, not ``obs``: the stored observation with this
+    call's own noise features (``env_spec.network_noise``) and the current input permutation
+    (:class:`~lightning_sparse_rl.noise_features.InputFeatures`, ``self.input_features``).
 
     Args:
         env_spec: observation/action sizes and action bounds; ``EnvDataModule(...).env_spec``. Required
@@ -62,8 +67,20 @@ class OffPolicyAlgorithm(LightningModule):
             raise ValueError(f"optimizer={optimizer!r} must be one of {OPTIMIZERS}")
         self.automatic_optimization = False
         self.env_spec = env_spec
+        # The noise generator's seed comes from the global RNG (seeded by seed_everything).
+        noise_seed = int(torch.randint(2**62, ())) if env_spec.network_noise is not None else 0
+        self.input_features = InputFeatures(
+            env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, noise_seed
+        )
         self.gradient_steps = 0
         self._last_losses: dict[str, Tensor] = {}
+
+    def observe(self, obs: Tensor) -> Tensor:
+        """What a network reads for stored observations ``(B, observation_dim)``: ``(B, input_dim)``.
+
+        Call it once per network call: each call draws fresh noise features (anf_spec §5).
+        """
+        return self.input_features(obs)
 
     # ----------------------------------------------------------------------------- for subclasses
     def update(self, batch: Transition) -> dict[str, Tensor]:

@@ -76,7 +76,7 @@ class SAC(OffPolicyAlgorithm):
         check_positive("target_update_interval", target_update_interval)
         self.save_hyperparameters()
         assert env_spec is not None
-        obs_dim, action_dim = env_spec.observation_dim, env_spec.action_dim
+        obs_dim, action_dim = self.input_features.input_dim, env_spec.action_dim
         self.actor = SquashedGaussianActor(
             obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
         )
@@ -101,6 +101,7 @@ class SAC(OffPolicyAlgorithm):
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """``tanh(mean)`` when deterministic, else a sample of the policy."""
+        obs = self.observe(obs)
         return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
 
     def sparse_networks(self) -> list[SparseNetwork]:
@@ -111,18 +112,18 @@ class SAC(OffPolicyAlgorithm):
     def critic_loss(self, batch: Transition) -> Tensor:
         """``MSE(Q1, y) + MSE(Q2, y)`` with the soft TD target ``y`` of :func:`sac_td_target`."""
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(batch.next_obs)
-            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
+            next_action, next_log_prob = self.actor.sample(self.observe(batch.next_obs))
+            next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
             target = sac_td_target(
                 batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, self.hparams.discount
             )
-        q1, q2 = self.critic(batch.obs, batch.action)
+        q1, q2 = self.critic(self.observe(batch.obs), batch.action)
         return F.mse_loss(q1, target) + F.mse_loss(q2, target)
 
     def actor_loss(self, batch: Transition) -> tuple[Tensor, Tensor]:
         """``mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))`` with ã reparameterised; also returns ``log π`` ``(B,)``."""
-        action, log_prob = self.actor.sample(batch.obs)
-        q1_pi, q2_pi = self.critic(batch.obs, action)
+        action, log_prob = self.actor.sample(self.observe(batch.obs))
+        q1_pi, q2_pi = self.critic(self.observe(batch.obs), action)
         return (self.alpha * log_prob - torch.min(q1_pi, q2_pi)).mean(), log_prob
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:

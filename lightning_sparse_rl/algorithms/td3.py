@@ -64,7 +64,7 @@ class TD3(OffPolicyAlgorithm):
         check_positive("policy_freq", policy_freq)
         self.save_hyperparameters()
         assert env_spec is not None
-        obs_dim, action_dim = env_spec.observation_dim, env_spec.action_dim
+        obs_dim, action_dim = self.input_features.input_dim, env_spec.action_dim
         self.actor = DeterministicActor(
             obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
         )
@@ -83,7 +83,7 @@ class TD3(OffPolicyAlgorithm):
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """The actor's action, plus clipped Gaussian exploration noise unless deterministic."""
-        action = self.actor(obs)
+        action = self.actor(self.observe(obs))
         if deterministic:
             return action
         noise = torch.randn_like(action) * (self.hparams.expl_noise * self.actor.action_scale)
@@ -103,15 +103,17 @@ class TD3(OffPolicyAlgorithm):
         with torch.no_grad():
             clip = self.hparams.noise_clip * scale
             noise = (torch.randn_like(batch.action) * (self.hparams.policy_noise * scale)).clamp(-clip, clip)
-            next_action = (self.actor_target(batch.next_obs) + noise).clamp(self.action_low, self.action_high)
-            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
+            next_action = (self.actor_target(self.observe(batch.next_obs)) + noise).clamp(
+                self.action_low, self.action_high
+            )
+            next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
             target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, self.hparams.discount)
-        q1, q2 = self.critic(batch.obs, batch.action)
+        q1, q2 = self.critic(self.observe(batch.obs), batch.action)
         return F.mse_loss(q1, target) + F.mse_loss(q2, target)
 
     def actor_loss(self, batch: Transition) -> Tensor:
         """``−mean Q1(s, π(s))``."""
-        return -self.critic.q1_value(batch.obs, self.actor(batch.obs)).mean()
+        return -self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))).mean()
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""

@@ -1,7 +1,15 @@
 """Lightning callbacks of lightning-sparse-rl."""
 
 from lightning_sparse_rl.callbacks.dynamic_sparsity import DynamicSparsityCallback
+from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutationCallback
+from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
 from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistributionCallback
 
-__all__ = ["DynamicSparsityCallback", "RLProgressReporter", "SparsityDistributionCallback"]
+__all__ = [
+    "DynamicSparsityCallback",
+    "FeaturePermutationCallback",
+    "InputConnectivityCallback",
+    "RLProgressReporter",
+    "SparsityDistributionCallback",
+]

@@ -1,5 +1,6 @@
 """Sparse-network maths, free of Lightning: sparsity distributions, masks, prune/regrow, MaskAdam."""
 
+from lightning_sparse_rl.sparse.connectivity import connections_per_input, real_noise_connectivity
 from lightning_sparse_rl.sparse.distribution import (
     DISTRIBUTION_METHODS,
     LayerSparsity,
@@ -36,6 +37,7 @@ __all__ = [
     "active_count",
     "check_sparsity_arguments",
     "compute_layer_sparsity",
+    "connections_per_input",
     "drop_fraction_at",
     "format_sparsity_table",
     "global_sparsity",
@@ -43,6 +45,7 @@ __all__ = [
     "mask_version",
     "prune_and_regrow",
     "random_mask",
+    "real_noise_connectivity",
     "restore_masks",
     "set_mask",
     "trainable_weight",

@@ -1,0 +1,113 @@
+"""``InputConnectivityCallback``: active connections per input feature, real vs noise (anf_spec §7)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_sparse_rl.plots import plot_connectivity_heatmap
+from lightning_sparse_rl.run_files import write_csv, write_npy, write_npz
+from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity
+
+
+class InputConnectivityCallback(Callback):
+    """After every evaluation, measure how the input layers connect to real and to noise features.
+
+    For the input layer of each of the algorithm's ``sparse_networks()`` (actor, Q1, Q2) it counts the
+    active connections of every input column and averages them over the real columns and over the
+    noise columns. Real columns follow the current input permutation; the critics' action inputs
+    count as real (as the original since 2024-02). A dense network gives its width for both.
+
+    Logged to every logger as ``connectivity/<network>/real`` and ``.../noise`` and written to the
+    run directory (``trainer.log_dir``) after each evaluation, unless ``save_results`` is off:
+
+    * ``connectivity.csv``: training step and the two means per network;
+    * ``connectivity.npy``: one row per evaluation, ``[actor_real, actor_noise, q1_real, q1_noise,
+      q2_real, q2_noise]`` as the original's ``output/connectivity`` files;
+    * ``connectivity_per_feature.npz``: ``steps`` and, per network, connections per input
+      ``(evaluations, n_in)`` in original feature order (real, noise, action inputs);
+    * at the end of training, ``connectivity_heatmap.png`` (features × evaluations).
+
+    The history is part of the checkpoint, so a resumed run continues its files.
+
+    Args:
+        save_results: write the files and the heat-map.
+
+    """
+
+    def __init__(self, save_results: bool = True) -> None:
+        self.save_results = save_results
+        self.steps: list[int] = []
+        self.means: list[list[float]] = []
+        self.per_feature: dict[str, list[list[int]]] = {}
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure, log and write the connectivity of the current input layers."""
+        if trainer.sanity_checking:
+            return
+        features = pl_module.input_features
+        real_state = features.real_columns()
+        metrics: dict[str, float] = {}
+        means: list[float] = []
+        for net in pl_module.sparse_networks():
+            per_input = connections_per_input(net.layers[0][0])
+            extra = per_input.numel() - features.input_dim  # the critics' action inputs
+            real = torch.cat([real_state, real_state.new_ones(extra)])
+            real_mean, noise_mean = real_noise_connectivity(per_input, real)
+            metrics[f"connectivity/{net.name}/real"] = real_mean
+            if not math.isnan(noise_mean):
+                metrics[f"connectivity/{net.name}/noise"] = noise_mean
+            means += [real_mean, noise_mean]
+            by_feature = per_input.clone()
+            by_feature[features.permutation] = per_input[: features.input_dim]
+            self.per_feature.setdefault(net.name, []).append(by_feature.tolist())
+        pl_module.log_dict(metrics, on_epoch=True)
+        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
+        self.steps.append(int(step))
+        self.means.append(means)
+        if self.save_results:
+            self._write(trainer, pl_module)
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        names = list(self.per_feature)
+        header = ["step"] + [f"{name}/{group}" for name in names for group in ("real", "noise")]
+        write_csv(run_dir / "connectivity.csv", header, [[s, *m] for s, m in zip(self.steps, self.means, strict=True)])
+        write_npy(run_dir / "connectivity.npy", np.asarray(self.means, dtype=np.float64))
+        arrays = {name: np.asarray(rows, dtype=np.int64) for name, rows in self.per_feature.items()}
+        write_npz(
+            run_dir / "connectivity_per_feature.npz",
+            steps=np.asarray(self.steps),
+            real_features=np.asarray(pl_module.input_features.real_features),
+            **arrays,
+        )
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Save the heat-map of connections per input feature over the evaluations."""
+        if not (self.save_results and self.steps):
+            return
+        arrays = {name: np.asarray(rows) for name, rows in self.per_feature.items()}
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        features = pl_module.input_features
+        plot_connectivity_heatmap(
+            self.steps, arrays, features.real_features, features.input_dim, run_dir / "connectivity_heatmap.png"
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The measurements so far."""
+        return {"steps": self.steps, "means": self.means, "per_feature": self.per_feature}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.steps = list(state_dict["steps"])
+        self.means = [list(row) for row in state_dict["means"]]
+        self.per_feature = {name: list(rows) for name, rows in state_dict["per_feature"].items()}

@@ -1,0 +1,220 @@
+"""Noise input features and input permutation: the "extremely noisy environment" of ANF (anf_spec §5).
+
+A fraction ``f`` of the networks' inputs are pure noise. With ``d`` real observation features the
+networks read ``D = ceil(d / (1 − f))`` inputs, the ``D − d`` noise features after the real ones, then
+(transfer setting) the whole ``D``-vector reordered by a permutation.
+
+This module is plain torch (no Lightning, no Gymnasium): :class:`NoiseFeatures` draws the noise,
+:class:`InputFeatures` turns a real observation into the networks' input, and
+:func:`estimate_marginal_quantiles` summarises real features for the ``marginals`` distribution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lightning_sparse_rl.validation import check_in_range, check_positive
+
+NoiseDistribution = Literal["gaussian", "uniform", "marginals"]
+NoiseMode = Literal["network", "env"]
+NOISE_DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "uniform", "marginals")
+NOISE_MODES: tuple[str, ...] = ("network", "env")
+
+#: Quantiles per real feature kept for the ``marginals`` distribution (100 equal-mass bins, as the
+#: original's 100-bin histograms).
+MARGINAL_QUANTILES = 101
+
+
+def total_input_features(real_features: int, fake_features: float) -> int:
+    """Network input size ``D = ceil(d / (1 − f))`` for ``d`` real features and noise fraction ``f``.
+
+    ``f`` is taken as the decimal number it is written as (``0.9`` is 9/10), so ``d = 17, f = 0.9``
+    gives the intended 170 (17 real + 153 noise). The original computed in binary floating point,
+    where ``1 − 0.9 < 0.1``, and got 171 (anf_spec §5, quirk 4).
+
+    Raises:
+        ValueError: unless ``0 <= f < 1`` and ``d >= 1``.
+
+    """
+    check_in_range("fake_features", fake_features, 0.0, 1.0)
+    check_positive("real_features", real_features)
+    return math.ceil(Fraction(real_features) / (1 - Fraction(repr(float(fake_features)))))
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """How the noise features are drawn (i.i.d. for every sample and every draw).
+
+    Attributes:
+        count: number of noise features, ``D − d``.
+        distribution: ``gaussian`` N(0, σ²); ``uniform`` on ``[−σ√3, σ√3]`` (the same standard
+            deviation σ); ``marginals``: noise feature ``i`` follows the distribution of real feature
+            ``i mod d`` under a random policy (its ``quantiles``; uniform between adjacent quantiles).
+        std: σ of ``gaussian`` and ``uniform``; unused by ``marginals``.
+        quantiles: ``marginals`` only: per real feature, its ``MARGINAL_QUANTILES`` quantiles at
+            levels ``0, 1/100, …, 1``, from :func:`estimate_marginal_quantiles`.
+
+    """
+
+    count: int
+    distribution: NoiseDistribution = "gaussian"
+    std: float = 1.0
+    quantiles: tuple[tuple[float, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("noise count", self.count)
+        if self.distribution not in NOISE_DISTRIBUTIONS:
+            raise ValueError(f"noise_distribution={self.distribution!r} must be one of {NOISE_DISTRIBUTIONS}")
+        check_positive("noise_std", self.std)
+        if (self.distribution == "marginals") != (self.quantiles is not None):
+            raise ValueError("quantiles are required by, and only by, noise_distribution='marginals'")
+
+
+# Plain data inside EnvSpec: checkpoints that hold it load with weights_only=True.
+torch.serialization.add_safe_globals([NoiseSpec])
+
+
+def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """Per-feature quantiles at levels ``0, 0.01, …, 1`` of ``observations`` ``(N, d)``; shape ``d × 101``."""
+    if observations.ndim != 2 or len(observations) < 2:
+        raise ValueError(f"need observations of shape (N >= 2, d), got {observations.shape}")
+    levels = np.linspace(0.0, 1.0, MARGINAL_QUANTILES)
+    quantiles = np.quantile(observations.astype(np.float64), levels, axis=0).T
+    return tuple(tuple(float(q) for q in row) for row in quantiles)
+
+
+class NoiseFeatures(nn.Module):
+    """Draws ``(rows, count)`` noise features on the module's device from its own seeded generator.
+
+    The generator's seed and state are part of the module's ``state_dict`` (extra state), so a
+    checkpoint continues the same noise stream. Moving the module to another device type re-seeds
+    the generator deterministically from its current state.
+
+    Args:
+        spec: what to draw.
+        seed: seed of the generator.
+
+    """
+
+    def __init__(self, spec: NoiseSpec, seed: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.seed = int(seed)
+        quantiles = torch.tensor(spec.quantiles or (), dtype=torch.float32)
+        self.register_buffer("quantiles", quantiles, persistent=False)
+        real = quantiles.shape[0] if spec.quantiles else 1
+        self.register_buffer("source_feature", torch.arange(spec.count) % real, persistent=False)
+        self._generator: torch.Generator | None = None
+        self._pending_state: Tensor | None = None
+        self._pending_device = "cpu"
+
+    def generator(self) -> torch.Generator:
+        """The generator on the module's device (created, restored or re-seeded on first use there)."""
+        device = self.source_feature.device
+        if self._generator is not None and self._generator.device == device:
+            return self._generator
+        state, state_device = self._pending_state, self._pending_device
+        if self._generator is not None:
+            state, state_device = self._generator.get_state(), str(self._generator.device)
+        generator = torch.Generator(device=device)
+        if state is None:
+            generator.manual_seed(self.seed)
+        elif torch.device(state_device).type == device.type:
+            generator.set_state(state)
+        else:
+            digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+            generator.manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+        self._generator, self._pending_state = generator, None
+        return generator
+
+    def forward(self, rows: int) -> Tensor:
+        """Fresh noise, shape ``(rows, count)``, float32."""
+        spec, generator, device = self.spec, self.generator(), self.source_feature.device
+        shape = (rows, spec.count)
+        if spec.distribution == "gaussian":
+            return torch.randn(shape, generator=generator, device=device) * spec.std
+        if spec.distribution == "uniform":
+            u = torch.rand(shape, generator=generator, device=device)
+            return (2.0 * u - 1.0) * (spec.std * math.sqrt(3.0))
+        # marginals: pick one of the 100 equal-mass bins of the source feature, then uniform within it.
+        position = torch.rand(shape, generator=generator, device=device) * (MARGINAL_QUANTILES - 1)
+        index = position.floor().long().clamp_(max=MARGINAL_QUANTILES - 2)
+        feature = self.source_feature.expand(rows, -1)
+        low, high = self.quantiles[feature, index], self.quantiles[feature, index + 1]
+        return torch.lerp(low, high, position - index)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """Seed and generator state."""
+        if self._generator is not None:
+            return {"seed": self.seed, "state": self._generator.get_state(), "device": str(self._generator.device)}
+        return {"seed": self.seed, "state": self._pending_state, "device": self._pending_device}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the seed and generator state (applied on the next draw, on the module's device)."""
+        self.seed = int(state["seed"])
+        self._generator, self._pending_state, self._pending_device = None, state["state"], state["device"]
+
+
+class InputFeatures(nn.Module):
+    """The networks' input: real observations ``(B, observation_dim)`` → ``(B, input_dim)``.
+
+    In ``network`` noise mode it appends ``noise.count`` fresh noise features (a new draw at every
+    call, so every network and every forward pass sees different noise). Then it reorders all
+    columns by the current permutation: column ``j`` of the output is feature ``permutation[j]`` of
+    ``[observation, noise]``. With no noise and the identity permutation it returns its input.
+
+    Args:
+        observation_dim: size of the stored observations (``d``, or ``D`` when the env adds noise).
+        real_features: how many leading observation features are real (task) features.
+        noise: noise appended here (``network`` mode), or ``None``.
+        seed: seed of the noise generator.
+
+    """
+
+    def __init__(self, observation_dim: int, real_features: int, noise: NoiseSpec | None, seed: int) -> None:
+        super().__init__()
+        if not 1 <= real_features <= observation_dim:
+            raise ValueError(f"real_features={real_features} must be in [1, observation_dim={observation_dim}]")
+        self.observation_dim = observation_dim
+        self.real_features = real_features
+        self.noise = NoiseFeatures(noise, seed) if noise is not None else None
+        self.input_dim = observation_dim + (noise.count if noise is not None else 0)
+        self.register_buffer("permutation", torch.arange(self.input_dim))
+        self.permuted = False
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """``[obs, noise]`` reordered by the permutation, ``(B, input_dim)``."""
+        if self.noise is not None:
+            obs = torch.cat([obs, self.noise(obs.shape[0])], dim=-1)
+        return obs.index_select(-1, self.permutation) if self.permuted else obs
+
+    @torch.no_grad()
+    def set_permutation(self, permutation: Tensor) -> None:
+        """Use ``permutation`` (a permutation of ``range(input_dim)``) from now on."""
+        permutation = torch.as_tensor(permutation, dtype=torch.long).to(self.permutation.device)
+        if permutation.shape != (self.input_dim,) or not torch.equal(
+            permutation.sort().values, torch.arange(self.input_dim, device=permutation.device)
+        ):
+            raise ValueError(f"not a permutation of range({self.input_dim}): {permutation.tolist()}")
+        self.permutation.copy_(permutation)
+        self.permuted = not torch.equal(permutation, torch.arange(self.input_dim, device=permutation.device))
+
+    def real_columns(self) -> Tensor:
+        """Boolean ``(input_dim,)``: which input columns currently carry a real feature."""
+        return self.permutation < self.real_features
+
+    def get_extra_state(self) -> dict[str, bool]:
+        """Whether the permutation is not the identity (saves a check per forward pass)."""
+        return {"permuted": self.permuted}
+
+    def set_extra_state(self, state: dict[str, bool]) -> None:
+        """Restore :meth:`get_extra_state`."""
+        self.permuted = bool(state["permuted"])
