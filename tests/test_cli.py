@@ -106,8 +106,62 @@ def test_tutorial_flags_reach_the_objects():
 
 def test_tutorial_front_rejects_later_features_clearly(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--fake_features", "0.9", "--wandb_mode", "disabled"])
+        main(["--load_model", "some_model", "--wandb_mode", "disabled"])
     assert "not implemented yet" in str(exit_info.value)
+
+
+def test_tutorial_noise_command_maps_to_the_noise_yaml():
+    for policy, config in [("ANF-SAC", "anf_sac_noise90"), ("SAC", "sac_noise90")]:
+        flags = ["--input_layer_sparsity", "0.8", "--fake_features", "0.9", "--policy", policy]
+        args = build_parser().parse_args([*flags, "--env", "HalfCheetah-v5", "--wandb_mode", "disabled"])
+        if policy == "ANF-SAC":
+            args.optimizer = "maskadam"  # the paper's optimizer, used by the YAML
+        cli, from_front = _config(to_lsrl_args(args)[1:])
+        _, from_yaml = _config(["--config", str(REPO / "configs" / f"{config}.yaml")])
+        from_yaml["trainer"]["logger"][0]["init_args"]["name"] = policy.lower()
+        if policy == "ANF-SAC":  # the original's --ann_earlyStopTopologyChange 1e9 means "never"
+            from_front["trainer"]["callbacks"][1]["init_args"]["stop_step"] = None
+        assert from_front == from_yaml, policy
+        assert cli.model.actor.connection_layers()[0][0].in_features == 170  # 17 real + 153 noise
+        assert cli.datamodule.env_spec.observation_dim == 17  # the buffer stores the real features only
+
+
+def test_tutorial_noise_and_permutation_flags_reach_the_objects(capsys):
+    flags = ["--policy", "ANF-TD3", "--input_layer_sparsity", "0.8", "--fake_features", "0.5"]
+    flags += ["--fake_noise_std", "2", "--load_noise_distribution", "real_feats_distr_HalfCheetah.npy"]
+    flags += ["--adjust_env_period", "5e5", "--empty_buffer_on_env_change", "--refill_mode", "current"]
+    flags += ["--refill_timesteps", "1e4", "--noise_mode", "env"]
+    args = build_parser().parse_args([*flags, "--env", "Pendulum-v1", "--wandb_mode", "disabled"])
+    cli, _ = _config(to_lsrl_args(args)[1:])
+    dm = cli.datamodule
+    assert (dm.hparams.fake_features, dm.hparams.noise_std, dm.noise_mode) == (0.5, 2.0, "env")
+    assert dm.noise.distribution == "marginals" and dm.env_spec.observation_dim == 6
+    callbacks = {type(c).__name__: c for c in cli.trainer.callbacks}
+    permutation = callbacks["FeaturePermutationCallback"]
+    assert (permutation.period, permutation.empty_buffer, permutation.refill_timesteps) == (500_000, True, 10_000)
+    assert permutation.refill_mode == "current" and "InputConnectivityCallback" in callbacks
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--fake_features", "1.0"], r"--fake_features=1.0 must be in \[0.0, 1.0\)"),
+        (["--fake_features", "-0.5"], r"--fake_features=-0.5 must be in \[0.0, 1.0\)"),
+        (["--fake_noise_std", "-1"], r"--fake_noise_std=-1.0 must be > 0"),
+        (["--fake_noise_std", "0"], r"--fake_noise_std=0.0 must be > 0"),
+        (["--refill_timesteps", "0"], r"--refill_timesteps=0.0 must be > 0"),
+    ],
+)
+def test_tutorial_front_rejects_bad_noise_flags_early(flags, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["--policy", "ANF-SAC", *flags, "--wandb_mode", "disabled", "--max_timesteps", "1", "--env", "bad-env"])
+
+
+def test_transfer_yaml_permutes_after_one_million_steps():
+    cli, _ = _config(["--config", str(REPO / "configs/anf_sac_transfer.yaml")])
+    callbacks = {type(c).__name__: c for c in cli.trainer.callbacks}
+    assert callbacks["FeaturePermutationCallback"].period == 1_000_000 and cli.datamodule.max_timesteps == 2_000_000
+    assert cli.datamodule.hparams.fake_features == 0.9
 
 
 @pytest.mark.parametrize(
