@@ -48,6 +48,8 @@ from lightning_sparse_rl.validation import check_at_least, check_in_range, check
 EVAL_SEED_OFFSET = 10_000
 #: Offset of the seed of the random-policy rollout that estimates the ``marginals`` noise distribution.
 MARGINALS_SEED_OFFSET = 20_000
+#: Offset of the train env's noise seed (``noise_mode: env``) from the buffer's sampling seed.
+NOISE_SEED_OFFSET = 30_000
 
 
 class Agent(Protocol):
@@ -218,10 +220,10 @@ class EnvDataModule(LightningDataModule):
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         env_noise = self.noise if self.noise_mode == "env" else None
-        self.train_env = make_env(self.env_id, env_noise, noise_seed=self.seed)
+        self.train_env = make_env(self.env_id, env_noise, noise_seed=self.seed + NOISE_SEED_OFFSET)
         self.train_env.action_space.seed(self.seed)
         self._obs, _ = self.train_env.reset(seed=self.seed)
-        self.eval_env = make_env(self.env_id, env_noise, noise_seed=self.seed + EVAL_SEED_OFFSET)
+        self.eval_env = make_env(self.env_id, env_noise, noise_seed=self.seed + EVAL_SEED_OFFSET + NOISE_SEED_OFFSET)
         self.eval_env.reset(seed=self.seed + EVAL_SEED_OFFSET)
         spec = self.env_spec
         self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)

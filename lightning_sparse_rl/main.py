@@ -138,7 +138,9 @@ def check_noise_flags(args: argparse.Namespace) -> None:
     try:
         check_in_range("--fake_features", args.fake_features, 0.0, 1.0)
         check_positive("--fake_noise_std", args.fake_noise_std)
-        check_positive("--refill_timesteps", args.refill_timesteps)
+        check_positive("--refill_timesteps", int(args.refill_timesteps))
+        if args.adjust_env_period > 0:
+            check_positive("--adjust_env_period (whole steps)", int(args.adjust_env_period))
     except ValueError as error:
         raise SystemExit(f"Bad noise-feature flag: {error}") from None
 

@@ -76,6 +76,13 @@ class NoiseSpec:
         check_positive("noise_std", self.std)
         if (self.distribution == "marginals") != (self.quantiles is not None):
             raise ValueError("quantiles are required by, and only by, noise_distribution='marginals'")
+        if self.quantiles is not None:
+            table = np.asarray(self.quantiles, dtype=np.float64)
+            if table.ndim != 2 or table.shape[1] != MARGINAL_QUANTILES or (np.diff(table, axis=1) < 0).any():
+                raise ValueError(
+                    f"quantiles must be a (real features, {MARGINAL_QUANTILES}) table, non-decreasing per "
+                    f"feature; got shape {table.shape}"
+                )
 
 
 # Plain data inside EnvSpec: checkpoints that hold it load with weights_only=True.
@@ -188,7 +195,8 @@ class InputFeatures(nn.Module):
         self.noise = NoiseFeatures(noise, seed) if noise is not None else None
         self.input_dim = observation_dim + (noise.count if noise is not None else 0)
         self.register_buffer("permutation", torch.arange(self.input_dim))
-        self.permuted = False
+        self.permuted = False  # derived from the buffer: saves a check per forward pass
+        self.register_load_state_dict_post_hook(_refresh_permuted)
 
     def forward(self, obs: Tensor) -> Tensor:
         """``[obs, noise]`` reordered by the permutation, ``(B, input_dim)``."""
@@ -205,16 +213,14 @@ class InputFeatures(nn.Module):
         ):
             raise ValueError(f"not a permutation of range({self.input_dim}): {permutation.tolist()}")
         self.permutation.copy_(permutation)
-        self.permuted = not torch.equal(permutation, torch.arange(self.input_dim, device=permutation.device))
+        _refresh_permuted(self)
 
     def real_columns(self) -> Tensor:
         """Boolean ``(input_dim,)``: which input columns currently carry a real feature."""
         return self.permutation < self.real_features
 
-    def get_extra_state(self) -> dict[str, bool]:
-        """Whether the permutation is not the identity (saves a check per forward pass)."""
-        return {"permuted": self.permuted}
 
-    def set_extra_state(self, state: dict[str, bool]) -> None:
-        """Restore :meth:`get_extra_state`."""
-        self.permuted = bool(state["permuted"])
+def _refresh_permuted(features: InputFeatures, incompatible_keys: object = None) -> None:
+    """Recompute ``features.permuted`` from its permutation buffer (also after ``load_state_dict``)."""
+    identity = torch.arange(features.input_dim, device=features.permutation.device)
+    features.permuted = not torch.equal(features.permutation, identity)

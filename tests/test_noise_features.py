@@ -185,15 +185,15 @@ def test_one_permutation_reaches_actor_critics_and_targets(algorithm, networks):
         module.input_features.set_permutation(torch.tensor([0, 0, 1, 2, 3, 4]))
 
 
-def _permutation_fit(tmp_path, max_timesteps, ckpt_path=None):
+def _permutation_fit(tmp_path, max_timesteps, ckpt_path=None, seed=11):
     permutation = FeaturePermutationCallback(
-        period=150, empty_buffer=True, refill_timesteps=50, refill_mode="current", seed=11
+        period=150, empty_buffer=True, refill_timesteps=50, refill_mode="current", seed=seed
     )
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     callbacks = [RLProgressReporter(False, False), permutation, InputConnectivityCallback(), checkpoint]
     trainer, module, dm = short_fit(
         tmp_path,
-        data={"fake_features": 0.5, "max_timesteps": max_timesteps, "eval_freq": 200},
+        data={"fake_features": 0.5, "max_timesteps": max_timesteps, "eval_freq": 100},
         trainer={"callbacks": callbacks, "enable_checkpointing": True},
         ckpt_path=ckpt_path,
     )
@@ -201,16 +201,16 @@ def _permutation_fit(tmp_path, max_timesteps, ckpt_path=None):
 
 
 def test_permutations_every_period_refill_the_buffer_and_survive_a_checkpoint(tmp_path):
-    # Pendulum episodes last 200 steps: changes at the episode ends after steps 150, 300, 450 → 200, 400, 600.
-    _, module, dm, callback = _permutation_fit(tmp_path, 600)
-    assert len(callback.permutations) == 3 and callback.next_change == 600
+    # Pendulum episodes last 200 steps: changes at the first episode end after steps 150, 300 → 200, 400.
+    _, module, dm, callback = _permutation_fit(tmp_path / "first", 400)
+    assert len(callback.permutations) == 2 and callback.next_change == 450
     identity = list(range(6))
-    assert len({tuple(p) for p in [*callback.permutations, identity]}) == 4
+    assert len({tuple(p) for p in [*callback.permutations, identity]}) == 3
     assert module.input_features.permutation.tolist() == callback.permutations[-1]
-    assert dm.train_steps == 600 and dm.env_steps == 200 + 600 + 3 * 50  # warm-up + training + 3 refills
-    assert dm.buffer.size == 50  # the last change (at step 600) emptied and refilled it
+    assert dm.train_steps == 400 and dm.env_steps == 200 + 400 + 2 * 50  # warm-up + training + 2 refills
+    assert dm.buffer.size == 50  # emptied and refilled at step 400
 
-    path = tmp_path / "ckpt" / "last.ckpt"
+    path = tmp_path / "first" / "ckpt" / "last.ckpt"
     reloaded = SAC.load_from_checkpoint(path)
     assert torch.equal(reloaded.input_features.permutation, module.input_features.permutation)
     assert reloaded.input_features.permuted
@@ -218,10 +218,19 @@ def test_permutations_every_period_refill_the_buffer_and_survive_a_checkpoint(tm
     real, permutation = reloaded.input_features.real_columns(), reloaded.input_features.permutation
     assert torch.equal(reloaded.observe(obs)[:, real], obs[:, permutation[real]])
 
-    # Resume to 800 steps: the history is restored and one more permutation (at step 800) is drawn.
-    _, resumed, _, resumed_callback = _permutation_fit(tmp_path / "resume", 800, ckpt_path=str(path))
-    assert resumed_callback.permutations[:3] == callback.permutations and len(resumed_callback.permutations) == 4
-    assert resumed.input_features.permutation.tolist() == resumed_callback.permutations[-1]
+    # Resume to 600 steps with another seed: the history, next change and generator come from the
+    # checkpoint, so the third permutation (at step 600) is the one of an uninterrupted run.
+    _, resumed, _, resumed_callback = _permutation_fit(tmp_path / "resume", 600, ckpt_path=str(path), seed=99)
+    _, _, _, straight = _permutation_fit(tmp_path / "straight", 600)
+    assert resumed_callback.permutations[:2] == callback.permutations and len(resumed_callback.permutations) == 3
+    assert resumed_callback.permutations == straight.permutations
+    assert resumed.input_features.permutation.tolist() == straight.permutations[-1]
+
+
+def test_a_loaded_permutation_buffer_takes_effect():
+    features = InputFeatures(3, 3, None, seed=0)
+    features.load_state_dict({"permutation": torch.tensor([2, 0, 1])})
+    assert features.permuted and features(torch.tensor([[10.0, 11.0, 12.0]])).tolist() == [[12.0, 10.0, 11.0]]
 
 
 def test_connectivity_of_a_hand_built_mask():
@@ -261,19 +270,19 @@ def test_connectivity_metric_on_hand_built_masks_in_a_real_fit(tmp_path):
     with open(run_dir / "connectivity.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["step", *(f"{n}/{g}" for n in ("actor", "critic.q1", "critic.q2") for g in ("real", "noise"))]
-    assert [int(r[0]) for r in rows[1:]] == [150, 300]
+    assert [int(r[0]) for r in rows[1:]] == [0, 150, 300]  # before training, then at each evaluation
     assert all([float(v) for v in r[1:]] == expected for r in rows[1:])
-    assert np.load(run_dir / "connectivity.npy").tolist() == [expected, expected]
+    assert np.load(run_dir / "connectivity.npy").tolist() == [expected] * 3
     per_feature = np.load(run_dir / "connectivity_per_feature.npz")
     # In original feature order: feature k sits in the column j with permutation[j] == k.
-    assert per_feature["actor"].tolist() == [[4, 8, 12, 10, 6, 2]] * 2
+    assert per_feature["actor"].tolist() == [[4, 8, 12, 10, 6, 2]] * 3
     assert per_feature["critic.q1"][0].tolist() == [4, 8, 12, 10, 6, 2, 14]
-    assert per_feature["steps"].tolist() == [150, 300] and int(per_feature["real_features"]) == 3
+    assert per_feature["steps"].tolist() == [0, 150, 300] and int(per_feature["real_features"]) == 3
     assert (run_dir / "connectivity_heatmap.png").stat().st_size > 10_000
     with open(run_dir / "metrics.csv") as f:
         logged = [row for row in csv.DictReader(f) if row.get("connectivity/actor/real")]
-    assert [float(r["connectivity/actor/real"]) for r in logged] == [8.0, 8.0]
-    assert [float(r["connectivity/critic.q2/noise"]) for r in logged] == [6.0, 6.0]
+    assert [float(r["connectivity/actor/real"]) for r in logged] == [8.0] * 3
+    assert [float(r["connectivity/critic.q2/noise"]) for r in logged] == [6.0] * 3
 
 
 def test_dense_networks_connect_every_input_with_their_width(tmp_path):
@@ -292,3 +301,33 @@ def test_input_features_without_noise_or_permutation_are_the_identity():
     assert features(obs) is obs and features.input_dim == 3
     with pytest.raises(ValueError, match=r"real_features=4 must be in \[1, observation_dim=3\]"):
         InputFeatures(3, 4, None, seed=0)
+
+
+class _Devices(L.Callback):
+    def on_validation_epoch_end(self, trainer, pl_module):
+        features = pl_module.input_features
+        self.devices = {features.permutation.device.type, features.noise.generator().device.type}
+        self.noise = features.noise(3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_noise_permutation_and_connectivity_run_on_the_gpu_accelerator(tmp_path):
+    devices = _Devices()
+    callbacks = [
+        RLProgressReporter(False, False),
+        FeaturePermutationCallback(period=150, empty_buffer=True, refill_timesteps=50),
+        InputConnectivityCallback(),
+        devices,
+        ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True),
+    ]
+    trainer, _, dm = short_fit(
+        tmp_path,
+        data={"fake_features": 0.5, "max_timesteps": 500},
+        trainer={"callbacks": callbacks, "accelerator": "gpu", "devices": 1, "enable_checkpointing": True},
+    )
+    assert devices.devices == {"cuda"} and devices.noise.device.type == "cuda"
+    assert len(callbacks[1].permutations) == 2 and dm.buffer.device.type == "cuda"
+    assert float(trainer.callback_metrics["connectivity/actor/real"]) == 32.0
+    # The CUDA noise stream continues from a checkpoint loaded onto the GPU.
+    first, second = (SAC.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", map_location="cuda") for _ in range(2))
+    assert torch.equal(first.input_features.noise(4), second.input_features.noise(4))

@@ -149,6 +149,10 @@ class OffPolicyAlgorithm(LightningModule):
         checkpoint["gradient_steps"] = self.gradient_steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the gradient-step counter and register the checkpoint's masks before its weights load."""
+        """Restore the gradient-step counter and register the checkpoint's masks before its weights load.
+
+        Checkpoints written before input permutations existed get the identity permutation.
+        """
+        checkpoint["state_dict"].setdefault("input_features.permutation", self.input_features.permutation.clone())
         restore_masks(self, checkpoint["state_dict"])
         self.gradient_steps = checkpoint.get("gradient_steps", 0)

@@ -28,8 +28,10 @@ class FeaturePermutationCallback(Callback):
     uniformly random actions (``random``) or the current stochastic policy (``current``). Refill
     steps are not training steps.
 
-    The permutation history, the next change and the generator are part of the checkpoint; the
-    current permutation is in the model's ``state_dict``.
+    As in the original, a change due at the last training step still happens (before the final
+    evaluation), so that a run stopped there and resumed matches an uninterrupted one. The
+    permutation history, the next change and the generator are part of the checkpoint; the current
+    permutation is in the model's ``state_dict``.
 
     Args:
         period: training env steps between feature permutations.

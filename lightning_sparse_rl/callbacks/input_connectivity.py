@@ -20,7 +20,8 @@ from lightning_sparse_rl.sparse import connections_per_input, real_noise_connect
 class InputConnectivityCallback(Callback):
     """After every evaluation, measure how the input layers connect to real and to noise features.
 
-    For the input layer of each of the algorithm's ``sparse_networks()`` (actor, Q1, Q2) it counts the
+    Measured once before training (step 0, the untrained networks, as the original) and after every
+    evaluation. For the input layer of each of the algorithm's ``sparse_networks()`` (actor, Q1, Q2) it counts the
     active connections of every input column and averages them over the real columns and over the
     noise columns. Real columns follow the current input permutation; the critics' action inputs
     count as real (as the original since 2024-02). A dense network gives its width for both.
@@ -28,8 +29,8 @@ class InputConnectivityCallback(Callback):
     Logged to every logger as ``connectivity/<network>/real`` and ``.../noise`` and written to the
     run directory (``trainer.log_dir``) after each evaluation, unless ``save_results`` is off:
 
-    * ``connectivity.csv``: training step and the two means per network;
-    * ``connectivity.npy``: one row per evaluation, ``[actor_real, actor_noise, q1_real, q1_noise,
+    * ``connectivity.csv``: training step (0, then one row per evaluation) and the two means per network;
+    * ``connectivity.npy``: one row per measurement, ``[actor_real, actor_noise, q1_real, q1_noise,
       q2_real, q2_noise]`` as the original's ``output/connectivity`` files;
     * ``connectivity_per_feature.npz``: ``steps`` and, per network, connections per input
       ``(evaluations, n_in)`` in original feature order (real, noise, action inputs);
@@ -46,12 +47,22 @@ class InputConnectivityCallback(Callback):
         self.save_results = save_results
         self.steps: list[int] = []
         self.means: list[list[float]] = []
-        self.per_feature: dict[str, list[list[int]]] = {}
+        self.per_feature: dict[str, list[torch.Tensor]] = {}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Measure the untrained networks (step 0), as the original; not again when resuming."""
+        if not self.steps:
+            metrics = self._measure(trainer, pl_module)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=0)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure, log and write the connectivity of the current input layers."""
-        if trainer.sanity_checking:
-            return
+        if not trainer.sanity_checking:
+            pl_module.log_dict(self._measure(trainer, pl_module), on_epoch=True)
+
+    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+        """Record one measurement (and write the files); return the metrics to log."""
         features = pl_module.input_features
         real_state = features.real_columns()
         metrics: dict[str, float] = {}
@@ -67,13 +78,13 @@ class InputConnectivityCallback(Callback):
             means += [real_mean, noise_mean]
             by_feature = per_input.clone()
             by_feature[features.permutation] = per_input[: features.input_dim]
-            self.per_feature.setdefault(net.name, []).append(by_feature.tolist())
-        pl_module.log_dict(metrics, on_epoch=True)
+            self.per_feature.setdefault(net.name, []).append(by_feature.to("cpu", torch.int32))
         step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
         self.steps.append(int(step))
         self.means.append(means)
         if self.save_results:
             self._write(trainer, pl_module)
+        return metrics
 
     @rank_zero_only
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -82,7 +93,7 @@ class InputConnectivityCallback(Callback):
         header = ["step"] + [f"{name}/{group}" for name in names for group in ("real", "noise")]
         write_csv(run_dir / "connectivity.csv", header, [[s, *m] for s, m in zip(self.steps, self.means, strict=True)])
         write_npy(run_dir / "connectivity.npy", np.asarray(self.means, dtype=np.float64))
-        arrays = {name: np.asarray(rows, dtype=np.int64) for name, rows in self.per_feature.items()}
+        arrays = {name: torch.stack(rows).numpy() for name, rows in self.per_feature.items()}
         write_npz(
             run_dir / "connectivity_per_feature.npz",
             steps=np.asarray(self.steps),
@@ -95,7 +106,7 @@ class InputConnectivityCallback(Callback):
         """Save the heat-map of connections per input feature over the evaluations."""
         if not (self.save_results and self.steps):
             return
-        arrays = {name: np.asarray(rows) for name, rows in self.per_feature.items()}
+        arrays = {name: torch.stack(rows).numpy() for name, rows in self.per_feature.items()}
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         features = pl_module.input_features
         plot_connectivity_heatmap(
@@ -103,11 +114,12 @@ class InputConnectivityCallback(Callback):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """The measurements so far."""
-        return {"steps": self.steps, "means": self.means, "per_feature": self.per_feature}
+        """The measurements so far (per-feature counts as int32 tensors ``(evaluations, n_in)``)."""
+        per_feature = {name: torch.stack(rows) for name, rows in self.per_feature.items()}
+        return {"steps": self.steps, "means": self.means, "per_feature": per_feature}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.steps = list(state_dict["steps"])
         self.means = [list(row) for row in state_dict["means"]]
-        self.per_feature = {name: list(rows) for name, rows in state_dict["per_feature"].items()}
+        self.per_feature = {name: list(rows.unbind()) for name, rows in state_dict["per_feature"].items()}
