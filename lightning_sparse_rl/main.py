@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from lightning_sparse_rl.cli import main as lsrl_main
 from lightning_sparse_rl.noise_features import NOISE_DISTRIBUTIONS, NOISE_MODES
 from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
-from lightning_sparse_rl.validation import check_in_range, check_positive
+from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
 POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
 
@@ -138,9 +138,9 @@ def check_noise_flags(args: argparse.Namespace) -> None:
     try:
         check_in_range("--fake_features", args.fake_features, 0.0, 1.0)
         check_positive("--fake_noise_std", args.fake_noise_std)
-        check_positive("--refill_timesteps", int(args.refill_timesteps))
-        if args.adjust_env_period > 0:
-            check_positive("--adjust_env_period (whole steps)", int(args.adjust_env_period))
+        check_at_least("--refill_timesteps", args.refill_timesteps, 1)
+        if 0 < args.adjust_env_period < 1:
+            raise ValueError(f"--adjust_env_period={args.adjust_env_period} must be >= 1 step, or <= 0 for never")
     except ValueError as error:
         raise SystemExit(f"Bad noise-feature flag: {error}") from None
 

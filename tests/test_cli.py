@@ -149,7 +149,8 @@ def test_tutorial_noise_and_permutation_flags_reach_the_objects(capsys):
         (["--fake_features", "-0.5"], r"--fake_features=-0.5 must be in \[0.0, 1.0\)"),
         (["--fake_noise_std", "-1"], r"--fake_noise_std=-1.0 must be > 0"),
         (["--fake_noise_std", "0"], r"--fake_noise_std=0.0 must be > 0"),
-        (["--refill_timesteps", "0"], r"--refill_timesteps=0.0 must be > 0"),
+        (["--refill_timesteps", "0.5"], r"--refill_timesteps=0.5 must be >= 1"),
+        (["--adjust_env_period", "0.5"], r"--adjust_env_period=0.5 must be >= 1 step, or <= 0 for never"),
     ],
 )
 def test_tutorial_front_rejects_bad_noise_flags_early(flags, message):
