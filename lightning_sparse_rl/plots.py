@@ -28,6 +28,7 @@ def plot_connectivity_heatmap(
 
     """
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     names = list(per_feature)
     fig = Figure(figsize=(4.5 * len(names), 5))
@@ -43,6 +44,8 @@ def plot_connectivity_heatmap(
             ax.axhline(state_features, color="white", linewidth=1.0, linestyle="--")
         ax.set_title(f"{name}: connections per input")
         ax.set_xlabel("training steps at evaluation")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0"))
         ax.set_ylabel(f"input feature (0-{real_features - 1} real, then noise, then actions)")
         ax.invert_yaxis()
         fig.colorbar(mesh, ax=ax, label="active connections")
