@@ -181,6 +181,7 @@ class EnvDataModule(LightningDataModule):
                 observation_dim=real_spec.observation_dim + (self.noise.count if in_env else 0),
                 real_features=real_spec.observation_dim,
                 network_noise=None if in_env else self.noise,
+                env_noise=self.noise if in_env else None,
             )
         self.buffer_size = buffer_size
         self.batch_size = batch_size

@@ -47,6 +47,8 @@ class EnvSpec:
         real_features: how many leading observation features are real (the rest are noise added by
             the env, ``noise_mode: env``); ``None``: all of them.
         network_noise: noise features the networks append to every input (``noise_mode: network``).
+        env_noise: noise features the env appends to its observations (``noise_mode: env``), so
+            that a viewer can rebuild the same env.
 
     """
 
@@ -57,6 +59,7 @@ class EnvSpec:
     action_high: tuple[float, ...]
     real_features: int | None = None
     network_noise: NoiseSpec | None = None
+    env_noise: NoiseSpec | None = None
 
     @property
     def real_dim(self) -> int:
@@ -121,17 +124,17 @@ def random_policy_observations(env_id: str, steps: int, seed: int) -> np.ndarray
     return np.asarray(rows, dtype=np.float64)
 
 
-def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0) -> gym.Env:
+def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0, **make_kwargs: object) -> gym.Env:
     """Make a single Gymnasium env that records episode statistics (``info["episode"]``).
 
     With ``noise``, the env appends noise features to its observations (:class:`NoisyObservation`,
-    generator seeded with ``noise_seed``).
+    generator seeded with ``noise_seed``). ``make_kwargs`` go to ``gym.make`` (e.g. ``render_mode``).
 
     Raises:
         ValueError: for an action space that is not a continuous ``Box`` or a non-flat observation.
 
     """
-    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **make_kwargs))
     if not isinstance(env.action_space, gym.spaces.Box):
         env.close()
         raise ValueError(

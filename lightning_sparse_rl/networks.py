@@ -225,6 +225,10 @@ class DeterministicActor(_ActionScaling):
         """Actions ``(B, action_dim)`` in env units."""
         return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
 
+    def deterministic(self, obs: Tensor) -> Tensor:
+        """The evaluation action (the actor's output, no exploration noise), ``(B, action_dim)``."""
+        return self(obs)
+
 
 class TwinQCritic(nn.Module):
     """Two independent Q networks on ``[obs, action]``: ``(B, obs_dim), (B, action_dim) → 2 × (B,)``."""
