@@ -223,6 +223,8 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     out.append(f"--trainer.callbacks={json.dumps(callbacks)}")
     if not args.save_model:
         out.append("--trainer.enable_checkpointing=false")
+    if not args.save_results:
+        out.append("--results.save_results=false")
     if not args.print_comments:
         out += ["--progress.print_episodes=false", "--progress.print_evaluations=false"]
     return out

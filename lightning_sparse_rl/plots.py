@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -49,5 +50,111 @@ def plot_connectivity_heatmap(
         ax.set_ylabel(f"input feature (0-{real_features - 1} real, then noise, then actions)")
         ax.invert_yaxis()
         fig.colorbar(mesh, ax=ax, label="active connections")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+#: Two-sided 95 % Student-t quantiles t(0.975, df) for df = 1 … 30 (beyond: 1.96).
+_T_975 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def mean_confidence_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs and the half-width of its 95 % Student-t confidence interval.
+
+    Args:
+        curves: ``(runs, T)`` values; with a single run the half-width is 0.
+
+    Returns:
+        ``(mean, half_width)``, each ``(T,)``.
+
+    """
+    runs = curves.shape[0]
+    mean = curves.mean(axis=0)
+    if runs < 2:
+        return mean, np.zeros_like(mean)
+    t = _T_975[runs - 2] if runs - 1 <= len(_T_975) else 1.96
+    return mean, t * curves.std(axis=0, ddof=1) / np.sqrt(runs)
+
+
+#: A run's curve: training steps ``(T,)`` and values ``(T,)``.
+Curve = tuple[np.ndarray, np.ndarray]
+
+
+def _band(ax, label: str, curves: Sequence[Curve], **style) -> None:
+    """Draw the mean of ``curves`` at the steps they all have, with its 95 % band."""
+    steps = curves[0][0]
+    for other, _ in curves[1:]:
+        steps = np.intersect1d(steps, other)
+    values = [vals[np.searchsorted(run_steps, steps)] for run_steps, vals in curves]
+    mean, half = mean_confidence_band(np.stack(values))
+    (line,) = ax.plot(steps, mean, label=f"{label} (n={len(curves)})", **style)
+    ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+
+
+def plot_learning_curves(groups: Mapping[str, Sequence[Curve]], path: str | Path) -> None:
+    """Evaluation return over training steps: per group (policy) the mean over seeds and its 95 % CI."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for label, curves in groups.items():
+        _band(ax, label, curves)
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("evaluation return")
+    ax.set_title("Learning curves (mean and 95% confidence interval over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_connectivity(groups: Mapping[str, tuple[Sequence[Curve], Sequence[Curve]]], path: str | Path) -> None:
+    """Actor connections per real and per noise input over training, per group: mean and 95 % CI."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for label, (real, noise) in groups.items():
+        _band(ax, f"{label}, real features", real)
+        _band(ax, f"{label}, noise features", noise, linestyle="--")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("actor connections per input feature")
+    ax.set_title("Input connectivity: real vs noise features")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_sparsity_distribution(
+    layer_sizes: Sequence[int], global_sparsity: float, path: str | Path, input_layer_sparsity: float = -1.0
+) -> None:
+    """Per-layer sparsity of ``uniform``, ``ER`` and ``new`` for one network (dense output layer)."""
+    from matplotlib.figure import Figure
+
+    from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, compute_layer_sparsity
+
+    keep_dense = [False] * (len(layer_sizes) - 2) + [True]
+    layers = np.arange(1, len(layer_sizes))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(DISTRIBUTION_METHODS)
+    for i, method in enumerate(DISTRIBUTION_METHODS):
+        levels = compute_layer_sparsity(
+            global_sparsity, list(layer_sizes), keep_dense, method, input_layer_sparsity=input_layer_sparsity
+        )
+        bars = ax.bar(
+            layers + (i - 1) * width, levels.sparsity, width, label=f"{method} ({levels.global_sparsity:.3f})"
+        )
+        ax.bar_label(bars, labels=[f"{s:.2f}" for s in levels.sparsity], fontsize=7)
+    ax.set_xticks(layers, [f"{a}x{b}" for a, b in itertools.pairwise(layer_sizes)])
+    ax.set_xlabel("layer (inputs x outputs)")
+    ax.set_ylabel("sparsity")
+    ax.set_ylim(0, 1.08)
+    ax.set_title(f"Per-layer sparsity at global sparsity {global_sparsity:g}")
+    ax.legend(title="distribution (achieved global)", loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

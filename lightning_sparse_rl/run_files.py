@@ -43,3 +43,16 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     _replace(Path(path), buffer.getvalue())
+
+
+def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
+    """The numeric columns of a CSV file with a header, by name (empty cells are NaN)."""
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    header, body = rows[0], rows[1:]
+    return {
+        name: np.asarray([float(row[i]) if i < len(row) and row[i] != "" else np.nan for row in body])
+        for i, name in enumerate(header)
+    }

@@ -4,10 +4,12 @@ from lightning_sparse_rl.callbacks.dynamic_sparsity import DynamicSparsityCallba
 from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutationCallback
 from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
+from lightning_sparse_rl.callbacks.run_results import EvaluationResults
 from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistributionCallback
 
 __all__ = [
     "DynamicSparsityCallback",
+    "EvaluationResults",
     "FeaturePermutationCallback",
     "InputConnectivityCallback",
     "RLProgressReporter",

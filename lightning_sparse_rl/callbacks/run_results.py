@@ -1,0 +1,67 @@
+"""``EvaluationResults``: the run's evaluation returns and sparsity history as files in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_sparse_rl.run_files import write_csv, write_npy
+
+
+class EvaluationResults(Callback):
+    """After every evaluation, write the results so far to the run directory (``trainer.log_dir``).
+
+    * ``evaluations.csv``: ``step`` (training env steps), ``return`` (mean undiscounted return of the
+      evaluation episodes) and ``episode_length``;
+    * ``evaluations.npy``: the returns alone, a 1-D array as the original's ``output/results`` files;
+    * ``sparsity.csv``: ``step`` and every logged ``sparsity/...`` metric (measured per-layer and
+      global sparsity of online and target networks), when sparsity callbacks are present.
+
+    Files are rewritten atomically; the history is part of the checkpoint, so a resumed run continues them.
+
+    Args:
+        save_results: write the files.
+
+    """
+
+    def __init__(self, save_results: bool = True) -> None:
+        self.save_results = save_results
+        self.evaluations: list[list[float]] = []
+        self.sparsity: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record this evaluation and rewrite the files."""
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or "eval/return" not in metrics:
+            return
+        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
+        length = float(metrics["eval/episode_length"]) if "eval/episode_length" in metrics else float("nan")
+        self.evaluations.append([float(step), float(metrics["eval/return"]), length])
+        sparsity = {k: float(v) for k, v in metrics.items() if k.startswith("sparsity/")}
+        if sparsity:
+            self.sparsity.append({"step": float(step), **sparsity})
+        if self.save_results:
+            self._write(Path(trainer.log_dir or trainer.default_root_dir))
+
+    @rank_zero_only
+    def _write(self, run_dir: Path) -> None:
+        rows = [[int(step), value, length] for step, value, length in self.evaluations]
+        write_csv(run_dir / "evaluations.csv", ["step", "return", "episode_length"], rows)
+        write_npy(run_dir / "evaluations.npy", np.asarray([row[1] for row in self.evaluations]))
+        if self.sparsity:
+            header = list(self.sparsity[-1])
+            write_csv(run_dir / "sparsity.csv", header, [[row.get(k, "") for k in header] for row in self.sparsity])
+
+    def state_dict(self) -> dict[str, Any]:
+        """The results so far."""
+        return {"evaluations": self.evaluations, "sparsity": self.sparsity}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.evaluations = [list(row) for row in state_dict["evaluations"]]
+        self.sparsity = [dict(row) for row in state_dict["sparsity"]]
