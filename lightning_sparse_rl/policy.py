@@ -8,13 +8,12 @@ state or replay buffer.
 
 from __future__ import annotations
 
-import copy
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
 from lightning_sparse_rl.algorithms import SAC, TD3, OffPolicyAlgorithm
 from lightning_sparse_rl.envs import EnvSpec
@@ -64,12 +63,10 @@ class Policy(nn.Module):
         """The acting part of a trained ``SAC``/``TD3`` (masks baked into the weights)."""
         hp = module.hparams
         policy = cls(type(module).__name__, module.env_spec, hp.hidden_layers, hp.hidden_width, hp.activation)
-        actor = copy.deepcopy(module.actor).cpu()
-        for layer in actor.modules():
-            if parametrize.is_parametrized(layer, "weight"):
-                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-        policy.actor.load_state_dict(actor.state_dict())
-        policy.input_features.load_state_dict(module.input_features.cpu().state_dict())
+        # Read every entry through attribute access: a masked weight reads as weight ⊙ mask.
+        state = {key: attrgetter(key)(module.actor).detach().cpu() for key in policy.actor.state_dict()}
+        policy.actor.load_state_dict(state)
+        policy.input_features.load_state_dict(module.input_features.state_dict())
         return policy
 
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from lightning_sparse_rl import SAC, TD3, EnvDataModule
 from lightning_sparse_rl.callbacks import RLProgressReporter
 
 ALGORITHMS = {"sac": SAC, "td3": TD3}
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering (the viewer's video tests)
 
 
 @pytest.fixture(autouse=True)
