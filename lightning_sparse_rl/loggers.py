@@ -1,12 +1,15 @@
-"""Weights & Biases logger with the original's ``online`` / ``offline`` / ``disabled`` modes."""
+"""Weights & Biases logger with the original's ``online`` / ``offline`` / ``disabled`` modes; video logging."""
 
 from __future__ import annotations
 
+import io
 import netrc
 import os
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
 WandbMode = Literal["online", "offline", "disabled"]
@@ -69,3 +72,26 @@ class WandbLogger(_LightningWandbLogger):
             log_model=log_model,
             mode=mode,
         )
+
+
+def log_video(logger: Logger, key: str, video: Path, frames: list[np.ndarray], fps: int, step: int) -> bool:
+    """Log a video to a wandb or TensorBoard logger; returns ``False`` for loggers without videos.
+
+    wandb gets the video file; TensorBoard an animated GIF image summary (what ``add_video`` writes,
+    encoded here without moviepy).
+    """
+    if isinstance(logger, _LightningWandbLogger):
+        logger.log_video(key, [str(video)], step=step, fps=[fps])
+        return True
+    if isinstance(logger, TensorBoardLogger):
+        import imageio.v2 as imageio
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        encoded = io.BytesIO()
+        imageio.mimwrite(encoded, frames, format="GIF", duration=1000 / fps, loop=0)
+        height, width, channels = frames[0].shape
+        image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encoded.getvalue())
+        summary = Summary(value=[Summary.Value(tag=key, image=image)])
+        logger.experiment._get_file_writer().add_summary(summary, step)
+        return True
+    return False

@@ -140,3 +140,25 @@ def test_mean_confidence_band_matches_the_student_t_interval():
     assert mean.tolist() == [3.0, 2.0]
     assert half[0] == pytest.approx(4.303 * 2.0 / np.sqrt(3)) and half[1] == 0.0
     assert mean_confidence_band(curves[:1])[1].tolist() == [0.0, 0.0]
+
+
+def test_evaluation_videos_go_to_the_run_directory_and_tensorboard(tmp_path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lightning_sparse_rl.callbacks import EvaluationVideo
+
+    video = EvaluationVideo(every_n_evaluations=2, width=64, height=48)
+    trainer, _, _ = short_fit(
+        tmp_path,
+        data={"env_id": "Hopper-v5", "start_timesteps": 100, "max_timesteps": 300, "eval_freq": 100},
+        trainer={"callbacks": [RLProgressReporter(False, False), video], "logger": TensorBoardLogger(tmp_path)},
+    )
+    run = Path(trainer.log_dir)
+    assert sorted(p.name for p in (run / "videos").iterdir()) == ["eval_step200.mp4"]  # evaluations 2 (not 1, 3)
+    frames = imageio.mimread(run / "videos" / "eval_step200.mp4", memtest=False)
+    assert len(frames) > 0 and np.asarray(frames[0]).shape == (48, 64, 3)
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    (image,) = events.Images("eval/video")
+    assert image.step == 200 and image.encoded_image_string[:6] == b"GIF89a" and image.width == 64
+    assert video.state_dict() == {"evaluations": 3}

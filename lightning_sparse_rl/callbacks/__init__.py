@@ -1,6 +1,7 @@
 """Lightning callbacks of lightning-sparse-rl."""
 
 from lightning_sparse_rl.callbacks.dynamic_sparsity import DynamicSparsityCallback
+from lightning_sparse_rl.callbacks.evaluation_video import EvaluationVideo
 from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutationCallback
 from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
@@ -10,6 +11,7 @@ from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistribu
 __all__ = [
     "DynamicSparsityCallback",
     "EvaluationResults",
+    "EvaluationVideo",
     "FeaturePermutationCallback",
     "InputConnectivityCallback",
     "RLProgressReporter",
