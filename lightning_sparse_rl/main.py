@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb_mode", default="online", choices=("online", "offline", "disabled"))
     p.add_argument("--wandb_project", default="lightning-sparse-rl")
     p.add_argument("--wandb_entity", default=None)
+    p.add_argument("--wandb_run_name", default=None, help="default: POLICY_ENV_seedSEED")
+    p.add_argument("--wandb_tags", nargs="*", default=None, help="tags of the wandb run")
     p.add_argument("--save_model_period", type=float, default=250_000, help="accepted; checkpoints: best + last")
     p.add_argument("--outname", default="default_output_script.txt", help="accepted and ignored (HPC bookkeeping)")
     p.add_argument("--env_init_friction", type=float, default=1.5, help="accepted and ignored (unused originally)")
@@ -208,7 +210,13 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
             }
         )
     if args.wandb_mode != "disabled":
-        wandb = {"mode": args.wandb_mode, "project": args.wandb_project, "entity": args.wandb_entity, "name": run_name}
+        wandb = {
+            "mode": args.wandb_mode,
+            "project": args.wandb_project,
+            "entity": args.wandb_entity,
+            "name": args.wandb_run_name or run_name,
+            "tags": args.wandb_tags,
+        }
         loggers.append({"class_path": "lightning_sparse_rl.loggers.WandbLogger", "init_args": wandb})
     callbacks = sparsity_callbacks(args) + noise_callbacks(args)
     if args.save_model:

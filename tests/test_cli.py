@@ -273,3 +273,16 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
     cli = _run_with_logger(tmp_path, logger)
     cli.trainer.logger.experiment.finish()
     assert list((save_dir / "wandb").glob("offline-run-*"))
+
+
+def test_wandb_project_entity_name_and_tags_reach_the_logger(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = ["--wandb_mode", "offline", "--wandb_project", "anf", "--wandb_entity", "lab"]
+    flags += ["--wandb_run_name", "cheetah-1", "--wandb_tags", "noise90", "anf"]
+    args = build_parser().parse_args([*flags, "--env", "Pendulum-v1"])
+    cli, _ = _config(to_lsrl_args(args)[1:])
+    wandb_logger = next(lg for lg in cli.trainer.loggers if type(lg).__name__ == "WandbLogger")
+    init = wandb_logger._wandb_init
+    assert (init["project"], init["entity"], init["name"], init["tags"], init["mode"]) == (
+        "anf", "lab", "cheetah-1", ["noise90", "anf"], "offline"
+    )  # fmt: skip
