@@ -10,6 +10,7 @@ This module sits at the edge: nothing in the package imports it except the tutor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -87,6 +88,8 @@ def view(argv: Sequence[str]) -> None:
         parser.error(f"--record {args.record}: the video file must end in one of {VIDEO_SUFFIXES}")
     if args.episodes < 1:
         parser.error(f"--episodes {args.episodes} must be >= 1")
+    if not args.record and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        parser.error("no display to open a window on: record a video instead, e.g. --record agent.mp4")
     policy = load_policy(args.path)
     nonzero, total = policy.connections()
     print(

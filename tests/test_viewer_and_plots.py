@@ -53,11 +53,16 @@ def test_viewer_records_a_video_headless_from_a_checkpoint(tmp_path, capsys):
         assert np.asarray(frames[-1]).std() > 5
 
 
-def test_viewer_rejects_a_bad_video_name_and_compares_with_random_actions(tmp_path, capsys):
+def test_viewer_rejects_a_bad_video_name_and_compares_with_random_actions(tmp_path, capsys, monkeypatch):
     path = _hopper_checkpoint(tmp_path)
     with pytest.raises(SystemExit):
         lsrl(["view", str(path), "--record", str(tmp_path / "video.avi")])
     assert "must end in one of ('.mp4', '.gif')" in capsys.readouterr().err
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SystemExit):
+        lsrl(["view", str(path)])
+    assert "no display to open a window on: record a video instead" in capsys.readouterr().err
     policy = load_policy(path)
     first, again = (play_episodes(policy, 2, seed=5, random_actions=True) for _ in range(2))
     assert [r.episode_return for r in first] == [r.episode_return for r in again]  # seeded
@@ -162,3 +167,22 @@ def test_evaluation_videos_go_to_the_run_directory_and_tensorboard(tmp_path):
     (image,) = events.Images("eval/video")
     assert image.step == 200 and image.encoded_image_string[:6] == b"GIF89a" and image.width == 64
     assert video.state_dict() == {"evaluations": 3}
+
+
+SHIPPED = REPO / "agents" / "halfcheetah-v5_ds-sac"
+
+
+def test_the_shipped_agent_loads_and_runs_well():
+    import yaml
+
+    policy = load_policy(SHIPPED / "policy.pt")
+    assert (policy.algorithm, policy.env_spec.env_id, policy.input_features.input_dim) == ("SAC", "HalfCheetah-v5", 17)
+    nonzero, total = policy.connections()
+    assert 0.45 < 1 - nonzero / total < 0.55  # 50 % ER masks, baked into the weights
+    records = play_episodes(policy, episodes=2, seed=0)
+    assert all(record.length == 1000 for record in records)
+    assert min(record.episode_return for record in records) >= 5000
+    config = yaml.safe_load((SHIPPED / "config.yaml").read_text())
+    assert config["data"]["env_id"] == "HalfCheetah-v5" and config["model"]["class_path"] == "lightning_sparse_rl.SAC"
+    assert "Evaluation over 5 episode(s)" in (SHIPPED / "train.log").read_text()
+    assert (SHIPPED / "policy.pt").stat().st_size < 1_000_000
