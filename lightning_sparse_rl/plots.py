@@ -94,39 +94,37 @@ def _band(ax, label: str, curves: Sequence[Curve], **style) -> None:
     ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
 
 
-def plot_learning_curves(groups: Mapping[str, Sequence[Curve]], path: str | Path) -> None:
-    """Evaluation return over training steps: per group (policy) the mean over seeds and its 95 % CI."""
+def _bands_figure(
+    bands: Sequence[tuple[str, Sequence[Curve], dict]], ylabel: str, title: str, path: str | Path
+) -> None:
+    """One axes of mean ± 95 % CI bands over training steps, saved as ``path``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    for label, curves in groups.items():
-        _band(ax, label, curves)
+    for label, curves, style in bands:
+        _band(ax, label, curves, **style)
     ax.set_xlabel("training steps")
-    ax.set_ylabel("evaluation return")
-    ax.set_title("Learning curves (mean and 95% confidence interval over seeds)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def plot_learning_curves(groups: Mapping[str, Sequence[Curve]], path: str | Path) -> None:
+    """Evaluation return over training steps: per group (policy) the mean over seeds and its 95 % CI."""
+    bands = [(label, curves, {}) for label, curves in groups.items()]
+    _bands_figure(bands, "evaluation return", "Learning curves (mean and 95% confidence interval over seeds)", path)
 
 
 def plot_connectivity(groups: Mapping[str, tuple[Sequence[Curve], Sequence[Curve]]], path: str | Path) -> None:
     """Actor connections per real and per noise input over training, per group: mean and 95 % CI."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
+    bands = []
     for label, (real, noise) in groups.items():
-        _band(ax, f"{label}, real features", real)
-        _band(ax, f"{label}, noise features", noise, linestyle="--")
-    ax.set_xlabel("training steps")
-    ax.set_ylabel("actor connections per input feature")
-    ax.set_title("Input connectivity: real vs noise features")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+        bands += [(f"{label}, real features", real, {}), (f"{label}, noise features", noise, {"linestyle": "--"})]
+    _bands_figure(bands, "actor connections per input feature", "Input connectivity: real vs noise features", path)
 
 
 def plot_sparsity_distribution(
