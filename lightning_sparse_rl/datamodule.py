@@ -33,16 +33,15 @@ from torch import Tensor
 
 from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
 from lightning_sparse_rl.noise_features import (
-    NOISE_DISTRIBUTIONS,
-    NOISE_MODES,
     NoiseDistribution,
     NoiseMode,
     NoiseSpec,
+    check_noise_arguments,
     estimate_marginal_quantiles,
     total_input_features,
 )
 from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
-from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
+from lightning_sparse_rl.validation import check_at_least, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
 EVAL_SEED_OFFSET = 10_000
@@ -156,12 +155,7 @@ class EnvDataModule(LightningDataModule):
         check_at_least("start_timesteps", start_timesteps, 0)
         if batch_size > buffer_size:
             raise ValueError(f"batch_size={batch_size} is larger than buffer_size={buffer_size}")
-        check_in_range("fake_features", fake_features, 0.0, 1.0)
-        check_positive("noise_std", noise_std)
-        if noise_distribution not in NOISE_DISTRIBUTIONS:
-            raise ValueError(f"noise_distribution={noise_distribution!r} must be one of {NOISE_DISTRIBUTIONS}")
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode={noise_mode!r} must be one of {NOISE_MODES}")
+        check_noise_arguments(fake_features, noise_std, noise_distribution, noise_mode)
         check_positive("marginal_rollout_steps", marginal_rollout_steps)
         self.save_hyperparameters()
         self.env_id, notice = resolve_env_id(env_id)
@@ -220,7 +214,7 @@ class EnvDataModule(LightningDataModule):
         if self.train_env is not None:
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        env_noise = self.noise if self.noise_mode == "env" else None
+        env_noise = self.env_spec.env_noise
         self.train_env = make_env(self.env_id, env_noise, noise_seed=self.seed + NOISE_SEED_OFFSET)
         self.train_env.action_space.seed(self.seed)
         self._obs, _ = self.train_env.reset(seed=self.seed)

@@ -33,6 +33,18 @@ NOISE_MODES: tuple[str, ...] = ("network", "env")
 MARGINAL_QUANTILES = 101
 
 
+def check_noise_arguments(
+    fake_features: float, noise_std: float, noise_distribution: str, noise_mode: str = "network"
+) -> None:
+    """Raise ``ValueError``, naming the value and the allowed range or choices, for bad noise settings."""
+    check_in_range("fake_features", fake_features, 0.0, 1.0)
+    check_positive("noise_std", noise_std)
+    if noise_distribution not in NOISE_DISTRIBUTIONS:
+        raise ValueError(f"noise_distribution={noise_distribution!r} must be one of {NOISE_DISTRIBUTIONS}")
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode={noise_mode!r} must be one of {NOISE_MODES}")
+
+
 def total_input_features(real_features: int, fake_features: float) -> int:
     """Network input size ``D = ceil(d / (1 − f))`` for ``d`` real features and noise fraction ``f``.
 
@@ -71,9 +83,7 @@ class NoiseSpec:
 
     def __post_init__(self) -> None:
         check_positive("noise count", self.count)
-        if self.distribution not in NOISE_DISTRIBUTIONS:
-            raise ValueError(f"noise_distribution={self.distribution!r} must be one of {NOISE_DISTRIBUTIONS}")
-        check_positive("noise_std", self.std)
+        check_noise_arguments(0.0, self.std, self.distribution)
         if (self.distribution == "marginals") != (self.quantiles is not None):
             raise ValueError("quantiles are required by, and only by, noise_distribution='marginals'")
         if self.quantiles is not None:

@@ -151,10 +151,8 @@ class OffPolicyAlgorithm(LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the gradient-step counter and register the checkpoint's masks before its weights load.
 
-        Checkpoints written before input permutations existed get the identity permutation (and an
-        early development flag, now derived on load, is dropped).
+        Checkpoints written before input permutations existed get the identity permutation.
         """
         checkpoint["state_dict"].setdefault("input_features.permutation", self.input_features.permutation.clone())
-        checkpoint["state_dict"].pop("input_features._extra_state", None)
         restore_masks(self, checkpoint["state_dict"])
         self.gradient_steps = checkpoint.get("gradient_steps", 0)

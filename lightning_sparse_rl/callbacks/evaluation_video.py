@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_sparse_rl.callbacks.run_position import run_directory, training_steps
 from lightning_sparse_rl.loggers import log_video
 from lightning_sparse_rl.policy import Policy
 from lightning_sparse_rl.validation import check_positive
@@ -55,8 +55,8 @@ class EvaluationVideo(Callback):
         use_headless_rendering()
         policy = Policy.from_algorithm(pl_module)
         (record,) = play_episodes(policy, 1, self.seed, "rgb_array", width=self.width, height=self.height)
-        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "videos" / f"eval_step{step}.mp4"
+        step = training_steps(trainer)
+        path = run_directory(trainer) / "videos" / f"eval_step{step}.mp4"
         fps = frames_per_second(policy.env_spec.env_id)
         write_video(record.frames, path, fps)
         for logger in trainer.loggers:

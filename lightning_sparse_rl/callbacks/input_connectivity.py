@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_sparse_rl.callbacks.run_position import run_directory, training_steps
 from lightning_sparse_rl.plots import plot_connectivity_heatmap
 from lightning_sparse_rl.run_files import write_csv, write_npy, write_npz
 from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity
@@ -79,8 +79,7 @@ class InputConnectivityCallback(Callback):
             by_feature = per_input.clone()
             by_feature[features.permutation] = per_input[: features.input_dim]
             self.per_feature.setdefault(net.name, []).append(by_feature.to("cpu", torch.int32))
-        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
-        self.steps.append(int(step))
+        self.steps.append(training_steps(trainer))
         self.means.append(means)
         if self.save_results:
             self._write(trainer, pl_module)
@@ -88,12 +87,12 @@ class InputConnectivityCallback(Callback):
 
     @rank_zero_only
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        run_dir = run_directory(trainer)
         names = list(self.per_feature)
         header = ["step"] + [f"{name}/{group}" for name in names for group in ("real", "noise")]
         write_csv(run_dir / "connectivity.csv", header, [[s, *m] for s, m in zip(self.steps, self.means, strict=True)])
         write_npy(run_dir / "connectivity.npy", np.asarray(self.means, dtype=np.float64))
-        arrays = {name: torch.stack(rows).numpy() for name, rows in self.per_feature.items()}
+        arrays = {name: rows.numpy() for name, rows in self._per_feature_arrays().items()}
         write_npz(
             run_dir / "connectivity_per_feature.npz",
             steps=np.asarray(self.steps),
@@ -106,17 +105,18 @@ class InputConnectivityCallback(Callback):
         """Save the heat-map of connections per input feature over the evaluations."""
         if not (self.save_results and self.steps):
             return
-        arrays = {name: torch.stack(rows).numpy() for name, rows in self.per_feature.items()}
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        arrays = {name: rows.numpy() for name, rows in self._per_feature_arrays().items()}
         features = pl_module.input_features
-        plot_connectivity_heatmap(
-            self.steps, arrays, features.real_features, features.input_dim, run_dir / "connectivity_heatmap.png"
-        )
+        path = run_directory(trainer) / "connectivity_heatmap.png"
+        plot_connectivity_heatmap(self.steps, arrays, features.real_features, features.input_dim, path)
+
+    def _per_feature_arrays(self) -> dict[str, torch.Tensor]:
+        """Per network, connections per input over the measurements, ``(measurements, n_in)`` int32."""
+        return {name: torch.stack(rows) for name, rows in self.per_feature.items()}
 
     def state_dict(self) -> dict[str, Any]:
         """The measurements so far (per-feature counts as int32 tensors ``(evaluations, n_in)``)."""
-        per_feature = {name: torch.stack(rows) for name, rows in self.per_feature.items()}
-        return {"steps": self.steps, "means": self.means, "per_feature": per_feature}
+        return {"steps": self.steps, "means": self.means, "per_feature": self._per_feature_arrays()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""

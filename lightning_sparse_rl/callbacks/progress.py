@@ -9,6 +9,8 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.callbacks.run_position import training_steps
+
 
 def _elapsed(seconds: float) -> str:
     return str(dt.timedelta(seconds=seconds))
@@ -74,7 +76,7 @@ class RLProgressReporter(Callback):
         if trainer.sanity_checking or "eval/return" not in trainer.callback_metrics:
             return
         mean_return = float(trainer.callback_metrics["eval/return"])
-        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
+        step = training_steps(trainer)
         if self._best is None or mean_return > self._best[0]:
             self._best = (mean_return, step)
         if self.print_evaluations:

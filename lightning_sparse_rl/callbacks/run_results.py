@@ -10,6 +10,7 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_sparse_rl.callbacks.run_position import run_directory, training_steps
 from lightning_sparse_rl.run_files import write_csv, write_npy
 
 
@@ -39,14 +40,14 @@ class EvaluationResults(Callback):
         metrics = trainer.callback_metrics
         if trainer.sanity_checking or "eval/return" not in metrics:
             return
-        step = trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step
+        step = training_steps(trainer)
         length = float(metrics["eval/episode_length"]) if "eval/episode_length" in metrics else float("nan")
         self.evaluations.append([float(step), float(metrics["eval/return"]), length])
         sparsity = {k: float(v) for k, v in metrics.items() if k.startswith("sparsity/")}
         if sparsity:
             self.sparsity.append({"step": float(step), **sparsity})
         if self.save_results:
-            self._write(Path(trainer.log_dir or trainer.default_root_dir))
+            self._write(run_directory(trainer))
 
     @rank_zero_only
     def _write(self, run_dir: Path) -> None:

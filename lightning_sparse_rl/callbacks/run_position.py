@@ -1,0 +1,17 @@
+"""Where a run is: its training-step count and its run directory, as the callbacks report them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+
+
+def training_steps(trainer: L.Trainer) -> int:
+    """Training env steps so far (the DataModule's counter; Lightning's ``global_step`` without one)."""
+    return int(trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step)
+
+
+def run_directory(trainer: L.Trainer) -> Path:
+    """The run's directory: the first logger's ``log_dir``, else the trainer's ``default_root_dir``."""
+    return Path(trainer.log_dir or trainer.default_root_dir)
