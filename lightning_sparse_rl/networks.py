@@ -14,6 +14,7 @@ from lightning_sparse_rl.sparse import (
     is_masked,
     mask_version,
     trainable_weight,
+    weight_mask,
     zero_smallest_nonzero_,
 )
 
@@ -104,7 +105,7 @@ def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
     return tuple((layer,) for layer in linear_layers(module))
 
 
-#: Target layers whose non-zero pattern equals their online layer's mask, by the mask's (id, version).
+#: Target layers whose non-zeros all lie inside their online layer's mask, by the mask's (id, version).
 _IN_SYNC: weakref.WeakKeyDictionary[nn.Linear, tuple[int, int]] = weakref.WeakKeyDictionary()
 
 
@@ -115,8 +116,9 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     ``θ_source`` is the masked (effective) weight. An unmasked target layer whose source layer is
     masked is then kept as sparse as the source: its smallest-magnitude non-zeros beyond the source's
     connection count are zeroed ("maintain sparsity", anf_spec §4.4). Once a target layer's non-zeros
-    are exactly its source's connections, this check is skipped until the source's mask changes. A
-    masked target layer (shared masks) needs no pruning.
+    all lie inside the source's mask, Polyak steps can only add non-zeros inside the mask, so the count
+    cannot exceed the budget and the check is skipped until the mask changes. A masked target layer
+    (shared masks) needs no pruning.
     """
     pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
     budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t) and _IN_SYNC.get(t) != mask_version(s)]
@@ -126,19 +128,16 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     torch._foreach_lerp_(targets, sources, tau)
     if not budgeted:
         return
-    # One device sync for all layers: non-zeros of each target, connections and non-zeros of its source.
-    counts = torch.stack(
-        [torch.stack([t.weight.ne(0).sum(), active_count(s), s.weight.ne(0).sum()]) for t, s in budgeted]
-    )
-    for (layer, source_layer), zero_before, (nonzero, allowed, source_nonzero) in zip(
-        budgeted, was_zero, counts.tolist(), strict=True
+    nonzero = [t.weight != 0 for t, _ in budgeted]
+    # One device sync for all layers: non-zeros of each target and connections of its source.
+    pairs_counted = zip(nonzero, budgeted, strict=True)
+    counts = torch.stack([torch.stack([nz.sum(), active_count(s)]) for nz, (_, s) in pairs_counted])
+    for (layer, source_layer), zero_before, is_nonzero, (count, allowed) in zip(
+        budgeted, was_zero, nonzero, counts.tolist(), strict=True
     ):
-        if nonzero > allowed:
-            entered = zero_before & (layer.weight != 0)
-            zero_smallest_nonzero_(layer.weight, int(nonzero - allowed), entered=entered)
-        if nonzero == allowed == source_nonzero:
-            # The target's non-zeros include every (non-zero) source connection and are no more: the
-            # patterns are equal, and Polyak steps cannot leave them until the source mask changes.
+        if count > allowed:
+            zero_smallest_nonzero_(layer.weight, int(count - allowed), entered=zero_before & is_nonzero)
+        elif not is_nonzero.logical_and_(~weight_mask(source_layer)).any():
             _IN_SYNC[layer] = mask_version(source_layer)
 
 

@@ -19,6 +19,8 @@ from lightning_sparse_rl.validation import check_in_range, check_positive
 
 OptimizerName = Literal["adam", "maskadam", "sgd"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
+#: ``torch.compile`` modes; ``reduce-overhead`` uses CUDA graphs on a GPU.
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class OffPolicyAlgorithm(LightningModule):
@@ -42,6 +44,11 @@ class OffPolicyAlgorithm(LightningModule):
         optimizer: ``adam``, ``maskadam`` (Adam whose moments are cleared where connections are pruned
             or regrown, see :class:`~lightning_sparse_rl.sparse.MaskAdam`) or ``sgd`` (momentum 0.9), all
             with ``weight_decay``.
+        compile: ``torch.compile`` the losses (forward and backward passes of every network) when
+            training starts. Randomness stays eager PyTorch's (same random streams as without it).
+            Measured in ``benchmarks/throughput.py``: slower on CPU (see README), so off by default.
+        compile_mode: ``torch.compile`` mode (:data:`COMPILE_MODES`; ``None``: the default mode);
+            ``reduce-overhead`` captures CUDA graphs on a GPU.
 
     """
 
@@ -53,6 +60,8 @@ class OffPolicyAlgorithm(LightningModule):
         discount: float,
         tau: float,
         optimizer: OptimizerName,
+        compile: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
         super().__init__()
         if env_spec is None:
@@ -65,6 +74,8 @@ class OffPolicyAlgorithm(LightningModule):
         check_in_range("tau", tau, 0.0, 1.0, high_inclusive=True)
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={optimizer!r} must be one of {OPTIMIZERS}")
+        if compile_mode is not None and compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode={compile_mode!r} must be None or one of {COMPILE_MODES}")
         self.automatic_optimization = False
         self.env_spec = env_spec
         # The noise generator's seed comes from the global RNG (seeded by seed_everything).
@@ -120,7 +131,22 @@ class OffPolicyAlgorithm(LightningModule):
         self.manual_backward(loss)
         optimizer.step()
 
+    def compile_losses(self) -> None:
+        """Replace ``critic_loss`` and ``actor_loss`` by their ``torch.compile`` versions (``compile: true``)."""
+        import torch._inductor.config as inductor_config
+
+        # Eager random number generation inside compiled graphs: the same streams as without compiling,
+        # so seeds, resumes and comparisons with eager runs hold.
+        inductor_config.fallback_random = True
+        for name in ("critic_loss", "actor_loss"):
+            setattr(self, name, torch.compile(getattr(self, name), mode=self.hparams.compile_mode))
+
     # ----------------------------------------------------------------------------- Lightning hooks
+    def on_train_start(self) -> None:
+        """Compile the losses if asked (after the sparsity callbacks have registered their masks)."""
+        if self.hparams.compile and "critic_loss" not in self.__dict__:
+            self.compile_losses()
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
         """Run ``updates_per_step`` gradient updates; log losses every ``log_every_n_steps`` env steps."""
         for minibatch in batch.minibatches:

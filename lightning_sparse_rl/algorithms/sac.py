@@ -70,8 +70,10 @@ class SAC(OffPolicyAlgorithm):
         hidden_width: int = 256,
         activation: str = "relu",
         optimizer: OptimizerName = "adam",
+        compile: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode)
         check_at_least("temperature", temperature, 0.0)
         check_positive("target_update_interval", target_update_interval)
         self.save_hyperparameters()

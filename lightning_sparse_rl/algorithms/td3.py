@@ -56,8 +56,10 @@ class TD3(OffPolicyAlgorithm):
         hidden_width: int = 256,
         activation: str = "relu",
         optimizer: OptimizerName = "adam",
+        compile: bool = False,
+        compile_mode: str | None = None,
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode)
         check_at_least("policy_noise", policy_noise, 0.0)
         check_at_least("noise_clip", noise_clip, 0.0)
         check_at_least("expl_noise", expl_noise, 0.0)
