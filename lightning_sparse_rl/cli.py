@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
-from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter
+from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
+from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
 from lightning_sparse_rl.datamodule import EnvDataModule
 
 #: Trainer settings that make Lightning's loops fit RL (see README): epochs end on our env-step
@@ -37,8 +41,12 @@ class SparseRLCLI(LightningCLI):
 
     * ``data.env_spec`` (made by the DataModule from the env) is linked into ``model.env_spec``;
     * ``seed_everything`` is linked into ``data.seed`` (one seed for torch, numpy, envs, buffer);
-    * the :class:`RLProgressReporter` and :class:`EvaluationResults` callbacks are always present,
-      configurable as ``progress.*`` and ``results.*``.
+    * the :class:`RLProgressReporter`, :class:`EvaluationResults` and :class:`RunCheckpoints` callbacks are
+      always present, configurable as ``progress.*``, ``results.*`` and ``checkpoints.*``;
+    * checkpoints are written by :class:`~lightning_sparse_rl.checkpoint_io.RunCheckpointIO` (atomic files,
+      replay buffer in a side file);
+    * ``--config RUN_DIR/config.yaml --ckpt_path last`` resumes that run: ``RUN_DIR/checkpoints/last.ckpt``,
+      with its loggers continuing in ``RUN_DIR``.
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -47,6 +55,35 @@ class SparseRLCLI(LightningCLI):
         parser.link_arguments("seed_everything", "data.seed")
         parser.add_lightning_class_args(RLProgressReporter, "progress")
         parser.add_lightning_class_args(EvaluationResults, "results")
+        parser.add_lightning_class_args(RunCheckpoints, "checkpoints")
+
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``--ckpt_path last`` to the run directory of the ``--config`` file (see the class docs)."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is None or config.get("ckpt_path") != "last":
+            return
+        run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
+        found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
+        if not found:
+            where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
+            raise ValueError(
+                f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
+                "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
+            )
+        run_dir = found[-1]
+        config["ckpt_path"] = str(run_dir / "checkpoints" / "last.ckpt")
+        version = re.fullmatch(r"version_(\d+)", run_dir.name)
+        loggers = config["trainer"].get("logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = getattr(logger, "init_args", None)
+            if version and init_args is not None and "version" in init_args:
+                init_args["version"] = int(version[1])  # CSV / TensorBoard logs continue in RUN_DIR
+
+    def before_fit(self) -> None:
+        """Write checkpoints with :class:`RunCheckpointIO` unless a custom ``CheckpointIO`` was configured."""
+        strategy = self.trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = RunCheckpointIO()
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:

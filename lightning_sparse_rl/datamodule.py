@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -31,6 +31,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_sparse_rl.env_state import env_state, restore_env_state
 from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
 from lightning_sparse_rl.noise_features import (
     NoiseDistribution,
@@ -41,6 +42,8 @@ from lightning_sparse_rl.noise_features import (
     total_input_features,
 )
 from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
+from lightning_sparse_rl.rng_state import global_rng_state, restore_global_rng_state
+from lightning_sparse_rl.state_encoding import decode, encode
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
@@ -192,6 +195,8 @@ class EnvDataModule(LightningDataModule):
         self.buffer: ReplayBuffer | None = None
         self._obs: np.ndarray | None = None
         self._episode_start = 0.0
+        self._saved_interaction: dict[str, Any] | None = None  # from a checkpoint, applied after setup
+        self._saved_rng: dict[str, Any] | None = None  # from a checkpoint, applied before the next env step
 
     def _noise_spec(
         self, real_dim: int, fake_features: float, std: float, distribution: NoiseDistribution
@@ -223,6 +228,7 @@ class EnvDataModule(LightningDataModule):
         spec = self.env_spec
         self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
         self._episode_start = time.perf_counter()
+        self._restore_interaction()
 
     def teardown(self, stage: str) -> None:
         """Close the envs."""
@@ -243,15 +249,45 @@ class EnvDataModule(LightningDataModule):
         """Batches are produced on the buffer's device already: nothing to move."""
         return batch
 
-    def state_dict(self) -> dict[str, int]:
-        """Counters that a checkpoint must carry."""
-        return {"env_steps": self.env_steps, "train_steps": self.train_steps, "episodes": self.episodes}
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly.
 
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Restore the counters written by :meth:`state_dict`."""
+        Counters, the current observation, both envs mid-episode (see :mod:`lightning_sparse_rl.env_state`),
+        the replay buffer and the global random number generators. ``lsrl fit`` writes the buffer to a side
+        file next to the checkpoint.
+        """
+        assert self.buffer is not None
+        return {
+            "env_steps": self.env_steps,
+            "train_steps": self.train_steps,
+            "episodes": self.episodes,
+            "obs": encode(self._obs),
+            "train_env": encode(env_state(self.train_env)),
+            "eval_env": encode(env_state(self.eval_env)),
+            "replay_buffer": self.buffer.state_dict(),
+            "rng": encode(global_rng_state()),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; envs and buffer once they exist, the generators before the next env step."""
         self.env_steps = state_dict["env_steps"]
         self.train_steps = state_dict["train_steps"]
         self.episodes = state_dict["episodes"]
+        self._saved_interaction = state_dict
+        self._saved_rng = decode(state_dict["rng"]) if "rng" in state_dict else None
+        if self.train_env is not None:
+            self._restore_interaction()
+
+    def _restore_interaction(self) -> None:
+        saved = self._saved_interaction
+        if saved is None or "train_env" not in saved:
+            return
+        assert self.train_env is not None and self.eval_env is not None and self.buffer is not None
+        restore_env_state(self.train_env, decode(saved["train_env"]))
+        restore_env_state(self.eval_env, decode(saved["eval_env"]))
+        self.buffer.load_state_dict(saved["replay_buffer"])
+        self._obs = decode(saved["obs"])
+        self._saved_interaction = None
 
     # ----------------------------------------------------------------------------- interaction
     @property
@@ -346,6 +382,10 @@ class _TrainSteps:
     def __iter__(self) -> Iterator[TrainBatch]:
         dm = self.dm
         assert dm.buffer is not None
+        if dm._saved_rng is not None:
+            # A resumed run: the generators continue from where the checkpointed run stood.
+            restore_global_rng_state(dm._saved_rng)
+            dm._saved_rng = None
         dm.warm_up()
         agent = dm.agent
         steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)

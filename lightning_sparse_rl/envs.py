@@ -78,11 +78,23 @@ def resolve_env_id(env_id: str) -> tuple[str, str | None]:
         ``(id_to_make, notice)``; ``notice`` is ``None`` when the id is used unchanged, else a
         one-line explanation of the mapping to print for the user.
 
+    Raises:
+        ValueError: for another mujoco-py id (``-v2``/``-v3``) that has a ``-v5`` successor whose
+            differences we have not checked.
+
     """
     match = _LEGACY_ID.match(env_id)
-    if match is None or match["name"] not in V5_DIFFERENCES:
+    if match is None:
         return env_id, None
     new_id = f"{match['name']}-v5"
+    if match["name"] not in V5_DIFFERENCES:
+        spec = gym.registry.get(env_id)
+        if spec is not None and "mujoco" in str(spec.entry_point) and new_id in gym.registry:
+            raise ValueError(
+                f"env_id={env_id!r} needs mujoco-py, which Gymnasium >= 1.2 no longer runs: use {new_id} "
+                "(check how its observations and rewards differ before comparing with old results)"
+            )
+        return env_id, None
     notice = (
         f"{env_id} needs mujoco-py, which Gymnasium >= 1.2 no longer runs: using {new_id} instead "
         f"({V5_DIFFERENCES[match['name']]}). Pass --data.env_id {new_id} to silence this notice."

@@ -21,11 +21,8 @@ from lightning_sparse_rl.validation import check_at_least, check_in_range, check
 
 POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
 
-_NOT_YET_RESUME = "resuming from a model file is not implemented yet (issue #7)"
-
 #: Flags of later features: (flag, default, reason it is not available yet).
 NOT_YET: tuple[tuple[str, object, str], ...] = (
-    ("load_model", "", _NOT_YET_RESUME),
     ("sac_type", "Gaussian", "the deterministic SAC variant is not implemented yet"),
     ("act_func_args", None, "parametric activations (srelu, allrelu, ...) are not implemented yet"),
     ("act_func_per_neuron", False, "parametric activations (srelu, allrelu, ...) are not implemented yet"),
@@ -102,8 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--empty_buffer_on_env_change", action="store_true")
     p.add_argument("--refill_timesteps", type=float, default=25e3)
     p.add_argument("--refill_mode", default="random", choices=("random", "current"))
+    p.add_argument(
+        "--load_model", default="", help="resume from this checkpoint of an earlier run with the same flags (.ckpt)"
+    )
     # Later features: accepted so that tutorial commands parse, rejected unless left at their default.
-    p.add_argument("--load_model", default="")
     p.add_argument("--sac_type", default="Gaussian", choices=("Gaussian", "Deterministic"))
     p.add_argument("--act_func_args", type=float, nargs="+", default=None)
     p.add_argument("--act_func_per_neuron", action="store_true")
@@ -235,6 +234,13 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         out.append("--results.save_results=false")
     if not args.print_comments:
         out += ["--progress.print_episodes=false", "--progress.print_evaluations=false"]
+    if args.load_model:
+        if args.load_model == "default" or not args.load_model.endswith(".ckpt"):
+            raise SystemExit(
+                f"--load_model {args.load_model}: give the checkpoint (.ckpt) of an earlier run with the same "
+                "flags, e.g. runs/anf-sac/version_0/checkpoints/last.ckpt"
+            )
+        out.append(f"--ckpt_path={args.load_model}")
     return out
 
 

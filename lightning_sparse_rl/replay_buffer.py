@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -77,6 +77,33 @@ class ReplayBuffer:
         self.storage[self.position].copy_(torch.from_numpy(row), non_blocking=False)
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored rows ``(size, row)`` (a CPU copy), the write position and the sampling generator's state."""
+        return {
+            "rows": self.storage[: self.size].cpu().clone(),
+            "position": self.position,
+            "size": self.size,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a buffer of the same capacity and row layout.
+
+        Raises:
+            ValueError: if the saved rows do not fit this buffer.
+
+        """
+        rows = state["rows"]
+        if rows.ndim != 2 or rows.shape[1] != self.row_size or rows.shape[0] > self.capacity:
+            raise ValueError(
+                f"the saved replay buffer holds {tuple(rows.shape)} rows; this buffer takes at most "
+                f"({self.capacity}, {self.row_size}) (same env, noise features and buffer_size as the saved run)"
+            )
+        self.storage[: rows.shape[0]].copy_(rows)
+        self.position = state["position"]
+        self.size = state["size"]
+        self.generator.set_state(state["generator"])
 
     def clear(self) -> None:
         """Forget every stored transition."""

@@ -106,8 +106,15 @@ def test_tutorial_flags_reach_the_objects():
 
 def test_tutorial_front_rejects_later_features_clearly(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["--load_model", "some_model", "--wandb_mode", "disabled"])
+        main(["--sac_type", "Deterministic", "--wandb_mode", "disabled"])
     assert "not implemented yet" in str(exit_info.value)
+
+
+def test_tutorial_load_model_resumes_from_a_checkpoint():
+    args = build_parser().parse_args(["--load_model", "runs/sac/version_0/checkpoints/last.ckpt"])
+    assert to_lsrl_args(args)[-1] == "--ckpt_path=runs/sac/version_0/checkpoints/last.ckpt"
+    with pytest.raises(SystemExit, match="--load_model default: give the checkpoint"):
+        to_lsrl_args(build_parser().parse_args(["--load_model", "default"]))
 
 
 def test_tutorial_noise_command_maps_to_the_noise_yaml():

@@ -14,6 +14,7 @@ from lightning_sparse_rl.envs import EnvSpec
 from lightning_sparse_rl.networks import SparseNetwork
 from lightning_sparse_rl.noise_features import InputFeatures
 from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
 from lightning_sparse_rl.sparse import MaskAdam, restore_masks
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
@@ -125,11 +126,35 @@ class OffPolicyAlgorithm(LightningModule):
         adam = MaskAdam if self.hparams.optimizer == "maskadam" else torch.optim.Adam
         return adam(params, lr=self.hparams.lr, weight_decay=wd, fused=True)
 
-    def optimizer_step(self, optimizer: Any, loss: Tensor) -> None:
-        """``zero_grad → manual_backward(loss) → step`` on one Lightning-wrapped optimizer."""
+    def optimizer_step(self, optimizer: Any, loss: Tensor, network: str) -> None:
+        """``zero_grad → manual_backward(loss) → step`` on one Lightning-wrapped optimizer.
+
+        The backward pass computes gradients of ``optimizer``'s parameters only: the actor's loss flows
+        through the critic, but the critic's weight gradients (a third of that backward pass) are
+        not computed, as nothing would use them.
+
+        Raises:
+            FloatingPointError: ``loss`` (of ``network``) is NaN or infinite. Before raising, the state
+                (whose weights are still those that produced finite losses so far) is saved as
+                ``last_finite.ckpt`` in the run's checkpoint folder.
+
+        """
+        if not torch.isfinite(loss):
+            self._stop_on_non_finite_loss(network, float(loss))
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.manual_backward(loss, inputs=params)
         optimizer.step()
+
+    def _stop_on_non_finite_loss(self, network: str, value: float) -> None:
+        trainer = self.trainer
+        path = checkpoint_directory(trainer) / "last_finite.ckpt"
+        trainer.save_checkpoint(path)
+        raise FloatingPointError(
+            f"the {network} loss is {value} at training step {training_steps(trainer)} (gradient step "
+            f"{self.gradient_steps + 1}); training stopped. The state before this update is saved in {path}. "
+            "Try a lower lr, or check the env's rewards and observations for NaN/Inf."
+        )
 
     def compile_losses(self) -> None:
         """Replace ``critic_loss`` and ``actor_loss`` by their ``torch.compile`` versions (``compile: true``)."""

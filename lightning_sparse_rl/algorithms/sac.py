@@ -138,14 +138,14 @@ class SAC(OffPolicyAlgorithm):
         actor_optimizer, critic_optimizer = optimizers[0], optimizers[1]
 
         critic_loss = self.critic_loss(batch)
-        self.optimizer_step(critic_optimizer, critic_loss)
+        self.optimizer_step(critic_optimizer, critic_loss, "critic")
         actor_loss, log_prob = self.actor_loss(batch)
-        self.optimizer_step(actor_optimizer, actor_loss)
+        self.optimizer_step(actor_optimizer, actor_loss, "actor")
 
         losses = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}
         if self.log_alpha is not None:
             alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.optimizer_step(optimizers[2], alpha_loss)
+            self.optimizer_step(optimizers[2], alpha_loss, "entropy temperature (alpha)")
             losses["alpha_loss"] = alpha_loss.detach()
             losses["alpha"] = self.log_alpha.detach().exp()
 

@@ -125,12 +125,12 @@ class TD3(OffPolicyAlgorithm):
         """Critic step every call; actor step and Polyak updates of both targets every ``policy_freq``."""
         actor_optimizer, critic_optimizer = self.optimizers()
         critic_loss = self.critic_loss(batch)
-        self.optimizer_step(critic_optimizer, critic_loss)
+        self.optimizer_step(critic_optimizer, critic_loss, "critic")
         losses = {"critic_loss": critic_loss.detach()}
 
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
             actor_loss = self.actor_loss(batch)
-            self.optimizer_step(actor_optimizer, actor_loss)
+            self.optimizer_step(actor_optimizer, actor_loss, "actor")
             polyak_update(self.critic_target, self.critic, self.hparams.tau)
             polyak_update(self.actor_target, self.actor, self.hparams.tau)
             losses["actor_loss"] = actor_loss.detach()

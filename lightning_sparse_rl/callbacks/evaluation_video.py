@@ -8,9 +8,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_sparse_rl.callbacks.run_position import run_directory, training_steps
 from lightning_sparse_rl.loggers import log_video
 from lightning_sparse_rl.policy import Policy
+from lightning_sparse_rl.run_position import run_directory, training_steps
 from lightning_sparse_rl.validation import check_positive
 from lightning_sparse_rl.viewer import frames_per_second, play_episodes, use_headless_rendering, write_video
 

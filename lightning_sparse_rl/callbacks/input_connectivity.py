@@ -11,9 +11,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_sparse_rl.callbacks.run_position import run_directory, training_steps
 from lightning_sparse_rl.plots import plot_connectivity_heatmap
 from lightning_sparse_rl.run_files import write_csv, write_npy, write_npz
+from lightning_sparse_rl.run_position import run_directory, training_steps
 from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.callbacks.run_position import training_steps
+from lightning_sparse_rl.run_position import training_steps
 
 
 def _elapsed(seconds: float) -> str:

@@ -1,4 +1,4 @@
-"""Where a run is: its training-step count and its run directory, as the callbacks report them."""
+"""Where a run is: its training-step count, its run directory and its checkpoint folder."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ def training_steps(trainer: L.Trainer) -> int:
 def run_directory(trainer: L.Trainer) -> Path:
     """The run's directory: the first logger's ``log_dir``, else the trainer's ``default_root_dir``."""
     return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+def checkpoint_directory(trainer: L.Trainer) -> Path:
+    """Where the run's checkpoints go: the ``ModelCheckpoint``'s folder, else ``RUN_DIR/checkpoints``."""
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    return Path(dirpath) if dirpath else run_directory(trainer) / "checkpoints"

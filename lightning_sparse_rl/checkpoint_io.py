@@ -1,0 +1,124 @@
+"""Checkpoint files that survive crashes: atomic writes, the replay buffer in a side file, damage detected.
+
+:class:`RunCheckpointIO` is the ``CheckpointIO`` plugin that ``lsrl fit`` installs:
+
+* every file is written to a temporary file in the same folder, flushed to disk, then renamed over the
+  target (``os.replace``): a crash mid-write leaves the previous checkpoint intact;
+* the replay buffer (up to hundreds of MB) goes to a side file ``<name>.buffer-<id>.pt`` next to the
+  checkpoint, which references it by name, size and SHA-256; the side file is written first and the old
+  one removed only after the new checkpoint is in place;
+* a truncated or corrupted checkpoint or side file is reported with its path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+_SIDE_FILE = "side_file"
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, ``fsync`` and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _serialise(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+def _buffer_states(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """The replay-buffer states inside ``checkpoint`` (the DataModule's state holds one)."""
+    return [
+        value["replay_buffer"]
+        for value in checkpoint.values()
+        if isinstance(value, dict) and isinstance(value.get("replay_buffer"), dict)
+    ]
+
+
+def _side_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.stem}.buffer-*.pt"))
+
+
+class RunCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` with atomic writes, a replay-buffer side file and clear errors for damaged files."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Write the buffer's side file, then the checkpoint (both atomically), then drop older side files."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        path = Path(path)
+        written = []
+        for state in _buffer_states(checkpoint):
+            if isinstance(state.get("rows"), torch.Tensor):
+                data = _serialise(state["rows"])
+                side = path.with_name(f"{path.stem}.buffer-{uuid.uuid4().hex[:8]}.pt")
+                atomic_write_bytes(data, side)
+                written.append(side)
+                state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_bytes(_serialise(checkpoint), path)
+        for old in _side_files(path):
+            if old not in written:
+                old.unlink(missing_ok=True)
+
+    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
+        """Read a checkpoint and its side file.
+
+        Raises:
+            FileNotFoundError: the checkpoint or its side file does not exist.
+            RuntimeError: either file is truncated or corrupted (cannot be read, wrong size or checksum).
+
+        """
+        path = Path(path)
+        try:
+            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
+        except FileNotFoundError:
+            raise
+        except Exception as err:
+            raise RuntimeError(
+                f"checkpoint {path} cannot be read: the file is truncated or corrupted "
+                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+                "Resume from another checkpoint (e.g. --ckpt_path path/to/best.ckpt)."
+            ) from err
+        for state in _buffer_states(checkpoint):
+            reference = state.get("rows")
+            if isinstance(reference, dict) and _SIDE_FILE in reference:
+                state["rows"] = self._read_side_file(path, reference, map_location)
+        return checkpoint
+
+    @staticmethod
+    def _read_side_file(path: Path, reference: dict[str, Any], map_location: Any) -> torch.Tensor:
+        side = path.with_name(reference[_SIDE_FILE])
+        if not side.exists():
+            raise FileNotFoundError(f"the replay buffer file {side} that checkpoint {path} refers to is missing")
+        data = side.read_bytes()
+        if len(data) != reference["bytes"] or hashlib.sha256(data).hexdigest() != reference["sha256"]:
+            raise RuntimeError(
+                f"the replay buffer file {side} of checkpoint {path} is truncated or corrupted: "
+                f"{len(data)} bytes, expected {reference['bytes']} with SHA-256 {reference['sha256'][:12]}..."
+            )
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        """Remove a checkpoint and its side files."""
+        super().remove_checkpoint(path)
+        for side in _side_files(Path(path)):
+            side.unlink(missing_ok=True)

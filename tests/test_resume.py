@@ -1,0 +1,233 @@
+"""Exact resume, safe checkpoints, stop signals and non-finite losses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import short_fit
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_sparse_rl import SAC
+from lightning_sparse_rl.callbacks import (
+    DynamicSparsityCallback,
+    RLProgressReporter,
+    RunCheckpoints,
+    SparsityDistributionCallback,
+)
+from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
+
+#: name → (algorithm, data overrides, sparse?)
+SETTINGS = {
+    "dense SAC, network noise": ("sac", {"fake_features": 0.5}, False),
+    "sparse DST TD3, env noise": ("td3", {"fake_features": 0.5, "noise_mode": "env"}, True),
+}
+
+
+def _fit(tmp_path: Path, name: str, max_timesteps: int, ckpt_path: str | None = None):
+    algorithm, data, sparse = SETTINGS[name]
+    callbacks: list[L.Callback] = [
+        RLProgressReporter(print_episodes=False, print_evaluations=False),
+        ModelCheckpoint(dirpath=tmp_path / "checkpoints", save_last=True),
+    ]
+    if sparse:
+        callbacks += [SparsityDistributionCallback(global_sparsity=0.8), DynamicSparsityCallback(update_period=40)]
+    trainer = {"callbacks": callbacks, "enable_checkpointing": True, "plugins": [RunCheckpointIO()]}
+    data = {**data, "max_timesteps": max_timesteps, "eval_freq": 150}
+    return short_fit(tmp_path, algorithm, data=data, trainer=trainer, ckpt_path=ckpt_path)
+
+
+def _optimizer_tensors(trainer: L.Trainer) -> list[torch.Tensor]:
+    return [
+        value
+        for optimizer in trainer.optimizers
+        for state in optimizer.state_dict()["state"].values()
+        for value in state.values()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_n_steps_equal_n_over_2_then_resume_for_n_over_2(tmp_path, name):
+    """300 steps in one go == 150 steps, checkpoint, a new process-like fit from it for 150 more: bit for bit."""
+    straight_trainer, straight, straight_dm = _fit(tmp_path / "straight", name, 300)
+    _fit(tmp_path / "first", name, 150)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    side_files = list(last.parent.glob("last.buffer-*.pt"))
+    assert len(side_files) == 1  # the replay buffer lives next to the checkpoint
+    resumed_trainer, resumed, resumed_dm = _fit(tmp_path / "second", name, 300, ckpt_path=str(last))
+
+    assert resumed.gradient_steps == straight.gradient_steps == 300
+    assert resumed_dm.train_steps == straight_dm.train_steps == 300
+    assert resumed_dm.env_steps == straight_dm.env_steps
+    assert resumed_dm.episodes == straight_dm.episodes
+    straight_state, resumed_state = straight.state_dict(), resumed.state_dict()
+    assert straight_state.keys() == resumed_state.keys()
+    tensors = [k for k, v in straight_state.items() if isinstance(v, torch.Tensor)]
+    differences = {k: (straight_state[k].float() - resumed_state[k].float()).abs().max().item() for k in tensors}
+    assert max(differences.values()) == 0.0, {k: v for k, v in differences.items() if v}
+    others = [k for k in straight_state if k not in tensors]  # the noise generators' states
+    assert all(str(straight_state[k]) == str(resumed_state[k]) for k in others)
+    for a, b in zip(_optimizer_tensors(straight_trainer), _optimizer_tensors(resumed_trainer), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(resumed_dm.buffer.storage, straight_dm.buffer.storage)
+
+
+class _SignalAt(L.Callback):
+    """Delivers a stop signal to ``RunCheckpoints`` after training step ``step`` (as ``kill -TERM`` would)."""
+
+    def __init__(self, step: int, target: RunCheckpoints) -> None:
+        self.step, self.target = step, target
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch.train_step == self.step:
+            self.target._handle(signal.SIGTERM, None)
+
+
+def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
+    """Stopped by a signal after step 100 (mid-epoch), then resumed: the same parameters as 300 steps straight."""
+    name = "sparse DST TD3, env noise"
+    _, straight, _ = _fit(tmp_path / "straight", name, 300)
+    stopper = RunCheckpoints()
+    algorithm, data, _ = SETTINGS[name]
+    callbacks = [
+        _SignalAt(100, stopper),
+        stopper,
+        SparsityDistributionCallback(global_sparsity=0.8),
+        DynamicSparsityCallback(update_period=40),
+        ModelCheckpoint(dirpath=tmp_path / "stopped" / "checkpoints", save_last=True),
+    ]
+    trainer = {"callbacks": callbacks, "enable_checkpointing": True, "plugins": [RunCheckpointIO()]}
+    _, stopped, stopped_dm = short_fit(
+        tmp_path / "stopped", algorithm, data={**data, "max_timesteps": 300, "eval_freq": 150}, trainer=trainer
+    )
+    assert stopped_dm.train_steps == 100 and stopped.gradient_steps == 100
+    last = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    _, resumed, resumed_dm = _fit(tmp_path / "resumed", name, 300, ckpt_path=str(last))
+    assert resumed_dm.train_steps == 300
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_truncated_or_corrupted_checkpoint_is_reported(tmp_path):
+    """Damaged checkpoint and side files are detected with a message naming the file."""
+    _fit(tmp_path, "dense SAC, network noise", 150)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    io = RunCheckpointIO()
+    assert io.load_checkpoint(last)["EnvDataModule"]["replay_buffer"]["rows"].shape[0] == 350  # 200 + 150
+
+    side = next(last.parent.glob("last.buffer-*.pt"))
+    data = side.read_bytes()
+    side.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RuntimeError, match=r"replay buffer file .*last\.buffer-.* is truncated or corrupted"):
+        io.load_checkpoint(last)
+    side.unlink()
+    with pytest.raises(FileNotFoundError, match=r"replay buffer file .* is missing"):
+        io.load_checkpoint(last)
+
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(RuntimeError, match=r"checkpoint .*truncated\.ckpt cannot be read: .*truncated or corrupted"):
+        io.load_checkpoint(truncated)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    """A crash while writing leaves the previous checkpoint readable and no stray files."""
+    _fit(tmp_path, "dense SAC, network noise", 150)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    checkpoint = RunCheckpointIO().load_checkpoint(last)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        RunCheckpointIO().save_checkpoint(checkpoint, last)
+    monkeypatch.undo()
+    assert last.read_bytes() == before
+    assert sorted(p.name for p in last.parent.iterdir() if p.name.startswith(".")) == []
+    assert RunCheckpointIO().load_checkpoint(last)["EnvDataModule"]["train_steps"] == 150
+
+
+class _DivergingSAC(SAC):
+    """SAC whose critic loss becomes NaN at gradient step 40."""
+
+    def critic_loss(self, batch):
+        loss = super().critic_loss(batch)
+        return loss * float("nan") if self.gradient_steps == 40 else loss
+
+
+def test_a_non_finite_loss_stops_training_with_a_checkpoint(tmp_path, monkeypatch):
+    """NaN in the critic loss: training stops, naming the network and step, with the state saved."""
+    from conftest import ALGORITHMS
+
+    monkeypatch.setitem(ALGORITHMS, "sac", _DivergingSAC)
+    trainer = {"callbacks": [ModelCheckpoint(dirpath=tmp_path / "checkpoints")], "enable_checkpointing": True}
+    with pytest.raises(FloatingPointError, match=r"the critic loss is nan at training step 41 \(gradient step 41\)"):
+        short_fit(tmp_path, "sac", trainer=trainer)
+    state = torch.load(tmp_path / "checkpoints" / "last_finite.ckpt", weights_only=True)
+    assert state["gradient_steps"] == 40
+    assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def _lsrl(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from lightning_sparse_rl.cli import main; main()", *args]
+
+
+def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
+    """``kill -TERM`` during training: a checkpoint, a clean exit; ``--ckpt_path last`` finishes the run."""
+    common = [
+        "--model=lightning_sparse_rl.SAC",
+        "--model.hidden_width=32",
+        "--data.env_id=Pendulum-v1",
+        "--data.start_timesteps=200",
+        "--data.batch_size=32",
+        "--data.buffer_size=5000",
+        "--data.eval_freq=400",
+        "--data.eval_episodes=1",
+        "--data.max_timesteps=800",
+        f"--trainer.default_root_dir={tmp_path}",
+        f"--trainer.logger.save_dir={tmp_path}",
+        "--trainer.logger.name=run",
+        "--trainer.enable_progress_bar=false",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen(
+        _lsrl("fit", *common), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:  # wait for the second training episode (training is under way)
+        lines.append(line)
+        if "Episode Num: 2 " in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    output = "".join(lines) + process.stdout.read()
+    assert process.wait(timeout=120) == 0, output
+    assert "Received SIGTERM" in output and "Stopped by SIGTERM after" in output, output
+    run_dir = tmp_path / "run" / "version_0"
+    assert (run_dir / "checkpoints" / "last.ckpt").exists()
+    stopped_at = int(output.split("Stopped by SIGTERM after ")[1].split()[0])
+    assert 600 <= stopped_at < 800
+
+    time.sleep(0.1)
+    done = subprocess.run(
+        _lsrl("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last"),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    steps = [int(float(row.split(",")[0])) for row in (run_dir / "evaluations.csv").read_text().splitlines()[1:]]
+    assert steps == [400, 800]  # the resumed run continued in the same run directory, to the end
+    assert not (tmp_path / "run" / "version_1").exists()
