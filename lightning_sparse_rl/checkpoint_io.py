@@ -12,31 +12,21 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import io
-import os
+import pickle
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from lightning_sparse_rl.run_files import atomic_write_bytes
+
 _SIDE_FILE = "side_file"
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, ``fsync`` and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _serialise(value: Any) -> bytes:
@@ -55,7 +45,7 @@ def _buffer_states(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _side_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.stem}.buffer-*.pt"))
+    return sorted(path.parent.glob(f"{glob.escape(path.stem)}.buffer-*.pt"))
 
 
 class RunCheckpointIO(TorchCheckpointIO):
@@ -66,20 +56,27 @@ class RunCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
-        written = []
-        for state in _buffer_states(checkpoint):
-            if isinstance(state.get("rows"), torch.Tensor):
-                data = _serialise(state["rows"])
-                side = path.with_name(f"{path.stem}.buffer-{uuid.uuid4().hex[:8]}.pt")
-                atomic_write_bytes(data, side)
-                written.append(side)
-                state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        atomic_write_bytes(_serialise(checkpoint), path)
+        written: list[Path] = []
+        try:
+            for state in _buffer_states(checkpoint):
+                if isinstance(state.get("rows"), torch.Tensor):
+                    data = _serialise(state["rows"])
+                    side = path.with_name(f"{path.stem}.buffer-{uuid.uuid4().hex[:8]}.pt")
+                    atomic_write_bytes(side, data)
+                    written.append(side)
+                    digest = hashlib.sha256(data).hexdigest()
+                    state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": digest}
+                    del data
+            atomic_write_bytes(path, _serialise(checkpoint))
+        except BaseException:
+            for side in written:  # the old checkpoint and its side file stay as they were
+                side.unlink(missing_ok=True)
+            raise
         for old in _side_files(path):
             if old not in written:
                 old.unlink(missing_ok=True)
 
-    def load_checkpoint(self, path: Any, map_location: Any | None = None, weights_only: bool | None = None) -> Any:
+    def load_checkpoint(self, path: Any, map_location: Any | None = "cpu", weights_only: bool | None = None) -> Any:
         """Read a checkpoint and its side file.
 
         Raises:
@@ -90,9 +87,9 @@ class RunCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         try:
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except FileNotFoundError:
-            raise
-        except Exception as err:
+        except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+            if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+                raise
             raise RuntimeError(
                 f"checkpoint {path} cannot be read: the file is truncated or corrupted "
                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
-from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
+from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints, RunStopped
 from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
 from lightning_sparse_rl.datamodule import EnvDataModule
 
@@ -79,11 +80,17 @@ class SparseRLCLI(LightningCLI):
             if version and init_args is not None and "version" in init_args:
                 init_args["version"] = int(version[1])  # CSV / TensorBoard logs continue in RUN_DIR
 
-    def before_fit(self) -> None:
-        """Write checkpoints with :class:`RunCheckpointIO` unless a custom ``CheckpointIO`` was configured."""
-        strategy = self.trainer.strategy
-        if type(strategy.checkpoint_io) is TorchCheckpointIO:
-            strategy.checkpoint_io = RunCheckpointIO()
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The trainer, reading and writing checkpoints with :class:`RunCheckpointIO` (unless configured otherwise)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = RunCheckpointIO()
+        # RunCheckpoints after every callback that changes the state at a step's end, before ModelCheckpoint.
+        ours = [c for c in trainer.callbacks if isinstance(c, RunCheckpoints)]
+        last = [c for c in trainer.callbacks if isinstance(c, Checkpoint)]
+        others = [c for c in trainer.callbacks if c not in ours and c not in last]
+        trainer.callbacks = others + ours + last
+        return trainer
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
@@ -227,7 +234,10 @@ def main(args: ArgsType = None) -> None:
         return
     # Lightning advertises its hosted services on every run; not useful to our users.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    build_cli(args)
+    try:
+        build_cli(args)
+    except RunStopped as stop:
+        print(stop, flush=True)
 
 
 if __name__ == "__main__":

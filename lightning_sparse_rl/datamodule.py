@@ -256,11 +256,11 @@ class EnvDataModule(LightningDataModule):
         the replay buffer and the global random number generators. ``lsrl fit`` writes the buffer to a side
         file next to the checkpoint.
         """
-        assert self.buffer is not None
+        counters = {"env_steps": self.env_steps, "train_steps": self.train_steps, "episodes": self.episodes}
+        if self.train_env is None or self.eval_env is None or self.buffer is None:
+            return counters  # before setup or after teardown: nothing is running
         return {
-            "env_steps": self.env_steps,
-            "train_steps": self.train_steps,
-            "episodes": self.episodes,
+            **counters,
             "obs": encode(self._obs),
             "train_env": encode(env_state(self.train_env)),
             "eval_env": encode(env_state(self.eval_env)),

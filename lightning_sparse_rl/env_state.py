@@ -4,8 +4,9 @@ A snapshot holds, for the env and every wrapper around it, the plain data of its
 (numbers, strings, arrays, deques of numbers: e.g. ``TimeLimit``'s elapsed steps, the episode statistics,
 a classic-control env's ``state``), the state of every numpy ``Generator`` (the env's ``np_random``, the
 spaces' samplers), of every ``torch.nn.Module`` (our noise wrapper's generator) and, for MuJoCo envs,
-the full integration state of the simulator (``mj_getState``: time, positions, velocities, controls,
-solver warm start), which is what the next ``mj_step`` reads.
+the integration state of the simulator (``mj_getState``: time, positions, velocities, controls, solver
+warm start), which the next ``mj_step`` reads, plus ``MjData``'s fixed-size derived arrays (body
+positions, contact forces, ...), which some envs read before stepping (Ant, Humanoid).
 """
 
 from __future__ import annotations
@@ -27,16 +28,35 @@ def _is_plain(value: object) -> bool:
     return isinstance(value, (collections.deque, list, tuple)) and all(isinstance(v, _PLAIN) for v in value)
 
 
-def _mujoco_state(env: gym.Env) -> np.ndarray | None:
+def _mujoco_state(env: gym.Env) -> dict[str, Any] | None:
+    """The simulator's integration state and ``MjData``'s fixed-size arrays.
+
+    The arrays include derived quantities such as body positions, which some envs read before stepping.
+    """
     import mujoco
 
     model, data = getattr(env, "model", None), getattr(env, "data", None)
     if not isinstance(model, mujoco.MjModel) or not isinstance(data, mujoco.MjData):
         return None
     spec = mujoco.mjtState.mjSTATE_INTEGRATION
-    state = np.empty(mujoco.mj_stateSize(model, spec))
-    mujoco.mj_getState(model, data, state, spec)
-    return state
+    integration = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, integration, spec)
+    arrays = {}
+    for name in dir(data):
+        value = getattr(data, name, None) if not name.startswith("_") else None
+        if isinstance(value, np.ndarray) and value.dtype != object and not name.startswith(("efc_", "contact")):
+            arrays[name] = value.copy()
+    return {"integration": integration, "arrays": arrays}
+
+
+def _restore_mujoco_state(env: gym.Env, state: dict[str, Any]) -> None:
+    import mujoco
+
+    mujoco.mj_setState(env.model, env.data, state["integration"], mujoco.mjtState.mjSTATE_INTEGRATION)
+    for name, value in state["arrays"].items():
+        target = getattr(env.data, name)
+        if target.shape == value.shape and target.flags.writeable:
+            target[...] = value
 
 
 def _layer_state(layer: gym.Env) -> dict[str, Any]:
@@ -93,6 +113,4 @@ def restore_env_state(env: gym.Env, state: list[dict[str, Any]]) -> None:
             elif kind == "space":
                 getattr(layer, name).np_random.bit_generator.state = value
             elif kind == "mujoco":
-                import mujoco
-
-                mujoco.mj_setState(layer.model, layer.data, value, mujoco.mjtState.mjSTATE_INTEGRATION)
+                _restore_mujoco_state(layer, value)

@@ -100,6 +100,11 @@ class ReplayBuffer:
                 f"the saved replay buffer holds {tuple(rows.shape)} rows; this buffer takes at most "
                 f"({self.capacity}, {self.row_size}) (same env, noise features and buffer_size as the saved run)"
             )
+        if state["generator"].numel() != self.generator.get_state().numel():
+            raise ValueError(
+                f"the saved replay buffer sampled on another device type than this run's ({self.device.type}): "
+                "resume on the same kind of device (cpu or gpu)"
+            )
         self.storage[: rows.shape[0]].copy_(rows)
         self.position = state["position"]
         self.size = state["size"]

@@ -5,21 +5,30 @@ from __future__ import annotations
 import csv
 import io
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, ``fsync`` it, rename it over ``path``, sync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
@@ -28,21 +37,21 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[o
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _replace(Path(path), text.getvalue().encode())
+    atomic_write_bytes(Path(path), text.getvalue().encode())
 
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Save ``array`` as ``.npy``, atomically."""
     buffer = io.BytesIO()
     np.save(buffer, array)
-    _replace(Path(path), buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     """Save named ``arrays`` as ``.npz``, atomically."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _replace(Path(path), buffer.getvalue())
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:

@@ -134,9 +134,9 @@ class OffPolicyAlgorithm(LightningModule):
         not computed, as nothing would use them.
 
         Raises:
-            FloatingPointError: ``loss`` (of ``network``) is NaN or infinite. Before raising, the state
-                (whose weights are still those that produced finite losses so far) is saved as
-                ``last_finite.ckpt`` in the run's checkpoint folder.
+            FloatingPointError: ``loss`` (of ``network``) is NaN or infinite. Before raising, the state is
+                saved as ``last_finite.ckpt`` in the run's checkpoint folder: no weight has been touched by
+                a non-finite loss (earlier optimizer steps of this gradient step may have run).
 
         """
         if not torch.isfinite(loss):
@@ -152,7 +152,7 @@ class OffPolicyAlgorithm(LightningModule):
         trainer.save_checkpoint(path)
         raise FloatingPointError(
             f"the {network} loss is {value} at training step {training_steps(trainer)} (gradient step "
-            f"{self.gradient_steps + 1}); training stopped. The state before this update is saved in {path}. "
+            f"{self.gradient_steps + 1}); training stopped before this optimizer step, with the state saved in {path}. "
             "Try a lower lr, or check the env's rewards and observations for NaN/Inf."
         )
 

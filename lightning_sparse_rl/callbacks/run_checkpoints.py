@@ -16,14 +16,24 @@ from lightning_sparse_rl.validation import check_positive
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class RunStopped(Exception):
+    """Raised by :class:`RunCheckpoints` once the checkpoint after a stop signal is written.
+
+    It ends ``Trainer.fit`` at once (no further evaluation or checkpoint); ``lsrl`` then exits with status 0.
+    """
+
+
 class RunCheckpoints(Callback):
     """Writes ``CHECKPOINT_DIR/last.ckpt`` every ``every_n_env_steps`` training env steps, and on SIGINT/SIGTERM.
 
     A stop signal (Ctrl-C, ``kill``, a cluster's pre-emption) is not acted on at once: the current training
-    step finishes (and, at the end of an epoch, its evaluation), the checkpoint is written, and the run stops
-    normally (loggers flushed). Resume with
+    step finishes (and, at the end of an epoch, its evaluation), the checkpoint is written, and
+    :class:`RunStopped` ends the fit (loggers are finalised; ``lsrl`` exits with status 0). Resume with
     ``lsrl fit --config RUN_DIR/config.yaml --ckpt_path last``. A second signal while stopping is handled
     as usual (Python raises ``KeyboardInterrupt`` for SIGINT).
+
+    Put it after the callbacks that change the training state at the end of a step (dynamic sparsity,
+    feature permutations), so that its checkpoints include their work: ``lsrl fit`` does this for you.
 
     ``CHECKPOINT_DIR`` is the ``ModelCheckpoint``'s folder when there is one, else ``RUN_DIR/checkpoints``.
 
@@ -97,8 +107,7 @@ class RunCheckpoints(Callback):
         trainer.save_checkpoint(path)
         if self.received is not None and not self._stopping:
             self._stopping = True
-            trainer.should_stop = True
-            rank_zero_info(
+            raise RunStopped(
                 f"Stopped by {self.received.name} after {step} training steps; wrote {path}. "
                 "Resume with: lsrl fit --config RUN_DIR/config.yaml --ckpt_path last"
             )
