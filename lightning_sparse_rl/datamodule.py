@@ -289,6 +289,12 @@ class EnvDataModule(LightningDataModule):
         self._obs = decode(saved["obs"])
         self._saved_interaction = None
 
+    def continue_saved_random_streams(self) -> None:
+        """In a resumed run, put the global generators where the checkpointed run stood (once, before its next step)."""
+        if self._saved_rng is not None:
+            restore_global_rng_state(self._saved_rng)
+            self._saved_rng = None
+
     # ----------------------------------------------------------------------------- interaction
     @property
     def agent(self) -> Agent:
@@ -382,10 +388,7 @@ class _TrainSteps:
     def __iter__(self) -> Iterator[TrainBatch]:
         dm = self.dm
         assert dm.buffer is not None
-        if dm._saved_rng is not None:
-            # A resumed run: the generators continue from where the checkpointed run stood.
-            restore_global_rng_state(dm._saved_rng)
-            dm._saved_rng = None
+        dm.continue_saved_random_streams()
         dm.warm_up()
         agent = dm.agent
         steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)

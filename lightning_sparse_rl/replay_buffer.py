@@ -81,7 +81,7 @@ class ReplayBuffer:
     def state_dict(self) -> dict[str, Any]:
         """The stored rows ``(size, row)`` (a CPU copy), the write position and the sampling generator's state."""
         return {
-            "rows": self.storage[: self.size].cpu().clone(),
+            "rows": self.storage[: self.size].to("cpu", copy=True),
             "position": self.position,
             "size": self.size,
             "generator": self.generator.get_state(),
