@@ -7,6 +7,8 @@
 * the replay buffer (up to hundreds of MB) goes to a side file ``<name>.buffer-<id>.pt`` next to the
   checkpoint, which references it by name, size and SHA-256; the side file is written first and the old
   one removed only after the new checkpoint is in place;
+* the checkpoint records the SHA-256 of its own bytes in the zip archive's comment field (the file stays a
+  plain ``torch.load``-able checkpoint); :func:`verify_checkpoint` checks it, and every load does;
 * a truncated or corrupted checkpoint or side file is reported with its path and what is wrong.
 """
 
@@ -16,6 +18,7 @@ import glob
 import hashlib
 import io
 import pickle
+import struct
 import uuid
 import zipfile
 from pathlib import Path
@@ -27,12 +30,61 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_sparse_rl.run_files import atomic_write_bytes
 
 _SIDE_FILE = "side_file"
+#: Prefix of the zip comment that records a checkpoint's SHA-256.
+_DIGEST_TAG = b"lsrl-sha256:"
+_DIGEST_COMMENT_BYTES = len(_DIGEST_TAG) + 64
+#: The zip format's end-of-central-directory record: signature, fixed size with no comment.
+_EOCD_SIGNATURE, _EOCD_BYTES = b"PK\x05\x06", 22
+
+
+class CheckpointDamaged(RuntimeError):
+    """A checkpoint or its replay-buffer file is truncated or corrupted."""
 
 
 def _serialise(value: Any) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
     return buffer.getvalue()
+
+
+def _with_digest(data: bytes) -> bytes:
+    """``torch.save`` bytes with their SHA-256 in the zip comment (torch writes an empty comment)."""
+    if data[-_EOCD_BYTES:-18] != _EOCD_SIGNATURE or data[-2:] != b"\x00\x00":
+        raise ValueError("unexpected torch.save format: no empty zip comment to record the checksum in")
+    comment = _DIGEST_TAG + hashlib.sha256(data).hexdigest().encode()
+    return data[:-2] + struct.pack("<H", len(comment)) + comment
+
+
+def verify_checkpoint(path: str | Path) -> bool:
+    """Check a checkpoint file against the SHA-256 recorded in it when it was written.
+
+    Returns ``False`` for a checkpoint that records no checksum (written by plain Lightning): it is then
+    only checked when read.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CheckpointDamaged: the bytes differ from the recorded checksum, or the file is cut short.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    data = path.read_bytes()
+    comment = data[-_DIGEST_COMMENT_BYTES:]
+    if not comment.startswith(_DIGEST_TAG):
+        if data[-_EOCD_BYTES:-18] == _EOCD_SIGNATURE:
+            return False  # a complete zip file without our checksum
+        raise CheckpointDamaged(f"checkpoint {path} is truncated or corrupted: it does not end like a checkpoint file")
+    end = len(data) - _DIGEST_COMMENT_BYTES
+    original = data[: end - 2] + b"\x00\x00"
+    if data[end - _EOCD_BYTES : end - 18] != _EOCD_SIGNATURE or (
+        hashlib.sha256(original).hexdigest().encode() != comment[len(_DIGEST_TAG) :]
+    ):
+        raise CheckpointDamaged(
+            f"checkpoint {path} is truncated or corrupted: its bytes do not match the SHA-256 recorded when it was "
+            "written. Resume from another checkpoint (e.g. --ckpt_path path/to/best.ckpt)."
+        )
+    return True
 
 
 def _buffer_states(checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,7 +119,7 @@ class RunCheckpointIO(TorchCheckpointIO):
                     digest = hashlib.sha256(data).hexdigest()
                     state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": digest}
                     del data
-            atomic_write_bytes(path, _serialise(checkpoint))
+            atomic_write_bytes(path, _with_digest(_serialise(checkpoint)))
         except BaseException:
             for side in written:  # the old checkpoint and its side file stay as they were
                 side.unlink(missing_ok=True)
@@ -81,16 +133,17 @@ class RunCheckpointIO(TorchCheckpointIO):
 
         Raises:
             FileNotFoundError: the checkpoint or its side file does not exist.
-            RuntimeError: either file is truncated or corrupted (cannot be read, wrong size or checksum).
+            CheckpointDamaged: either file is truncated or corrupted (cannot be read, wrong size or checksum).
 
         """
         path = Path(path)
+        verify_checkpoint(path)
         try:
             checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
             if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
                 raise
-            raise RuntimeError(
+            raise CheckpointDamaged(
                 f"checkpoint {path} cannot be read: the file is truncated or corrupted "
                 f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
                 "Resume from another checkpoint (e.g. --ckpt_path path/to/best.ckpt)."
@@ -108,7 +161,7 @@ class RunCheckpointIO(TorchCheckpointIO):
             raise FileNotFoundError(f"the replay buffer file {side} that checkpoint {path} refers to is missing")
         data = side.read_bytes()
         if len(data) != reference["bytes"] or hashlib.sha256(data).hexdigest() != reference["sha256"]:
-            raise RuntimeError(
+            raise CheckpointDamaged(
                 f"the replay buffer file {side} of checkpoint {path} is truncated or corrupted: "
                 f"{len(data)} bytes, expected {reference['bytes']} with SHA-256 {reference['sha256'][:12]}..."
             )

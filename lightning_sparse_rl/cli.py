@@ -10,22 +10,38 @@ This module sits at the edge: nothing in the package imports it except the tutor
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib
 import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import torch
+import yaml
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import Checkpoint
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks.progress import ProgressBar
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
-from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints, RunStopped
-from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
-from lightning_sparse_rl.datamodule import EnvDataModule
+from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
+from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO, verify_checkpoint
+from lightning_sparse_rl.config_changes import ConfigChange, config_changes
+from lightning_sparse_rl.datamodule import MAX_SEED, EnvDataModule
+from lightning_sparse_rl.loggers import CSVLogger
+from lightning_sparse_rl.run_files import atomic_write_bytes
+from lightning_sparse_rl.run_lock import RunFolderBusy, RunLock
+from lightning_sparse_rl.run_position import run_directory
+from lightning_sparse_rl.stop_request import StopRequested
 
 #: Trainer settings that make Lightning's loops fit RL (see README): epochs end on our env-step
 #: budget, there is no sanity evaluation, and runs go to ``runs/`` with a CSV log by default.
@@ -33,8 +49,119 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "max_epochs": -1,
     "num_sanity_val_steps": 0,
     "default_root_dir": "runs",
-    "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+    "logger": {"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
+
+#: Exceptions that are the user's input, not a bug: ``lsrl`` prints them as one line and exits with status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    argparse.ArgumentError,
+    gym.error.Error,
+    FileNotFoundError,
+    CheckpointDamaged,
+    RunFolderBusy,
+)
+#: The file that lists a run's resumes and the settings they changed.
+RESUME_HISTORY = "resumes.yaml"
+
+
+class RunFinished(Exception):
+    """A resumed run has already reached its ``max_timesteps``: nothing to train."""
+
+
+@dataclass
+class ResumePlan:
+    """A resume that passed its checks: the verified checkpoint, its step, the run folder when it continues in place."""
+
+    checkpoint: Path
+    train_steps: int
+    run_dir: Path | None
+    changes: list[ConfigChange]
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """LightningCLI's config saving, with the config recorded in every checkpoint and resumes that change nothing early.
+
+    * ``config.yaml`` is written at ``setup`` for a new run; for a resumed run only once the checkpoint has
+      been restored (``on_fit_start``), so a resume that fails leaves the run folder as it was; the
+      settings a resume changed are appended to ``RUN_DIR/resumes.yaml``;
+    * the resolved config (as in ``config.yaml``) is in the checkpoint (this callback's state), where a
+      later resume compares it with its own.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resume: ResumePlan | None = None
+        self._dumped: str | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write ``config.yaml`` now, unless this fit resumes a checkpoint."""
+        if self.resume is None:
+            super().setup(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """For a resume (the checkpoint restored without error): write ``config.yaml`` and record the changes."""
+        if self.resume is None:
+            return
+        super().setup(trainer, pl_module, "fit")
+        if self.resume.run_dir is None or not self.resume.changes:
+            return
+        history_file = self.resume.run_dir / RESUME_HISTORY
+        history = yaml.safe_load(history_file.read_text()) if history_file.exists() else None
+        entry = {
+            "checkpoint": str(self.resume.checkpoint),
+            "train_steps": self.resume.train_steps,
+            "changes": {
+                change.key: {"saved": change.saved, "given": change.given, "forced": change.protected}
+                for change in self.resume.changes
+            },
+        }
+        text = yaml.safe_dump([*(history or []), entry], sort_keys=False, allow_unicode=True)
+        atomic_write_bytes(history_file, text.encode())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The resolved config, as YAML."""
+        if self._dumped is None:
+            self._dumped = self.parser.dump(self.config, skip_none=False)
+        return {"config": self._dumped}
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    files = []
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            files.append(args[i + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def check_config_file(path: str) -> None:
+    """Reject a missing, empty or malformed YAML config file with one line naming the file (and line)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        content = yaml.safe_load(file.read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"config file {path}{where}: {err.problem or err.context} (not valid YAML)") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if content is None:
+        raise ValueError(f"config file {path} is empty: give keys such as model:, data:, trainer:")
+    if not isinstance(content, dict):
+        kind = type(content).__name__
+        raise ValueError(f"config file {path} must hold keys (model:, data:, trainer:, ...), not a {kind}")
+
+
+def _import(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 class SparseRLCLI(LightningCLI):
@@ -45,40 +172,132 @@ class SparseRLCLI(LightningCLI):
     * the :class:`RLProgressReporter`, :class:`EvaluationResults` and :class:`RunCheckpoints` callbacks are
       always present, configurable as ``progress.*``, ``results.*`` and ``checkpoints.*``;
     * checkpoints are written by :class:`~lightning_sparse_rl.checkpoint_io.RunCheckpointIO` (atomic files,
-      replay buffer in a side file);
-    * ``--config RUN_DIR/config.yaml --ckpt_path last`` resumes that run: ``RUN_DIR/checkpoints/last.ckpt``,
-      with its loggers continuing in ``RUN_DIR``.
+      replay buffer in a side file, a checksum) and record the resolved config (:class:`SaveRunConfig`);
+    * a run folder is locked (:class:`~lightning_sparse_rl.run_lock.RunLock`) while a fit uses it;
+    * ``--ckpt_path`` resumes as a transaction: the checkpoint is verified and the given config compared with
+      the recorded one before anything in a run folder changes (:meth:`plan_resume`);
+      ``--config RUN_DIR/config.yaml --ckpt_path last`` resumes ``RUN_DIR/checkpoints/last.ckpt`` with its
+      loggers continuing in ``RUN_DIR``.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.resume: ResumePlan | None = None
+        self.run_lock: RunLock | None = None
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add the links and the always-on progress callback."""
+        """Add the links, the always-on callbacks and ``--force_resume``."""
         parser.link_arguments("data.env_spec", "model.init_args.env_spec", apply_on="instantiate")
         parser.link_arguments("seed_everything", "data.seed")
         parser.add_lightning_class_args(RLProgressReporter, "progress")
         parser.add_lightning_class_args(EvaluationResults, "results")
         parser.add_lightning_class_args(RunCheckpoints, "checkpoints")
+        parser.add_argument(
+            "--force_resume",
+            type=bool,
+            default=False,
+            help="resume even when the config changes keys that define the checkpoint (network, env, sparsity, seed)",
+        )
 
-    def before_instantiate_classes(self) -> None:
-        """Resolve ``--ckpt_path last`` to the run directory of the ``--config`` file (see the class docs)."""
-        config = self.config.get(self.subcommand) if self.subcommand else None
-        if config is None or config.get("ckpt_path") != "last":
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Check config files, parse, then check what must be checked before anything is instantiated or seeded."""
+        if args is None or isinstance(args, (list, tuple)):
+            for path in _config_files(list(sys.argv[1:] if args is None else args)):
+                check_config_file(path)
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        seed = config.get("seed_everything")
+        if not isinstance(seed, bool) and seed is not None and not 0 <= seed < MAX_SEED:
+            raise ValueError(f"seed_everything={seed} must be in [0, {MAX_SEED - 1}] (tutorial front: --seed)")
+        self._drop_progress_bars_if_disabled(config)
+        if subcommand == "fit" and config.get("ckpt_path"):
+            self.resume = self.plan_resume(config, self._subcommand_parsers[subcommand])
+
+    def _parse_ckpt_path(self) -> None:
+        """Leave the config as given: :meth:`plan_resume` compares it with the checkpoint's instead of overriding it."""
+
+    @staticmethod
+    def _drop_progress_bars_if_disabled(config: Any) -> None:
+        trainer = config.get("trainer")
+        if trainer is None or trainer.get("enable_progress_bar") is not False or not trainer.get("callbacks"):
             return
-        run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
-        found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
-        if not found:
-            where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
+        trainer["callbacks"] = [
+            callback
+            for callback in trainer["callbacks"]
+            if not (isinstance(cls := _import(str(callback.get("class_path"))), type) and issubclass(cls, ProgressBar))
+        ]
+
+    @staticmethod
+    def plan_resume(config: Any, parser: LightningArgumentParser) -> ResumePlan:
+        """Check a resume before anything is created or written (see the class docs).
+
+        Raises:
+            FileNotFoundError: no checkpoint at ``--ckpt_path``.
+            CheckpointDamaged: the checkpoint's bytes differ from its recorded checksum.
+            ValueError: the given config changes keys that define the checkpoint (without ``--force_resume``).
+            RunFinished: the checkpoint is already at ``data.max_timesteps``.
+
+        """
+        given_path = str(config["ckpt_path"])
+        run_dir = None
+        if given_path == "last":
+            run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
+            found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
+            if not found:
+                where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
+                raise FileNotFoundError(
+                    f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
+                    "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
+                )
+            run_dir = found[-1]
+            path = run_dir / "checkpoints" / "last.ckpt"
+        else:
+            path = Path(given_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"--ckpt_path {given_path}: no such checkpoint file")
+        verify_checkpoint(path)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise CheckpointDamaged(f"checkpoint {path} cannot be read ({type(err).__name__}): {err}") from err
+        recorded = checkpoint.get("callbacks", {}).get(SaveRunConfig.__qualname__, {}).get("config")
+        changes = []
+        if recorded is not None:
+            given = yaml.safe_load(parser.dump(config, skip_none=False))
+            changes = config_changes(yaml.safe_load(recorded), given)
+        refused = [change for change in changes if change.protected]
+        if refused and not config.get("force_resume"):
             raise ValueError(
-                f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
-                "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
+                f"cannot resume {path} with this config: "
+                + "; ".join(map(str, refused))
+                + ". These keys define what the checkpoint holds; start a new run, or pass --force_resume true"
             )
-        run_dir = found[-1]
-        config["ckpt_path"] = str(run_dir / "checkpoints" / "last.ckpt")
+        train_steps = int(checkpoint.get(EnvDataModule.__qualname__, {}).get("train_steps", 0))
+        max_timesteps = config["data"]["max_timesteps"]
+        if train_steps >= max_timesteps:
+            raise RunFinished(
+                f"{path} is already at max_timesteps={max_timesteps} ({train_steps} training steps); "
+                "raise --data.max_timesteps to continue"
+            )
+        for change in changes:
+            print(f"Resuming with a changed setting{' (forced)' if change.protected else ''}: {change}", flush=True)
+        config["ckpt_path"] = str(path)
+        if run_dir is not None:
+            SparseRLCLI._continue_loggers_in(config, run_dir)
+        return ResumePlan(path, train_steps, run_dir, changes)
+
+    @staticmethod
+    def _continue_loggers_in(config: Any, run_dir: Path) -> None:
+        """Point CSV/TensorBoard loggers at ``run_dir`` (its version); Lightning's CSV logger becomes ours."""
         version = re.fullmatch(r"version_(\d+)", run_dir.name)
         loggers = config["trainer"].get("logger")
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             init_args = getattr(logger, "init_args", None)
             if version and init_args is not None and "version" in init_args:
-                init_args["version"] = int(version[1])  # CSV / TensorBoard logs continue in RUN_DIR
+                init_args["version"] = int(version[1])
+            if _import(str(getattr(logger, "class_path", ""))) is LightningCSVLogger:
+                logger.class_path = f"{CSVLogger.__module__}.{CSVLogger.__qualname__}"
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer, reading and writing checkpoints with :class:`RunCheckpointIO` (unless configured otherwise)."""
@@ -90,7 +309,46 @@ class SparseRLCLI(LightningCLI):
         last = [c for c in trainer.callbacks if isinstance(c, Checkpoint)]
         others = [c for c in trainer.callbacks if c not in ours and c not in last]
         trainer.callbacks = others + ours + last
+        for callback in trainer.callbacks:
+            if isinstance(callback, SaveRunConfig):
+                callback.resume = self.resume
+        if self.resume is not None and self.resume.run_dir is not None:
+            for logger in trainer.loggers:
+                if isinstance(logger, CSVLogger):
+                    logger.continue_from(self.resume.train_steps)
+                elif isinstance(logger, TensorBoardLogger):  # TensorBoard hides the crashed run's later events
+                    logger._kwargs["purge_step"] = self.resume.train_steps
         return trainer
+
+    def _lock_run_folder(self) -> None:
+        """Lock the CSV/TensorBoard run folder; a new run that finds its folder taken moves to the next version."""
+        logger = self.trainer.logger
+        if not isinstance(logger, (LightningCSVLogger, TensorBoardLogger)):
+            return
+        while True:
+            run_dir = run_directory(self.trainer)
+            new_run = self.resume is None or self.resume.run_dir is None
+            if new_run and isinstance(logger.version, int):
+                try:
+                    run_dir.mkdir(parents=True)  # claim the version folder
+                except FileExistsError:
+                    logger._version = logger.version + 1
+                    continue
+            break
+        self.run_lock = RunLock(run_dir)
+        notice = self.run_lock.acquire()
+        if notice:
+            print(notice, flush=True)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand; ``fit`` holds the run folder's lock from start to end."""
+        try:
+            if subcommand == "fit":
+                self._lock_run_folder()
+            super()._run_subcommand(subcommand)
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
@@ -101,16 +359,26 @@ def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
         subclass_mode_model=True,
         seed_everything_default=42,
         trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=SaveRunConfig,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
         auto_configure_optimizers=False,
         args=args,
         run=run,
     )
 
 
+class ToolParser(argparse.ArgumentParser):
+    """``argparse`` whose errors are exceptions (``lsrl`` prints them as one line), not usage text and an exit."""
+
+    def error(self, message: str) -> Any:
+        """Raise ``argparse.ArgumentError`` with ``message``."""
+        raise argparse.ArgumentError(None, f"{self.prog}: {message}")
+
+
 def view(argv: Sequence[str]) -> None:
     """``lsrl view PATH``: watch deterministic episodes of a trained agent (window or video file)."""
-    parser = argparse.ArgumentParser(prog="lsrl view", description=view.__doc__)
+    parser = ToolParser(prog="lsrl view", description=view.__doc__)
     parser.add_argument("path", help="an exported policy (.pt) or a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("--record", metavar="VIDEO", help="write a video (.mp4 or .gif) instead of opening a window")
     parser.add_argument("--episodes", type=int, default=1)
@@ -159,7 +427,7 @@ def view(argv: Sequence[str]) -> None:
 
 def export(argv: Sequence[str]) -> None:
     """``lsrl export CHECKPOINT POLICY``: write a trained agent's small policy file."""
-    parser = argparse.ArgumentParser(prog="lsrl export", description=export.__doc__)
+    parser = ToolParser(prog="lsrl export", description=export.__doc__)
     parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("policy", help="the policy file to write (.pt)")
     args = parser.parse_args(argv)
@@ -171,7 +439,7 @@ def export(argv: Sequence[str]) -> None:
 
 def plot(argv: Sequence[str]) -> None:
     """``lsrl plot RUN_DIR...``: PNG plots of learning curves, input connectivity and sparsity distributions."""
-    parser = argparse.ArgumentParser(prog="lsrl plot", description=plot.__doc__)
+    parser = ToolParser(prog="lsrl plot", description=plot.__doc__)
     parser.add_argument(
         "runs", nargs="*", help="run directories (runs/NAME/version_N); runs with the same NAME are seeds of one group"
     )
@@ -182,8 +450,6 @@ def plot(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     if not args.runs and not args.layers:
         parser.error("give run directories, --layers, or both")
-    from pathlib import Path
-
     from lightning_sparse_rl.plots import plot_connectivity, plot_learning_curves, plot_sparsity_distribution
     from lightning_sparse_rl.run_files import read_csv_columns
 
@@ -226,18 +492,72 @@ def plot(argv: Sequence[str]) -> None:
 TOOLS = {"view": view, "export": export, "plot": plot}
 
 
-def main(args: ArgsType = None) -> None:
-    """Console-script entry point of ``lsrl``."""
-    argv = list(sys.argv[1:] if args is None else args)
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror and error.errno not in (None, errno.ENOENT):
+        return error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _stop_message(stop: StopRequested) -> str:
+    if stop.checkpoint is None:
+        return f"Stopped by {stop.signal.name} during {stop.phase}; no checkpoint was written."
+    checkpoint = Path(stop.checkpoint)
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    config = run_dir / "config.yaml"
+    if config.exists():
+        resume = f"lsrl fit --config {config} --ckpt_path last"
+    else:
+        resume = f"lsrl fit ... --ckpt_path {checkpoint}"
+    return f"Stopped by {stop.signal.name} during {stop.phase}; wrote {checkpoint}. Resume with: {resume}"
+
+
+def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[str]) -> None:
+    """Run ``command(argv)``; a user error becomes one line ``error: ...`` on stderr and exit status 2.
+
+    ``--debug`` in ``argv`` (removed before ``command`` sees it) or ``LSRL_DEBUG=1`` shows the traceback
+    instead. A honoured stop signal prints how to resume (status 0); a resume of a finished run says so
+    (status 0); Ctrl-C before training started exits with status 130.
+    """
+    if "--debug" in argv:
+        os.environ["LSRL_DEBUG"] = "1"  # also for the lsrl command that the tutorial front runs
+    debug = os.environ.get("LSRL_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
+    try:
+        command(argv)
+    except StopRequested as stop:
+        print(_stop_message(stop), flush=True)
+    except RunFinished as finished:
+        print(finished, flush=True)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except (*USER_ERRORS, OSError) as error:
+        if debug or (
+            isinstance(error, OSError)
+            and not isinstance(error, USER_ERRORS)
+            and error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
+        ):
+            raise
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _lsrl(argv: list[str]) -> None:
     if argv and argv[0] in TOOLS:
         TOOLS[argv[0]](argv[1:])
         return
-    # Lightning advertises its hosted services on every run; not useful to our users.
+    build_cli(argv)
+
+
+def main(args: ArgsType = None) -> None:
+    """Console-script entry point of ``lsrl``."""
+    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
+    # passes its translated arguments on purpose.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    try:
-        build_cli(args)
-    except RunStopped as stop:
-        print(stop, flush=True)
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
+    run_reporting_errors(_lsrl, list(sys.argv[1:] if args is None else args))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ from lightning_sparse_rl.noise_features import (
 from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
 from lightning_sparse_rl.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.state_encoding import decode, encode
-from lightning_sparse_rl.validation import check_at_least, check_positive
+from lightning_sparse_rl.stop_request import raise_if_stop_requested
+from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
 EVAL_SEED_OFFSET = 10_000
@@ -52,6 +53,33 @@ EVAL_SEED_OFFSET = 10_000
 MARGINALS_SEED_OFFSET = 20_000
 #: Offset of the train env's noise seed (``noise_mode: env``) from the buffer's sampling seed.
 NOISE_SEED_OFFSET = 30_000
+#: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
+MAX_SEED = 2**32
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated on ``device`` (``None`` when unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_buffer_fits(buffer_size: int, row_bytes: int, device: torch.device) -> None:
+    """Refuse a replay buffer that cannot be allocated, before allocating it (one line naming the sizes)."""
+    needed, available = buffer_size * row_bytes, available_memory(device)
+    if available is not None and needed > available:
+        raise ValueError(
+            f"buffer_size={buffer_size:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay buffer "
+            f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
+            "lower --data.buffer_size"
+        )
 
 
 class Agent(Protocol):
@@ -149,6 +177,7 @@ class EnvDataModule(LightningDataModule):
         marginal_rollout_steps: int = 10_000,
     ) -> None:
         super().__init__()
+        check_in_range("seed", seed, 0, MAX_SEED)
         check_positive("buffer_size", buffer_size)
         check_positive("batch_size", batch_size)
         check_positive("max_timesteps", max_timesteps)
@@ -197,6 +226,7 @@ class EnvDataModule(LightningDataModule):
         self._episode_start = 0.0
         self._saved_interaction: dict[str, Any] | None = None  # from a checkpoint, applied after setup
         self._saved_rng: dict[str, Any] | None = None  # from a checkpoint, applied before the next env step
+        self._eval_env_at_start: dict[str, Any] | None = None  # during an evaluation: the eval env before it
 
     def _noise_spec(
         self, real_dim: int, fake_features: float, std: float, distribution: NoiseDistribution
@@ -226,6 +256,8 @@ class EnvDataModule(LightningDataModule):
         self.eval_env = make_env(self.env_id, env_noise, noise_seed=self.seed + EVAL_SEED_OFFSET + NOISE_SEED_OFFSET)
         self.eval_env.reset(seed=self.seed + EVAL_SEED_OFFSET)
         spec = self.env_spec
+        row_floats = 2 * spec.observation_dim + spec.action_dim + 2  # obs, action, reward, next obs, terminated
+        check_buffer_fits(self.buffer_size, 4 * row_floats, torch.device(device))
         self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
         self._episode_start = time.perf_counter()
         self._restore_interaction()
@@ -254,7 +286,8 @@ class EnvDataModule(LightningDataModule):
 
         Counters, the current observation, both envs mid-episode (see :mod:`lightning_sparse_rl.env_state`),
         the replay buffer and the global random number generators. ``lsrl fit`` writes the buffer to a side
-        file next to the checkpoint.
+        file next to the checkpoint. During an evaluation (a run stopped by a signal mid-evaluation) the eval
+        env is saved as it was when the evaluation began, so the resumed run repeats that evaluation.
         """
         counters = {"env_steps": self.env_steps, "train_steps": self.train_steps, "episodes": self.episodes}
         if self.train_env is None or self.eval_env is None or self.buffer is None:
@@ -263,7 +296,7 @@ class EnvDataModule(LightningDataModule):
             **counters,
             "obs": encode(self._obs),
             "train_env": encode(env_state(self.train_env)),
-            "eval_env": encode(env_state(self.eval_env)),
+            "eval_env": encode(self._eval_env_at_start or env_state(self.eval_env)),
             "replay_buffer": self.buffer.state_dict(),
             "rng": encode(global_rng_state()),
         }
@@ -336,6 +369,7 @@ class EnvDataModule(LightningDataModule):
         rank_zero_info(f"Filling the replay buffer with {remaining} random steps...")
         start = time.perf_counter()
         for _ in range(remaining):
+            raise_if_stop_requested("warm-up")
             self.env_step(None)
         # As the original, the main loop starts on a fresh episode and numbers episodes from 0.
         assert self.train_env is not None
@@ -388,11 +422,15 @@ class _TrainSteps:
     def __iter__(self) -> Iterator[TrainBatch]:
         dm = self.dm
         assert dm.buffer is not None
+        if dm.train_steps >= dm.max_timesteps:  # nothing left (e.g. a finished run resumed): end the fit
+            dm.trainer.should_stop = True
+            return
         dm.continue_saved_random_streams()
         dm.warm_up()
         agent = dm.agent
         steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)
         for _ in range(steps):
+            raise_if_stop_requested("training")
             episode = dm.env_step(agent)
             dm.train_steps += 1
             if dm.train_steps >= dm.max_timesteps:
@@ -412,6 +450,11 @@ class _EvalEpisodes:
         return self.dm.eval_episodes
 
     def __iter__(self) -> Iterator[EvalEpisode]:
-        agent = self.dm.agent
-        for _ in range(self.dm.eval_episodes):
-            yield self.dm.evaluate_episode(agent)
+        dm = self.dm
+        assert dm.eval_env is not None
+        agent = dm.agent
+        dm._eval_env_at_start = env_state(dm.eval_env)
+        for _ in range(dm.eval_episodes):
+            raise_if_stop_requested("evaluation")
+            yield dm.evaluate_episode(agent)
+        dm._eval_env_at_start = None

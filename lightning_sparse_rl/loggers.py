@@ -1,7 +1,8 @@
-"""Weights & Biases logger with the original's ``online`` / ``offline`` / ``disabled`` modes; video logging."""
+"""Loggers: a CSV logger that continues a resumed run's file, Weights & Biases with the original's modes, videos."""
 
 from __future__ import annotations
 
+import csv
 import io
 import netrc
 import os
@@ -9,8 +10,101 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+from lightning_sparse_rl.run_files import atomic_write_bytes
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued instead of deleted.
+
+    The rows with ``step < keep_below`` are kept, later ones dropped (``keep_below=None``: none are kept,
+    as in Lightning). The file on disk is left as it is until the first :meth:`save`, which writes the kept
+    rows and the new ones in one atomic replacement.
+    """
+
+    def __init__(self, log_dir: str, keep_below: int | None) -> None:
+        self._keep_below = keep_below
+        self._carried: list[dict[str, str]] | None = None
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        if not os.path.isfile(self.metrics_file_path):
+            return
+        with open(self.metrics_file_path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            rows = list(reader)
+            header = list(reader.fieldnames or [])
+        keep_below = self._keep_below
+        self._carried = [row for row in rows if keep_below is not None and float(row["step"]) < keep_below]
+        self.metrics_keys = sorted(header if self._carried else [])
+
+    def save(self) -> None:
+        """Write the recorded rows (the first time: the carried rows, the new ones, the whole file at once)."""
+        if self._carried is None:
+            super().save()
+            return
+        if not self.metrics:
+            return
+        self._record_new_keys()
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=self.metrics_keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._carried)
+        writer.writerows(self.metrics)
+        atomic_write_bytes(Path(self.metrics_file_path), text.getvalue().encode())
+        self._carried = None
+        self.metrics = []
+
+
+class CSVLogger(_LightningCSVLogger):
+    """Lightning's ``CSVLogger`` that continues a run's ``metrics.csv`` when the run is resumed in its folder.
+
+    Lightning's deletes ``metrics.csv`` of a version folder that is not empty. This one, after
+    :meth:`continue_from` (``lsrl fit --ckpt_path`` calls it when a run resumes in its own folder), keeps
+    the rows logged before the checkpoint and drops those after it (logged before a crash and about to be
+    logged again), so no step appears twice. Rows reach the file at every log call by default, so a crash
+    loses none.
+
+    Args:
+        save_dir: root folder of the logs.
+        name: experiment name (a sub-folder of ``save_dir``).
+        version: version folder ``version_N`` (``None``: the next free one).
+        prefix: prefix of every metric key.
+        flush_logs_every_n_steps: write to disk every N log calls (1: at every call).
+
+    """
+
+    def __init__(
+        self,
+        save_dir: str | Path,
+        name: str | None = "lightning_logs",
+        version: int | str | None = None,
+        prefix: str = "",
+        flush_logs_every_n_steps: int = 1,
+    ) -> None:
+        super().__init__(save_dir, name, version, prefix, flush_logs_every_n_steps)
+        self._keep_below: int | None = None
+
+    def continue_from(self, step: int) -> None:
+        """Continue the folder's ``metrics.csv``: keep its rows with ``step < step``, drop the others."""
+        if self._experiment is not None:
+            raise RuntimeError("continue_from must be called before the logger writes anything")
+        self._keep_below = step
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        """The CSV writer (created on first use; it continues the folder's file after :meth:`continue_from`)."""
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(self.log_dir, self._keep_below)
+        return self._experiment
+
 
 WandbMode = Literal["online", "offline", "disabled"]
 

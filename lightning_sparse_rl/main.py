@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
+from lightning_sparse_rl.cli import ToolParser, run_reporting_errors
 from lightning_sparse_rl.cli import main as lsrl_main
 from lightning_sparse_rl.noise_features import NOISE_DISTRIBUTIONS, NOISE_MODES
 from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
@@ -39,7 +40,7 @@ def _bool_pair(parser: argparse.ArgumentParser, name: str, default: bool, help_t
 
 def build_parser() -> argparse.ArgumentParser:
     """The original ``main.py`` arguments, with the original defaults (all numbers typed)."""
-    p = argparse.ArgumentParser(
+    p = ToolParser(
         prog="python -m lightning_sparse_rl.main",
         description="Tutorial-compatible front of `lsrl fit` (flags of the original ANF main.py).",
     )
@@ -113,7 +114,7 @@ def check_not_yet(args: argparse.Namespace) -> None:
     """Reject flags of unimplemented features that are set to anything but their default."""
     for name, default, reason in NOT_YET:
         if getattr(args, name) != default:
-            raise SystemExit(f"--{name} {getattr(args, name)}: {reason}. Leave it at its default ({default!r}).")
+            raise ValueError(f"--{name} {getattr(args, name)}: {reason}. Leave it at its default ({default!r}).")
 
 
 def check_sparsity_flags(args: argparse.Namespace) -> None:
@@ -124,7 +125,7 @@ def check_sparsity_flags(args: argparse.Namespace) -> None:
         check_positive("--ann_ascTopologyChangePeriod", args.ann_ascTopologyChangePeriod)
         check_positive("--ann_earlyStopTopologyChange", args.ann_earlyStopTopologyChange)
     except ValueError as error:
-        raise SystemExit(f"Bad sparsity flag: {error}") from None
+        raise ValueError(f"Bad sparsity flag: {error}") from None
 
 
 def noise_distribution(args: argparse.Namespace) -> str:
@@ -143,7 +144,7 @@ def check_noise_flags(args: argparse.Namespace) -> None:
         if 0 < args.adjust_env_period < 1:
             raise ValueError(f"--adjust_env_period={args.adjust_env_period} must be >= 1 step, or <= 0 for never")
     except ValueError as error:
-        raise SystemExit(f"Bad noise-feature flag: {error}") from None
+        raise ValueError(f"Bad noise-feature flag: {error}") from None
 
 
 def noise_notices(args: argparse.Namespace) -> list[str]:
@@ -204,7 +205,7 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     if args.save_results:
         loggers.append(
             {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
+                "class_path": "lightning_sparse_rl.loggers.CSVLogger",
                 "init_args": {"save_dir": "runs", "name": args.policy.lower()},
             }
         )
@@ -236,7 +237,7 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         out += ["--progress.print_episodes=false", "--progress.print_evaluations=false"]
     if args.load_model:
         if args.load_model == "default" or not args.load_model.endswith(".ckpt"):
-            raise SystemExit(
+            raise ValueError(
                 f"--load_model {args.load_model}: give the checkpoint (.ckpt) of an earlier run with the same "
                 "flags, e.g. runs/anf-sac/version_0/checkpoints/last.ckpt"
             )
@@ -306,6 +307,11 @@ def policy_notice(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the original flags, print the equivalent ``lsrl`` command and run it (errors as one line, status 2)."""
+    run_reporting_errors(run_tutorial_command, list(sys.argv[1:] if argv is None else argv))
+
+
+def run_tutorial_command(argv: Sequence[str]) -> None:
     """Parse the original flags, print the equivalent ``lsrl`` command and run it."""
     args = build_parser().parse_args(argv)
     check_not_yet(args)
@@ -320,4 +326,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

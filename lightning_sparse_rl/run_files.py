@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
 import uuid
@@ -11,9 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
+#: ``OSError`` numbers of a full disk or quota.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, ``fsync`` it, rename it over ``path``, sync the folder."""
+    """Write ``data`` to a temporary file next to ``path``, ``fsync`` it, rename it over ``path``, sync the folder.
+
+    Raises:
+        OSError: as the OS reports it; for a full disk with a message naming ``path`` and the bytes, and saying
+            that the previous ``path`` is intact.
+
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -22,6 +32,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as err:
+        if err.errno in _NO_SPACE:
+            raise OSError(
+                err.errno,
+                f"no space left on the device to write {path} ({len(data):,} bytes); "
+                f"{'the previous file is intact' if path.exists() else 'nothing was written'}",
+            ) from err
+        raise
     finally:
         temporary.unlink(missing_ok=True)
     folder = os.open(path.parent, os.O_RDONLY)

@@ -66,3 +66,15 @@ def short_fit(
     fitter = L.Trainer(**trainer_kwargs)
     fitter.fit(module, dm, ckpt_path=ckpt_path)
     return fitter, module, dm
+
+
+def one_line_error(capsys: pytest.CaptureFixture, command, argv: list[str]) -> str:
+    """Run a command-line ``command(argv)`` that must fail with one ``error: ...`` line, status 2, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        command(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    return errors[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
 import gymnasium as gym
@@ -97,7 +98,7 @@ def test_bad_input_is_rejected_before_training_with_a_clear_message(case, tmp_pa
     changes, message = CASES[case]
     config = tmp_path / "bad.yaml"
     config.write_text(yaml.safe_dump(_merge(BASE, changes)))
-    with pytest.raises((ValueError, SystemExit, gym.error.Error)) as error:
+    with pytest.raises((ValueError, argparse.ArgumentError, gym.error.Error)) as error:
         build_cli(["fit", "--config", str(config), f"--trainer.default_root_dir={tmp_path}"])
     output = capsys.readouterr()
     text = f"{error.value}\n{output.err}"

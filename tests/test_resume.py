@@ -20,10 +20,10 @@ from lightning_sparse_rl.callbacks import (
     DynamicSparsityCallback,
     RLProgressReporter,
     RunCheckpoints,
-    RunStopped,
     SparsityDistributionCallback,
 )
-from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
+from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO
+from lightning_sparse_rl.stop_request import StopRequested
 
 #: name → (algorithm, data overrides, sparse?)
 SETTINGS = {
@@ -107,11 +107,12 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
         ModelCheckpoint(dirpath=tmp_path / "stopped" / "checkpoints", save_last=True),
     ]
     trainer = {"callbacks": callbacks, "enable_checkpointing": True, "plugins": [RunCheckpointIO()]}
-    with pytest.raises(RunStopped, match="Stopped by SIGTERM after 100 training steps"):
+    with pytest.raises(StopRequested, match="stopped by SIGTERM during training") as stop:
         short_fit(
             tmp_path / "stopped", algorithm, data={**data, "max_timesteps": 300, "eval_freq": 150}, trainer=trainer
         )
     last = tmp_path / "stopped" / "checkpoints" / "last.ckpt"
+    assert stop.value.checkpoint == str(last)
     saved = RunCheckpointIO().load_checkpoint(last)
     assert saved["EnvDataModule"]["train_steps"] == 100 and saved["gradient_steps"] == 100
     _, resumed, resumed_dm = _fit(tmp_path / "resumed", name, 300, ckpt_path=str(last))
@@ -160,7 +161,7 @@ def test_a_truncated_or_corrupted_checkpoint_is_reported(tmp_path):
     side = next(last.parent.glob("last.buffer-*.pt"))
     data = side.read_bytes()
     side.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match=r"replay buffer file .*last\.buffer-.* is truncated or corrupted"):
+    with pytest.raises(CheckpointDamaged, match=r"replay buffer file .*last\.buffer-.* is truncated or corrupted"):
         io.load_checkpoint(last)
     side.unlink()
     with pytest.raises(FileNotFoundError, match=r"replay buffer file .* is missing"):
@@ -168,7 +169,7 @@ def test_a_truncated_or_corrupted_checkpoint_is_reported(tmp_path):
 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(last.read_bytes()[:1000])
-    with pytest.raises(RuntimeError, match=r"checkpoint .*truncated\.ckpt cannot be read: .*truncated or corrupted"):
+    with pytest.raises(CheckpointDamaged, match=r"checkpoint .*truncated\.ckpt is truncated or corrupted"):
         io.load_checkpoint(truncated)
 
 
@@ -246,10 +247,11 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
             break
     output = "".join(lines) + process.stdout.read()
     assert process.wait(timeout=120) == 0, output
-    assert "Received SIGTERM" in output and "Stopped by SIGTERM after" in output, output
     run_dir = tmp_path / "run" / "version_0"
-    assert (run_dir / "checkpoints" / "last.ckpt").exists()
-    stopped_at = int(output.split("Stopped by SIGTERM after ")[1].split()[0])
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"Resume with: lsrl fit --config {run_dir / 'config.yaml'} --ckpt_path last"
+    assert "Received SIGTERM" in output and f"Stopped by SIGTERM during training; wrote {last}. {resume}" in output
+    stopped_at = RunCheckpointIO().load_checkpoint(last)["EnvDataModule"]["train_steps"]
     assert 600 <= stopped_at < 800
 
     time.sleep(0.1)

@@ -5,7 +5,7 @@ from lightning_sparse_rl.callbacks.evaluation_video import EvaluationVideo
 from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutationCallback
 from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
-from lightning_sparse_rl.callbacks.run_checkpoints import RunCheckpoints, RunStopped
+from lightning_sparse_rl.callbacks.run_checkpoints import RunCheckpoints
 from lightning_sparse_rl.callbacks.run_results import EvaluationResults
 from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistributionCallback
 
@@ -17,6 +17,5 @@ __all__ = [
     "InputConnectivityCallback",
     "RLProgressReporter",
     "RunCheckpoints",
-    "RunStopped",
     "SparsityDistributionCallback",
 ]

@@ -25,6 +25,10 @@ class RLProgressReporter(Callback):
     it logs ``perf/env_steps_per_s`` and ``perf/updates_per_s``, measured over that window
     (evaluation and warm-up excluded), and shows them on the progress bar as ``sps`` and ``ups``.
 
+    The run's clock (``Total Train Time``, ``Total running time``) counts wall-clock time from the start
+    of each fit (``on_fit_start``). The best evaluation and the time so far are saved in checkpoints
+    (:meth:`state_dict`), so that a resumed run reports both over the whole run, not only since the resume.
+
     Args:
         print_episodes: print a line per finished training episode.
         print_evaluations: print a line per evaluation.
@@ -34,13 +38,19 @@ class RLProgressReporter(Callback):
     def __init__(self, print_episodes: bool = True, print_evaluations: bool = True) -> None:
         self.print_episodes = print_episodes
         self.print_evaluations = print_evaluations
-        self._start = 0.0
+        self._earlier_s = 0.0  # seconds of the run before this fit (restored from a checkpoint)
+        self._fit_start: float | None = None  # time.perf_counter() (seconds) at this fit's start; None: stopped
         self._window: tuple[float, int, int] | None = None
-        self._best: tuple[float, int] | None = None
+        self._best: tuple[float, int] | None = None  # (mean evaluation return, training steps)
 
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Start the run's clock."""
-        self._start = time.perf_counter()
+    def running_seconds(self) -> float:
+        """Wall-clock seconds of the run so far: earlier fits (from the checkpoint) plus the current one."""
+        current = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
+        return self._earlier_s + current
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start this fit's clock."""
+        self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Open a new throughput window at the first batch of the epoch (after warm-up)."""
@@ -55,7 +65,7 @@ class RLProgressReporter(Callback):
             rank_zero_info(
                 f"Total Steps: {batch.train_step}  Episode Num: {episode.index}  Epi. Steps: {episode.length}  "
                 f"Reward: {round(episode.episode_return, 2)}  Epi. Time: {_elapsed(episode.duration_s)}  "
-                f"Total Train Time: {_elapsed(time.perf_counter() - self._start)}"
+                f"Total Train Time: {_elapsed(self.running_seconds())}"
             )
         now, updates = time.perf_counter(), pl_module.gradient_steps
         if self._window is None:
@@ -88,4 +98,25 @@ class RLProgressReporter(Callback):
         """Print the best evaluation and the total running time."""
         if self._best is not None:
             rank_zero_info(f"Best evaluation return: {self._best[0]:.3f} (after {self._best[1]} training steps)")
-        rank_zero_info(f"Total running time {_elapsed(time.perf_counter() - self._start)}")
+        rank_zero_info(f"Total running time {_elapsed(self.running_seconds())}")
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Stop the clock at the end of a fit (a checkpoint saved afterwards counts no idle time)."""
+        if stage == "fit":
+            self._earlier_s, self._fit_start = self.running_seconds(), None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best evaluation and the run's time so far, flat.
+
+        ``best_return``: the best mean evaluation return (``None`` before the first evaluation);
+        ``best_step``: training steps at that evaluation (or ``None``); ``running_s``: wall-clock seconds
+        of the run so far.
+        """
+        best_return, best_step = self._best if self._best is not None else (None, None)
+        return {"best_return": best_return, "best_step": best_step, "running_s": self.running_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`: this fit's clock continues from ``running_s``."""
+        self._earlier_s = float(state_dict["running_s"])
+        best_return, best_step = state_dict["best_return"], state_dict["best_step"]
+        self._best = None if best_return is None else (float(best_return), int(best_step))

@@ -1,41 +1,44 @@
-"""``last.ckpt`` every K env steps and when the run is asked to stop (SIGINT / SIGTERM)."""
+"""``last.ckpt`` every K env steps, and a resumable checkpoint when the run is asked to stop (SIGINT / SIGTERM)."""
 
 from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
+from lightning_sparse_rl.run_position import checkpoint_directory
+from lightning_sparse_rl.stop_request import StopRequested, clear_stop_request, request_stop, stop_requested
 from lightning_sparse_rl.validation import check_positive
 
 #: The signals that stop a run gracefully.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-
-class RunStopped(Exception):
-    """Raised by :class:`RunCheckpoints` once the checkpoint after a stop signal is written.
-
-    It ends ``Trainer.fit`` at once (no further evaluation or checkpoint); ``lsrl`` then exits with status 0.
-    """
+#: Where Lightning keeps the validation loop's progress in a checkpoint.
+_VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
 
 
 class RunCheckpoints(Callback):
     """Writes ``CHECKPOINT_DIR/last.ckpt`` every ``every_n_env_steps`` training env steps, and on SIGINT/SIGTERM.
 
-    A stop signal (Ctrl-C, ``kill``, a cluster's pre-emption) is not acted on at once: the current training
-    step finishes (and, at the end of an epoch, its evaluation), the checkpoint is written, and
-    :class:`RunStopped` ends the fit (loggers are finalised; ``lsrl`` exits with status 0). Resume with
-    ``lsrl fit --config RUN_DIR/config.yaml --ckpt_path last``. A second signal while stopping is handled
-    as usual (Python raises ``KeyboardInterrupt`` for SIGINT).
+    A stop signal (Ctrl-C, ``kill``, a cluster's pre-emption) is honoured at the next safe point of any phase
+    (:mod:`lightning_sparse_rl.stop_request`): before the next random step of the warm-up, before the next
+    training env step (the previous one, its updates and its logging complete), or before the next episode
+    of an evaluation. There the DataModule raises :class:`~lightning_sparse_rl.stop_request.StopRequested`;
+    this callback writes ``last.ckpt`` (a stop mid-evaluation saves the state from before that evaluation,
+    which the resumed run repeats) and the exception ends the fit (loggers are finalised; ``lsrl`` exits with
+    status 0). Resume with ``lsrl fit --config RUN_DIR/config.yaml --ckpt_path last``. A second signal while
+    stopping is handled as usual (Python raises ``KeyboardInterrupt`` for SIGINT).
 
     Put it after the callbacks that change the training state at the end of a step (dynamic sparsity,
-    feature permutations), so that its checkpoints include their work: ``lsrl fit`` does this for you.
+    feature permutations), so that its periodic checkpoints include their work: ``lsrl fit`` does this.
 
-    ``CHECKPOINT_DIR`` is the ``ModelCheckpoint``'s folder when there is one, else ``RUN_DIR/checkpoints``.
+    ``CHECKPOINT_DIR`` is the ``ModelCheckpoint``'s folder when there is one, else ``RUN_DIR/checkpoints``;
+    a ``ModelCheckpoint(save_last=True)`` keeps writing the same ``last.ckpt``.
 
     Args:
         every_n_env_steps: checkpoint period in training env steps (``None``: only at evaluations, by
@@ -49,24 +52,24 @@ class RunCheckpoints(Callback):
             check_positive("every_n_env_steps", every_n_env_steps)
         self.every_n_env_steps = every_n_env_steps
         self.on_signal = on_signal
-        self.received: signal.Signals | None = None
         self._previous: dict[int, Any] = {}
         self._save_at_epoch_end = False
-        self._stopping = False
+        self._repeat_evaluation = False
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:  # a second signal: the previous behaviour
+        if stop_requested() is not None:  # a second signal: the previous behaviour
             previous = self._previous.get(signum)
             if callable(previous):
                 previous(signum, frame)
             elif signum == signal.SIGINT:
                 raise KeyboardInterrupt
             return
-        self.received = signal.Signals(signum)
-        rank_zero_info(f"Received {self.received.name}: stopping after this training step, with a checkpoint.")
+        request_stop(signal.Signals(signum))
+        rank_zero_info(f"Received {signal.Signals(signum).name}: stopping at the next safe point, with a checkpoint.")
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Install the signal handlers."""
+        clear_stop_request()
         if self.on_signal and threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -81,33 +84,50 @@ class RunCheckpoints(Callback):
         self._restore_handlers()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        """Put the previous signal handlers back."""
+        """After a honoured stop request, write the resumable checkpoint; then put the signal handlers back."""
         self._restore_handlers()
+        if isinstance(exception, StopRequested):
+            self._repeat_evaluation = exception.phase == "evaluation"
+            exception.checkpoint = str(self._save(trainer))
+            self._repeat_evaluation = False
+            clear_stop_request()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Checkpoint on schedule or after a stop signal; at an epoch's last step, after its evaluation."""
+        """Checkpoint on schedule; at an epoch's last step, after its evaluation."""
         period = self.every_n_env_steps
-        if self.received is None and not (period and batch.train_step % period == 0):
+        if not (period and batch.train_step % period == 0):
             return
         if batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop:
             self._save_at_epoch_end = True  # the evaluation that ends this epoch belongs in the checkpoint
             return
-        self._save(trainer, batch.train_step)
+        self._save(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Write a checkpoint deferred to the end of the epoch."""
         if self._save_at_epoch_end:
             self._save_at_epoch_end = False
-            self._save(trainer, training_steps(trainer))
+            self._save(trainer)
 
-    def _save(self, trainer: Trainer, step: int) -> None:
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """For a stop mid-evaluation: mark the evaluation as begun and not finished, so that a resume repeats it.
+
+        Lightning resumes a checkpoint written after an epoch's last training step by skipping that epoch's
+        evaluation unless its progress shows an evaluation batch started and not processed.
+        """
+        if not self._repeat_evaluation:
+            return
+        progress = checkpoint["loops"]["fit_loop"][_VAL_PROGRESS]
+        for counts in (progress["total"], progress["current"]):
+            counts.update(ready=1, started=1, processed=0, completed=0)
+        progress["is_last_batch"] = False
+
+    def _save(self, trainer: Trainer) -> Path:
         path = checkpoint_directory(trainer) / "last.ckpt"
-        trainer.save_checkpoint(path)
-        if self.received is not None and not self._stopping:
-            self._stopping = True
-            raise RunStopped(
-                f"Stopped by {self.received.name} after {step} training steps; wrote {path}. "
-                "Resume with: lsrl fit --config RUN_DIR/config.yaml --ckpt_path last"
-            )
+        trainer.save_checkpoint(path, weights_only=False)
+        for callback in trainer.checkpoint_callbacks:
+            same_folder = isinstance(callback, ModelCheckpoint) and Path(callback.dirpath or "") == path.parent
+            if same_folder and callback.save_last:
+                callback.last_model_path = str(path)  # it overwrites this last.ckpt instead of writing last-v1.ckpt
+        return path
