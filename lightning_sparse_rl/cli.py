@@ -283,6 +283,7 @@ class SparseRLCLI(LightningCLI):
         for change in changes:
             print(f"Resuming with a changed setting{' (forced)' if change.protected else ''}: {change}", flush=True)
         config["ckpt_path"] = str(path)
+        config["force_resume"] = False  # it applies to this resume, not to later ones of the saved config
         if run_dir is not None:
             SparseRLCLI._continue_loggers_in(config, run_dir)
         return ResumePlan(path, train_steps, run_dir, changes)
@@ -346,6 +347,13 @@ class SparseRLCLI(LightningCLI):
             if subcommand == "fit":
                 self._lock_run_folder()
             super()._run_subcommand(subcommand)
+        except RuntimeError as error:
+            if not str(error).startswith("Error(s) in loading state_dict"):
+                raise
+            raise ValueError(  # only reachable with --force_resume: the config was compared before
+                f"--force_resume: checkpoint {self.resume.checkpoint if self.resume else ''} does not fit this "
+                f"config's networks ({str(error).splitlines()[1].strip()})"
+            ) from error
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
@@ -492,10 +500,28 @@ def plot(argv: Sequence[str]) -> None:
 TOOLS = {"view": view, "export": export, "plot": plot}
 
 
+def _jsonargparse_reason(error: BaseException) -> str | None:
+    """For jsonargparse's report of a value that no accepted type took: its key and innermost reason."""
+    if not (isinstance(error, argparse.ArgumentError) or str(error).startswith("Does not validate")):
+        return None
+    keys, reason = [], str(error)
+    cause: BaseException | None = error
+    while cause is not None:
+        message = str(cause)
+        key = re.match(r'Parser key "([^"]+)":\s*', message)
+        if key and key[1] not in keys:
+            keys.append(key[1])
+            message = message[key.end() :]
+        if isinstance(cause, (ValueError, argparse.ArgumentError)) and not message.startswith("Does not validate"):
+            reason = message
+        cause = cause.__cause__
+    return f"{'.'.join(keys)}: {reason}" if keys else reason
+
+
 def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror and error.errno not in (None, errno.ENOENT):
         return error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
-    return " ".join(str(error).split()) or type(error).__name__
+    return " ".join((_jsonargparse_reason(error) or str(error)).split()) or type(error).__name__
 
 
 def _stop_message(stop: StopRequested) -> str:
@@ -518,9 +544,7 @@ def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[st
     instead. A honoured stop signal prints how to resume (status 0); a resume of a finished run says so
     (status 0); Ctrl-C before training started exits with status 130.
     """
-    if "--debug" in argv:
-        os.environ["LSRL_DEBUG"] = "1"  # also for the lsrl command that the tutorial front runs
-    debug = os.environ.get("LSRL_DEBUG", "") not in ("", "0")
+    debug = "--debug" in argv or os.environ.get("LSRL_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
     try:
         command(argv)
@@ -544,7 +568,12 @@ def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[st
         sys.exit(2)
 
 
-def _lsrl(argv: list[str]) -> None:
+def run_lsrl(argv: list[str]) -> None:
+    """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
+    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
+    # passes its translated arguments on purpose.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
     if argv and argv[0] in TOOLS:
         TOOLS[argv[0]](argv[1:])
         return
@@ -552,12 +581,8 @@ def _lsrl(argv: list[str]) -> None:
 
 
 def main(args: ArgsType = None) -> None:
-    """Console-script entry point of ``lsrl``."""
-    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
-    # passes its translated arguments on purpose.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-    run_reporting_errors(_lsrl, list(sys.argv[1:] if args is None else args))
+    """Console-script entry point of ``lsrl`` (user errors as one line, see :func:`run_reporting_errors`)."""
+    run_reporting_errors(run_lsrl, list(sys.argv[1:] if args is None else args))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,12 @@ PROTECTED_SECTIONS = ("seed_everything", "model", "data", "trainer.precision")
 
 #: Keys that describe the invocation, not the run.
 IGNORED_KEYS = frozenset({"config", "ckpt_path", "force_resume"})
+#: The value shown for a key that one of the two configs does not have.
+ABSENT = "(absent)"
 
 
 class ConfigChange(NamedTuple):
-    """One key whose value differs: ``saved`` (the run's) → ``given`` (this command's); ``None`` when absent."""
+    """One key whose value differs: ``saved`` (the run's) → ``given`` (this command's); :data:`ABSENT` when missing."""
 
     key: str
     saved: object
@@ -44,7 +46,7 @@ class ConfigChange(NamedTuple):
 
 
 def _show(value: object) -> str:
-    return "(absent)" if value is None else str(value)
+    return "null" if value is None else str(value)
 
 
 def _callback_name(entry: Mapping) -> str:
@@ -87,7 +89,7 @@ def config_changes(saved: Mapping, given: Mapping) -> list[ConfigChange]:
     before, after = flatten_config(saved), flatten_config(given)
     keys = sorted(set(before) | set(after))
     return [
-        ConfigChange(key, before.get(key), after.get(key), is_protected(key))
+        ConfigChange(key, before.get(key, ABSENT), after.get(key, ABSENT), is_protected(key))
         for key in keys
-        if before.get(key) != after.get(key)
+        if before.get(key, ABSENT) != after.get(key, ABSENT)
     ]

@@ -454,7 +454,9 @@ class _EvalEpisodes:
         assert dm.eval_env is not None
         agent = dm.agent
         dm._eval_env_at_start = env_state(dm.eval_env)
-        for _ in range(dm.eval_episodes):
+        for index in range(dm.eval_episodes):
             raise_if_stop_requested("evaluation")
-            yield dm.evaluate_episode(agent)
-        dm._eval_env_at_start = None
+            episode = dm.evaluate_episode(agent)
+            if index + 1 == dm.eval_episodes:  # Lightning may not ask for more after the last episode
+                dm._eval_env_at_start = None
+            yield episode

@@ -23,14 +23,24 @@ class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is continued instead of deleted.
 
     The rows with ``step < keep_below`` are kept, later ones dropped (``keep_below=None``: none are kept,
-    as in Lightning). The file on disk is left as it is until the first :meth:`save`, which writes the kept
-    rows and the new ones in one atomic replacement.
+    as in Lightning). ``metrics.csv`` and ``hparams.yaml`` on disk are left as they are until the first
+    :meth:`save`, which writes the kept rows and the new ones in one atomic replacement (a resume that fails
+    before it logs anything changes neither).
     """
 
     def __init__(self, log_dir: str, keep_below: int | None) -> None:
         self._keep_below = keep_below
         self._carried: list[dict[str, str]] | None = None
+        self._hparams_pending = False
         super().__init__(log_dir)
+
+    def log_hparams(self, params: dict) -> None:
+        """Record hyperparameters; when continuing a file, write ``hparams.yaml`` with the first rows."""
+        if self._keep_below is None:
+            super().log_hparams(params)
+            return
+        self.hparams.update(params)
+        self._hparams_pending = True
 
     def _check_log_dir_exists(self) -> None:
         if not os.path.isfile(self.metrics_file_path):
@@ -45,6 +55,9 @@ class _ContinuingWriter(ExperimentWriter):
 
     def save(self) -> None:
         """Write the recorded rows (the first time: the carried rows, the new ones, the whole file at once)."""
+        if self._hparams_pending and self.metrics:
+            self._hparams_pending = False
+            super().log_hparams({})
         if self._carried is None:
             super().save()
             return

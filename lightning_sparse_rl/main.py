@@ -14,8 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from lightning_sparse_rl.cli import ToolParser, run_reporting_errors
-from lightning_sparse_rl.cli import main as lsrl_main
+from lightning_sparse_rl.cli import ToolParser, run_lsrl, run_reporting_errors
 from lightning_sparse_rl.noise_features import NOISE_DISTRIBUTIONS, NOISE_MODES
 from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
 from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
@@ -322,7 +321,7 @@ def run_tutorial_command(argv: Sequence[str]) -> None:
             print(notice)
     lsrl_args = to_lsrl_args(args)
     print("Equivalent command: lsrl " + " ".join(shlex.quote(a) for a in lsrl_args), flush=True)
-    lsrl_main(lsrl_args)
+    run_lsrl(lsrl_args)
 
 
 if __name__ == "__main__":

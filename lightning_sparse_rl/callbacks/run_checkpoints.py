@@ -1,4 +1,4 @@
-"""``last.ckpt`` every K env steps, and a resumable checkpoint when the run is asked to stop (SIGINT / SIGTERM)."""
+"""``last.ckpt`` after every evaluation and every K env steps, and when the run is asked to stop (SIGINT / SIGTERM)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,12 @@ _VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
 
 
 class RunCheckpoints(Callback):
-    """Writes ``CHECKPOINT_DIR/last.ckpt`` every ``every_n_env_steps`` training env steps, and on SIGINT/SIGTERM.
+    """Writes ``CHECKPOINT_DIR/last.ckpt`` after every evaluation, every K training env steps, and on SIGINT/SIGTERM.
+
+    The checkpoint a resume reads is never older than the last evaluation.
+
+    (Lightning's ``ModelCheckpoint(save_last=True)`` alone updates ``last.ckpt`` only when its monitored value
+    improves, so a run resumed from it would repeat every step since its best evaluation.)
 
     A stop signal (Ctrl-C, ``kill``, a cluster's pre-emption) is honoured at the next safe point of any phase
     (:mod:`lightning_sparse_rl.stop_request`): before the next random step of the warm-up, before the next
@@ -41,8 +46,8 @@ class RunCheckpoints(Callback):
     a ``ModelCheckpoint(save_last=True)`` keeps writing the same ``last.ckpt``.
 
     Args:
-        every_n_env_steps: checkpoint period in training env steps (``None``: only at evaluations, by
-            ``ModelCheckpoint``, and on stop signals).
+        every_n_env_steps: K, an extra checkpoint period in training env steps (``None``: only after
+            evaluations and on stop signals).
         on_signal: handle SIGINT/SIGTERM as described (only in the main thread).
 
     """
@@ -53,8 +58,7 @@ class RunCheckpoints(Callback):
         self.every_n_env_steps = every_n_env_steps
         self.on_signal = on_signal
         self._previous: dict[int, Any] = {}
-        self._save_at_epoch_end = False
-        self._repeat_evaluation = False
+        self._stopped_in: str | None = None  # the phase of a honoured stop request, while its checkpoint is written
 
     def _handle(self, signum: int, frame: Any) -> None:
         if stop_requested() is not None:  # a second signal: the previous behaviour
@@ -87,36 +91,36 @@ class RunCheckpoints(Callback):
         """After a honoured stop request, write the resumable checkpoint; then put the signal handlers back."""
         self._restore_handlers()
         if isinstance(exception, StopRequested):
-            self._repeat_evaluation = exception.phase == "evaluation"
+            self._stopped_in = exception.phase
             exception.checkpoint = str(self._save(trainer))
-            self._repeat_evaluation = False
+            self._stopped_in = None
             clear_stop_request()
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        """Checkpoint on schedule; at an epoch's last step, after its evaluation."""
+        """Checkpoint on schedule (at an epoch's last step the end-of-epoch checkpoint, after its evaluation, does)."""
         period = self.every_n_env_steps
-        if not (period and batch.train_step % period == 0):
-            return
-        if batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop:
-            self._save_at_epoch_end = True  # the evaluation that ends this epoch belongs in the checkpoint
-            return
-        self._save(trainer)
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Write a checkpoint deferred to the end of the epoch."""
-        if self._save_at_epoch_end:
-            self._save_at_epoch_end = False
+        epoch_ends = batch_idx + 1 >= trainer.num_training_batches or trainer.should_stop
+        if period and batch.train_step % period == 0 and not epoch_ends:
             self._save(trainer)
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
-        """For a stop mid-evaluation: mark the evaluation as begun and not finished, so that a resume repeats it.
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Checkpoint after the epoch's evaluation."""
+        self._save(trainer)
 
-        Lightning resumes a checkpoint written after an epoch's last training step by skipping that epoch's
-        evaluation unless its progress shows an evaluation batch started and not processed.
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Make the loops of a stop's checkpoint resume where the run stopped.
+
+        * Stopped in the warm-up: no training step was taken, so the loops are left out and the resumed fit
+          starts them afresh (the DataModule continues the warm-up).
+        * Stopped mid-evaluation: the evaluation is marked as begun and not finished, so that a resume repeats
+          it. (Lightning resumes a checkpoint written after an epoch's last training step by skipping that
+          epoch's evaluation unless its progress shows an evaluation batch started and not processed.)
         """
-        if not self._repeat_evaluation:
+        if self._stopped_in == "warm-up":
+            del checkpoint["loops"]
+        if self._stopped_in != "evaluation":
             return
         progress = checkpoint["loops"]["fit_loop"][_VAL_PROGRESS]
         for counts in (progress["total"], progress["current"]):

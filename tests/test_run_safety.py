@@ -1,0 +1,539 @@
+"""Runs you can trust: resume as a transaction on the run folder, logs that continue, a lock per run folder,
+stop signals in every phase, one ``last.ckpt``, and one-line errors, all through the real ``lsrl`` command."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from subprocess import STDOUT
+
+import pytest
+import yaml
+from conftest import one_line_error
+
+from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
+from lightning_sparse_rl.cli import main as lsrl_main
+from lightning_sparse_rl.main import main as tutorial_main
+
+TESTS = Path(__file__).resolve().parent
+
+#: A small Pendulum-v1 run: 100 random steps, 400 training steps, an evaluation every 200.
+#: It lists a progress bar and disables it (``--trainer.enable_progress_bar false`` must work with configs that do).
+BASE = {
+    "seed_everything": 0,
+    "model": {"class_path": "lightning_sparse_rl.SAC", "init_args": {"hidden_width": 16}},
+    "data": {
+        "env_id": "Pendulum-v1",
+        "start_timesteps": 100,
+        "max_timesteps": 400,
+        "eval_freq": 200,
+        "eval_episodes": 1,
+        "batch_size": 16,
+        "buffer_size": 2000,
+    },
+    "trainer": {
+        "logger": [{"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": "runs"}}],
+        "callbacks": [
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"monitor": "eval/return", "mode": "max", "filename": "best", "save_last": True},
+            },
+            {"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}},
+        ],
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    },
+}
+SPARSE_CALLBACKS = [
+    {
+        "class_path": "lightning_sparse_rl.callbacks.SparsityDistributionCallback",
+        "init_args": {"global_sparsity": 0.5},
+    },
+    {"class_path": "lightning_sparse_rl.callbacks.DynamicSparsityCallback", "init_args": {"update_period": 50}},
+]
+RUN = Path("runs/lightning_logs/version_0")
+
+
+def _write_config(folder: Path, *, sparse: bool = False, **data: object) -> Path:
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config["data"].update(data)
+    if sparse:
+        config["trainer"]["callbacks"] += SPARSE_CALLBACKS
+    path = folder / "base.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _lsrl(argv: list[str]) -> None:
+    lsrl_main(argv)
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and the SHA-256 of its bytes."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _logged(run_dir: Path, key: str) -> list[int]:
+    """The steps at which ``key`` has a value in ``metrics.csv``, in file order."""
+    return [int(float(row["step"])) for row in _rows(run_dir / "metrics.csv") if row.get(key)]
+
+
+def _subprocess(*argv: str, cwd: Path, **kwargs: object) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(TESTS), PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-c", "from lightning_sparse_rl.cli import main; main()", *argv]
+    return subprocess.Popen(command, cwd=cwd, env=env, text=True, **kwargs)
+
+
+def _run(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    process = _subprocess(*argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+# --------------------------------------------------------------------------------------------- finished runs
+
+
+def test_a_finished_run_resumed_exits_at_once_and_a_raised_budget_extends_it(tmp_path):
+    """Resuming a run at max_timesteps says so and changes nothing; a larger max_timesteps continues it."""
+    config = _write_config(tmp_path)
+    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / RUN
+    before = _snapshot(run_dir)
+    resume = ("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last")
+
+    finished = _run(*resume, cwd=tmp_path, timeout=120)  # it used to spin through empty epochs forever
+    assert finished.returncode == 0, finished.stderr
+    assert f"{run_dir / 'checkpoints' / 'last.ckpt'} is already at max_timesteps=400 (400 training steps); " in (
+        finished.stdout
+    )
+    assert "raise --data.max_timesteps to continue" in finished.stdout
+    assert _snapshot(run_dir) == before
+
+    extended = _run(*resume, "--data.max_timesteps=600", cwd=tmp_path)
+    assert extended.returncode == 0, extended.stderr
+    assert "Resuming with a changed setting: data.max_timesteps 400 → 600" in extended.stdout
+    assert [row["step"] for row in _rows(run_dir / "evaluations.csv")] == ["200", "400", "600"]
+    assert _logged(run_dir, "eval/return") == [199, 399, 599]  # the earlier rows are kept, none twice
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["max_timesteps"] == 600
+    (entry,) = yaml.safe_load((run_dir / "resumes.yaml").read_text())
+    assert entry["train_steps"] == 400
+    assert entry["changes"] == {"data.max_timesteps": {"saved": 400, "given": 600, "forced": False}}
+    assert "Best evaluation return" in extended.stderr + extended.stdout
+    files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert [f for f in files if f.endswith(".ckpt")] == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt
+
+
+# ------------------------------------------------------------------------------------------------ logs
+
+
+def test_metrics_continue_without_gaps_or_duplicates_after_kill_9(tmp_path):
+    """kill -9 mid-run, then resume: metrics.csv holds every step once, as an uninterrupted run's does."""
+    config = _write_config(tmp_path, max_timesteps=1000, start_timesteps=2000, buffer_size=5000)
+    common = ("--config", str(config), "--checkpoints.every_n_env_steps=100")
+    assert _run("fit", *common, "--trainer.logger.init_args.name=straight", cwd=tmp_path).returncode == 0
+
+    process = _subprocess(
+        "fit", *common, "--trainer.logger.init_args.name=killed", cwd=tmp_path, stdout=subprocess.PIPE, stderr=STDOUT
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("Total Steps: 600 "):
+            process.kill()
+            break
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed = tmp_path / "runs" / "killed" / "version_0"
+    resumed = _run("fit", "--config", str(killed / "config.yaml"), "--ckpt_path", "last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+    straight = tmp_path / "runs" / "straight" / "version_0"
+    assert (killed / "evaluations.csv").read_text() == (straight / "evaluations.csv").read_text()  # exact resume
+    for key in ("train/critic_loss", "train/actor_loss", "train/episode_return", "eval/return"):
+        steps = _logged(killed, key)
+        assert steps == _logged(straight, key), key  # same steps, in order, none missing or twice
+    assert _logged(killed, "train/critic_loss") == list(range(49, 1000, 50))
+
+
+# ------------------------------------------------------------------------------------------- config changes
+
+
+@pytest.fixture(scope="module")
+def sparse_run(tmp_path_factory) -> Path:
+    """A finished 50 % DST run (the folder holding ``runs/``), made once and copied by each test."""
+    folder = tmp_path_factory.mktemp("sparse_run")
+    config = _write_config(folder, sparse=True)
+    assert _run("fit", "--config", str(config), cwd=folder).returncode == 0
+    return folder
+
+
+def _sparse_override(folder: Path, **init_args: object) -> Path:
+    """A second config file whose callbacks replace the run's: sparsity ``init_args`` changed (or DST dropped)."""
+    callbacks = yaml.safe_load(yaml.safe_dump(BASE["trainer"]["callbacks"] + SPARSE_CALLBACKS))
+    if init_args.pop("drop_dst", False):
+        callbacks = callbacks[:-1]
+    callbacks[2]["init_args"].update(init_args)
+    path = folder / "override.yaml"
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return path
+
+
+#: change class → (command-line changes, or sparsity init_args for an override file; the line listing it)
+REFUSED = {
+    "network shape": (["--model.hidden_width=32"], r"model\.init_args\.hidden_width 16 → 32"),
+    "algorithm": (["--model=lightning_sparse_rl.TD3"], r"model\.class_path \S*SAC → \S*TD3"),
+    "env id": (["--data.env_id=MountainCarContinuous-v0"], r"data\.env_id Pendulum-v1 → MountainCarContinuous-v0"),
+    "sparsity level": ({"global_sparsity": 0.8}, r"\[SparsityDistributionCallback\]\.global_sparsity 0\.5 → 0\.8"),
+    "sparsity distribution": ({"distribution": "ER"}, r"\[SparsityDistributionCallback\]\.distribution uniform → ER"),
+    "sparse training method": (
+        {"drop_dst": True},
+        r"trainer\.callbacks\[DynamicSparsityCallback\] present → \(absent\)",
+    ),
+    "noise features": (["--data.fake_features=0.5"], r"data\.fake_features 0\.0 → 0\.5"),
+    "seed": (["--seed_everything=3"], r"seed_everything 0 → 3"),
+    "learning rate": (["--model.lr=0.0005"], r"model\.init_args\.lr 0\.001 → 0\.0005"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_resume_that_changes_what_the_checkpoint_means_is_refused_and_changes_nothing(
+    case, sparse_run, tmp_path, monkeypatch, capsys
+):
+    """Each refused change: one line naming every differing key (saved → given); the run folder byte-identical."""
+    shutil.copytree(sparse_run / "runs", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    changes, listed = REFUSED[case]
+    if isinstance(changes, dict):
+        changes = ["--config", str(_sparse_override(tmp_path, **changes))]
+    before = _snapshot(tmp_path / "runs")
+    argv = ["fit", "--config", str(RUN / "config.yaml"), *changes, "--data.max_timesteps=600", "--ckpt_path", "last"]
+    error = one_line_error(capsys, _lsrl, argv)
+    assert error.startswith(f"error: cannot resume {(RUN / 'checkpoints' / 'last.ckpt').resolve()} with this config: ")
+    assert re.search(listed, error), error
+    assert "start a new run, or pass --force_resume true" in error
+    assert _snapshot(tmp_path / "runs") == before
+
+
+#: change class → command-line changes that a resume accepts and records
+ALLOWED = {
+    "logging": ["--progress.print_episodes=false", "--trainer.log_every_n_steps=25"],
+    "checkpoint cadence": ["--checkpoints.every_n_env_steps=100"],
+    "device": ["--trainer.accelerator=cpu"],
+    "evaluation episodes": ["--data.eval_episodes=2"],
+}
+
+
+@pytest.mark.parametrize("case", list(ALLOWED))
+def test_a_resume_with_safe_changes_continues_and_records_them(case, sparse_run, tmp_path, monkeypatch, capsys):
+    """Safe changes (with a longer run) are accepted, printed and appended to resumes.yaml."""
+    shutil.copytree(sparse_run / "runs", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    _lsrl(
+        ["fit", "--config", str(RUN / "config.yaml"), *ALLOWED[case], "--data.max_timesteps=600", "--ckpt_path", "last"]
+    )
+    out = capsys.readouterr().out
+    (entry,) = yaml.safe_load((RUN / "resumes.yaml").read_text())
+    changed = {key: value for key, value in entry["changes"].items() if key != "data.max_timesteps"}
+    assert changed and not any(change["forced"] for change in changed.values())
+    for key, change in changed.items():
+        line = f"Resuming with a changed setting: {key} {change['saved']} → {change['given']}"
+        assert line.replace("None", "null") in out
+    assert [row["step"] for row in _rows(RUN / "evaluations.csv")] == ["200", "400", "600"]
+    sparsity = _rows(RUN / "sparsity.csv")[-1]
+    assert float(sparsity["sparsity/actor/global"]) == pytest.approx(0.5, abs=0.01)  # still the checkpoint's 50 % masks
+
+
+def test_force_resume_records_forced_changes_and_a_mismatched_network_still_changes_nothing(
+    sparse_run, tmp_path, monkeypatch, capsys
+):
+    """--force_resume: a new learning rate is recorded as forced; a new width fails in one line, folder intact."""
+    shutil.copytree(sparse_run / "runs", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
+    before = _snapshot(tmp_path / "runs")
+    error = one_line_error(capsys, _lsrl, [*resume, "--model.hidden_width=32", "--force_resume=true"])
+    assert "--force_resume: checkpoint" in error and "does not fit this config's networks" in error
+    assert _snapshot(tmp_path / "runs") == before
+
+    _lsrl([*resume, "--model.lr=0.0005", "--force_resume=true"])
+    assert "Resuming with a changed setting (forced): model.init_args.lr 0.001 → 0.0005" in capsys.readouterr().out
+    (entry,) = yaml.safe_load((RUN / "resumes.yaml").read_text())
+    assert entry["changes"]["model.init_args.lr"] == {"saved": 0.001, "given": 0.0005, "forced": True}
+    assert yaml.safe_load((RUN / "config.yaml").read_text())["force_resume"] is False  # never saved as true
+
+
+# --------------------------------------------------------------------------------------------- damage
+
+
+def test_a_flipped_byte_in_last_ckpt_is_detected_before_anything_changes(sparse_run, tmp_path, monkeypatch, capsys):
+    """One byte flipped in the middle of last.ckpt (weights, moments): resume, view and export refuse it."""
+    shutil.copytree(sparse_run / "runs", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    last = RUN / "checkpoints" / "last.ckpt"
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    last.write_bytes(bytes(data))
+    before = _snapshot(tmp_path / "runs")
+    resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
+    for argv in [resume, ["view", str(last), "--record", "x.gif"], ["export", str(last), "p.pt"]]:
+        error = one_line_error(capsys, _lsrl, argv)
+        assert f"{last} is truncated or corrupted" in error
+        assert "is truncated or corrupted: its bytes do not match the SHA-256 recorded when it was written" in error
+    assert _snapshot(tmp_path / "runs") == before
+    assert not Path("x.gif").exists() and not Path("p.pt").exists()
+
+
+# ----------------------------------------------------------------------------------------------- locks
+
+
+def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    """While a run trains, a second lsrl on its folder is refused naming the owner; after kill -9 the lock is stale."""
+    config = _write_config(tmp_path)
+    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
+    run_dir = tmp_path / RUN
+    resume = ("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last")
+    owner = _subprocess(*resume, "--data.max_timesteps=100000", cwd=tmp_path, stdout=subprocess.DEVNULL)
+    lock = run_dir / "lsrl.lock"
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        second = _run(*resume, "--data.max_timesteps=100000", cwd=tmp_path)
+    finally:
+        owner.kill()
+        owner.wait(timeout=60)
+    assert second.returncode == 2
+    error = second.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"error: run folder {RUN} is in use by PID {owner.pid} on host ")
+    assert "Traceback" not in second.stderr
+    assert lock.exists()  # left behind by the killed owner
+
+    reached = RunCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["EnvDataModule"]["train_steps"]
+    third = _run(*resume, f"--data.max_timesteps={reached + 200}", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    assert f"Took over the stale lock of {RUN}: PID {owner.pid} on host " in third.stdout
+    assert "is no longer running" in third.stdout
+    assert not lock.exists()  # removed at the end
+
+
+# --------------------------------------------------------------------------------------------- signals
+
+
+@pytest.mark.parametrize(
+    ("phase", "helper", "data", "stopped_at"),
+    [
+        ("warm-up", "stop_signals.SignalAfterSeconds", {"start_timesteps": 30_000, "buffer_size": 40_000}, 0),
+        ("evaluation", "stop_signals.SignalDuringEvaluation", {"eval_episodes": 3}, 400),
+    ],
+)
+def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_exactly(
+    phase, helper, data, stopped_at, tmp_path
+):
+    """A real SIGTERM during the warm-up (0.5 s in) or between evaluation episodes (2nd evaluation, after its first
+    episode): a checkpoint, status 0, and the resumed run's evaluations equal an uninterrupted run's."""
+    config = _write_config(tmp_path, max_timesteps=600, **data)
+    straight = _run("fit", "--config", str(config), "--trainer.logger.init_args.name=straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    arguments = {"seconds": 0.5} if phase == "warm-up" else {"evaluation": 2, "episode": 0}
+    helper_args = [f"--trainer.callbacks+={helper}", *(f"--trainer.callbacks.{k}={v}" for k, v in arguments.items())]
+    stopped = _run(
+        "fit", "--config", str(config), *helper_args, "--trainer.logger.init_args.name=stopped", cwd=tmp_path
+    )
+    run_dir = tmp_path / "runs" / "stopped" / "version_0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Received SIGTERM: stopping at the next safe point, with a checkpoint." in stopped.stderr + stopped.stdout
+    assert (
+        f"Stopped by SIGTERM during {phase}; wrote {Path('runs/stopped/version_0/checkpoints/last.ckpt')}. "
+        f"Resume with: lsrl fit --config {Path('runs/stopped/version_0/config.yaml')} --ckpt_path last"
+    ) in stopped.stdout
+    state = RunCheckpointIO().load_checkpoint(last)["EnvDataModule"]
+    assert state["train_steps"] == stopped_at
+    if phase == "warm-up":
+        assert 0 < state["env_steps"] < 30_000
+
+    never = [f"--trainer.callbacks.{k}=0" for k in arguments]  # the resumed run is not signalled again
+    resumed = _run("fit", "--config", str(run_dir / "config.yaml"), *never, "--ckpt_path", "last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = (tmp_path / "runs" / "straight" / "version_0" / "evaluations.csv").read_text()
+    assert (run_dir / "evaluations.csv").read_text() == expected
+    assert _logged(run_dir, "eval/return") == [199, 399, 599]
+
+
+# ------------------------------------------------------------------------------------------ user errors
+
+
+def _impossible_sparsity(folder: Path) -> list[str]:
+    override = folder / "impossible.yaml"
+    callbacks = [{**SPARSE_CALLBACKS[0], "init_args": {"global_sparsity": 0.99}}]
+    override.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
+    return ["--config", str(override)]
+
+
+def _file(folder: Path, name: str, text: str) -> str:
+    (folder / name).write_text(text)
+    return str(folder / name)
+
+
+#: case → (arguments after ``lsrl fit --config base.yaml``, or a function of the folder giving them; the message)
+FIT_ERRORS = {
+    "unknown env id": (["--data.env_id=NoSuchEnv-v0"], "error: Environment `NoSuchEnv` doesn't exist."),
+    "discrete actions": (["--data.env_id=CartPole-v1"], "error: env_id='CartPole-v1' has a Discrete action space"),
+    "impossible sparsity": (_impossible_sparsity, "error: global_sparsity=0.99"),
+    "zero evaluation episodes": (["--data.eval_episodes=0"], "error: eval_episodes=0 must be > 0"),
+    "zero batch size": (["--data.batch_size=0"], "error: batch_size=0 must be > 0"),
+    "negative learning rate": (["--model.lr=-1"], "error: lr=-1.0 must be > 0"),
+    "tau above 1": (["--model.tau=2"], "error: tau=2.0 must be in [0.0, 1.0]"),
+    "wrong type": (["--data.batch_size=abc"], "error: data.batch_size: Expected a <class 'int'>. Got value: abc"),
+    "unknown optimizer": (["--model.optimizer=adamw"], "error: model.optimizer: Expected a typing.Literal['adam'"),
+    "unknown algorithm": (["--model=lightning_sparse_rl.PPO"], "error: model: Problem with given class_path"),
+    "unknown key": (["--data.bogus=1"], "error: unrecognized arguments: --data.bogus=1"),
+    "negative seed": (["--seed_everything=-1"], "error: seed_everything=-1 must be in [0, 4294967295]"),
+    "missing checkpoint": (["--ckpt_path=nope.ckpt"], "error: --ckpt_path nope.ckpt: no such checkpoint file"),
+    "no last checkpoint": (["--ckpt_path=last"], "error: --ckpt_path last: no checkpoint at"),
+    "buffer larger than memory": (
+        ["--data.buffer_size=100000000000"],
+        "error: buffer_size=100,000,000,000 needs 3,600,000,000,000 bytes (3352.8 GiB) for the replay buffer on cpu, "
+        "but only ",
+    ),
+    "empty config file": (
+        lambda folder: ["--config", _file(folder, "empty.yaml", "")],
+        "error: config file {folder}/empty.yaml is empty",
+    ),
+    "YAML syntax error": (
+        lambda folder: ["--config", _file(folder, "broken.yaml", "data:\n  env_id: [Pendulum-v1\n")],
+        "error: config file {folder}/broken.yaml, line 3, column 1: expected ',' or ']'",
+    ),
+    "config that is a list": (
+        lambda folder: ["--config", _file(folder, "list.yaml", "- a\n- b\n")],
+        "error: config file {folder}/list.yaml must hold keys (model:, data:, trainer:, ...), not a list",
+    ),
+    "missing config file": (["--config=nope.yaml"], "error: config file nope.yaml does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(FIT_ERRORS))
+def test_every_bad_fit_input_is_one_line_with_status_2(case, tmp_path, monkeypatch, capsys):
+    """``lsrl fit``: one ``error: ...`` line on stderr, status 2, no traceback, nothing trained."""
+    monkeypatch.chdir(tmp_path)
+    changes, message = FIT_ERRORS[case]
+    argv = ["fit", "--config", str(_write_config(tmp_path)), *(changes(tmp_path) if callable(changes) else changes)]
+    error = one_line_error(capsys, _lsrl, argv)
+    assert error.startswith(message.format(folder=tmp_path)), error
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+#: case → (the command, its arguments, the start of its one error line)
+TOOL_ERRORS = {
+    "tutorial: unknown policy": (
+        tutorial_main,
+        ["--policy", "PPO"],
+        "error: python -m lightning_sparse_rl.main: argument --policy: invalid choice: 'PPO'",
+    ),
+    "tutorial: negative seed": (
+        tutorial_main,
+        ["--seed", "-1", "--wandb_mode", "disabled", "--env", "Pendulum-v1"],
+        "error: seed_everything=-1 must be in [0, 4294967295]",
+    ),
+    "tutorial: unknown env": (
+        tutorial_main,
+        ["--env", "NoSuchEnv-v0", "--wandb_mode", "disabled"],
+        "error: Environment `NoSuchEnv` doesn't exist.",
+    ),
+    "tutorial: not a number": (
+        tutorial_main,
+        ["--lr", "fast"],
+        "error: python -m lightning_sparse_rl.main: argument --lr: invalid float value: 'fast'",
+    ),
+    "view: a text file": (
+        _lsrl,
+        ["view", "{folder}/notes.txt", "--record", "x.gif"],
+        "error: {folder}/notes.txt is neither an exported policy",
+    ),
+    "view: a missing file": (
+        _lsrl,
+        ["view", "nope.pt", "--record", "x.gif"],
+        "error: no policy or checkpoint file at nope.pt",
+    ),
+    "view: bad video suffix": (
+        _lsrl,
+        ["view", "nope.pt", "--record", "x.avi"],
+        "error: lsrl view: --record x.avi: the video file must end in one of",
+    ),
+    "export: a missing checkpoint": (
+        _lsrl,
+        ["export", "nope.ckpt", "p.pt"],
+        "error: no policy or checkpoint file at nope.ckpt",
+    ),
+    "plot: not a run folder": (_lsrl, ["plot", "{folder}"], "error: lsrl plot: {folder} has no evaluations.csv"),
+}
+
+
+@pytest.mark.parametrize("case", list(TOOL_ERRORS))
+def test_every_bad_input_of_the_other_commands_is_one_line_with_status_2(case, tmp_path, monkeypatch, capsys):
+    """The tutorial front, ``lsrl view``, ``export`` and ``plot``: one ``error: ...`` line, status 2, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a policy\n")
+    command, argv, message = TOOL_ERRORS[case]
+    error = one_line_error(capsys, command, [arg.format(folder=tmp_path) for arg in argv])
+    assert error.startswith(message.format(folder=tmp_path)), error
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    """``--debug`` (or ``LSRL_DEBUG=1``) lets the exception through, for a bug report."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LSRL_DEBUG", raising=False)
+    with pytest.raises(ValueError, match="eval_episodes=0 must be > 0"):
+        _lsrl(["fit", "--config", str(_write_config(tmp_path)), "--data.eval_episodes=0", "--debug"])
+    with pytest.raises(ValueError, match="eval_episodes=0 must be > 0"):
+        tutorial_main(["--eval_episodes", "0", "--wandb_mode", "disabled", "--env", "Pendulum-v1", "--debug"])
+    monkeypatch.setenv("LSRL_DEBUG", "1")
+    with pytest.raises(ValueError, match="batch_size=0 must be > 0"):
+        _lsrl(["fit", "--config", str(_write_config(tmp_path)), "--data.batch_size=0"])
+
+
+def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_intact(tmp_path):
+    """A resume on a file system with 48 kB left (the replay buffer's file needs 72 kB): one error line, status 2,
+    and last.ckpt as it was."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare to mount a small file system")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    config = _write_config(tmp_path, max_timesteps=200)
+    lsrl = f"{sys.executable} -c 'from lightning_sparse_rl.cli import main; main()'"
+    script = (
+        f"mount -t tmpfs -o size=3m tmpfs {disk} && cd {disk} && {lsrl} fit --config {config} > first.log 2>&1 && "
+        f"sha256sum {RUN}/checkpoints/last.ckpt > before.sha && "
+        "dd if=/dev/zero of=filler bs=1k count=$(( $(df --output=avail -k . | tail -1) - 48 )) 2>/dev/null; "
+        f"{lsrl} fit --config {RUN}/config.yaml --ckpt_path last --data.max_timesteps=400 "
+        "> resume.out 2> resume.err; echo $? > resume.rc; "
+        "rm filler && sha256sum -c before.sha > /dev/null && echo intact > check; "
+        f"cp -r resume.* check {tmp_path}/"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a mount namespace here: {probe.stderr.decode().strip()}")
+    subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=env, timeout=300)
+    err = (tmp_path / "resume.err").read_text()
+    assert (tmp_path / "resume.rc").read_text().strip() == "2", err
+    assert "Traceback" not in err
+    (error,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert error.startswith("error: no space left on the device to write ")
+    assert (tmp_path / "check").read_text().strip() == "intact"
