@@ -332,6 +332,19 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     assert not lock.exists()  # removed at the end
 
 
+def test_two_new_runs_started_together_get_their_own_version_folders(tmp_path):
+    """Two ``lsrl fit`` of the same config at once: two complete version folders, no shared files."""
+    config = _write_config(tmp_path, max_timesteps=200)
+    processes = [_subprocess("fit", "--config", str(config), cwd=tmp_path, stdout=subprocess.DEVNULL) for _ in "ab"]
+    assert [process.wait(timeout=300) for process in processes] == [0, 0]
+    runs = sorted(path.name for path in (tmp_path / "runs" / "lightning_logs").iterdir())
+    assert runs == ["version_0", "version_1"]
+    for run in runs:
+        run_dir = tmp_path / "runs" / "lightning_logs" / run
+        assert [row["step"] for row in _rows(run_dir / "evaluations.csv")] == ["200"]
+        assert _logged(run_dir, "eval/return") == [199] and not (run_dir / "lsrl.lock").exists()
+
+
 # --------------------------------------------------------------------------------------------- signals
 
 
