@@ -50,7 +50,7 @@ def _serialise(value: Any) -> bytes:
 def _with_digest(data: bytes) -> bytes:
     """``torch.save`` bytes with their SHA-256 in the zip comment (torch writes an empty comment)."""
     if data[-_EOCD_BYTES:-18] != _EOCD_SIGNATURE or data[-2:] != b"\x00\x00":
-        raise ValueError("unexpected torch.save format: no empty zip comment to record the checksum in")
+        raise RuntimeError("unexpected torch.save format: no empty zip comment to record the checksum in")
     comment = _DIGEST_TAG + hashlib.sha256(data).hexdigest().encode()
     return data[:-2] + struct.pack("<H", len(comment)) + comment
 
@@ -72,13 +72,14 @@ def verify_checkpoint(path: str | Path) -> bool:
     data = path.read_bytes()
     comment = data[-_DIGEST_COMMENT_BYTES:]
     if not comment.startswith(_DIGEST_TAG):
-        if data[-_EOCD_BYTES:-18] == _EOCD_SIGNATURE:
+        if zipfile.is_zipfile(io.BytesIO(data)):
             return False  # a complete zip file without our checksum
         raise CheckpointDamaged(f"checkpoint {path} is truncated or corrupted: it does not end like a checkpoint file")
     end = len(data) - _DIGEST_COMMENT_BYTES
-    original = data[: end - 2] + b"\x00\x00"
+    digest = hashlib.sha256(memoryview(data)[: end - 2])
+    digest.update(b"\x00\x00")  # the empty comment's length, as torch wrote it
     if data[end - _EOCD_BYTES : end - 18] != _EOCD_SIGNATURE or (
-        hashlib.sha256(original).hexdigest().encode() != comment[len(_DIGEST_TAG) :]
+        digest.hexdigest().encode() != comment[len(_DIGEST_TAG) :]
     ):
         raise CheckpointDamaged(
             f"checkpoint {path} is truncated or corrupted: its bytes do not match the SHA-256 recorded when it was "
@@ -100,6 +101,34 @@ def _side_files(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f"{glob.escape(path.stem)}.buffer-*.pt"))
 
 
+def _remove_temporary_files(path: Path) -> None:
+    """Remove the temporary files of earlier writes of ``path`` and its side files that a killed process left.
+
+    Only one process writes a run folder (``lsrl fit`` locks it), so they are not being written now.
+    """
+    for pattern in (f".{glob.escape(path.name)}.*.tmp", f".{glob.escape(path.stem)}.buffer-*.pt.*.tmp"):
+        for temporary in path.parent.glob(pattern):
+            temporary.unlink(missing_ok=True)
+
+
+def check_side_files(path: Path, checkpoint: dict[str, Any]) -> None:
+    """Check that the replay-buffer files that ``checkpoint`` (read from ``path``) refers to exist with their size.
+
+    Raises:
+        CheckpointDamaged: one is missing or of the wrong size (its SHA-256 is checked when it is read).
+
+    """
+    for state in _buffer_states(checkpoint):
+        reference = state.get("rows")
+        if isinstance(reference, dict) and _SIDE_FILE in reference:
+            side = path.with_name(reference[_SIDE_FILE])
+            if not side.is_file() or side.stat().st_size != reference["bytes"]:
+                raise CheckpointDamaged(
+                    f"the replay buffer file {side} of checkpoint {path} is missing or truncated "
+                    f"(expected {reference['bytes']:,} bytes)"
+                )
+
+
 class RunCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with atomic writes, a replay-buffer side file and clear errors for damaged files."""
 
@@ -108,7 +137,9 @@ class RunCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} takes no storage_options")
         path = Path(path)
+        _remove_temporary_files(path)
         written: list[Path] = []
+        payload = b""
         try:
             for state in _buffer_states(checkpoint):
                 if isinstance(state.get("rows"), torch.Tensor):
@@ -119,10 +150,13 @@ class RunCheckpointIO(TorchCheckpointIO):
                     digest = hashlib.sha256(data).hexdigest()
                     state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": digest}
                     del data
-            atomic_write_bytes(path, _with_digest(_serialise(checkpoint)))
+            payload = _with_digest(_serialise(checkpoint))
+            atomic_write_bytes(path, payload)
         except BaseException:
-            for side in written:  # the old checkpoint and its side file stay as they were
-                side.unlink(missing_ok=True)
+            replaced = bool(payload) and path.is_file() and path.read_bytes() == payload
+            if not replaced:  # the old checkpoint and its side file stay as they were: drop the new side file
+                for side in written:
+                    side.unlink(missing_ok=True)
             raise
         for old in _side_files(path):
             if old not in written:

@@ -13,6 +13,7 @@ import argparse
 import errno
 import importlib
 import os
+import pickle
 import re
 import sys
 import warnings
@@ -25,8 +26,8 @@ import gymnasium as gym
 import torch
 import yaml
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -34,7 +35,7 @@ from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
-from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO, verify_checkpoint
+from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO, check_side_files, verify_checkpoint
 from lightning_sparse_rl.config_changes import ConfigChange, config_changes
 from lightning_sparse_rl.datamodule import MAX_SEED, EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
@@ -42,6 +43,7 @@ from lightning_sparse_rl.run_files import atomic_write_bytes
 from lightning_sparse_rl.run_lock import RunFolderBusy, RunLock
 from lightning_sparse_rl.run_position import run_directory
 from lightning_sparse_rl.stop_request import StopRequested
+from lightning_sparse_rl.validation import UserInputError
 
 #: Trainer settings that make Lightning's loops fit RL (see README): epochs end on our env-step
 #: budget, there is no sanity evaluation, and runs go to ``runs/`` with a CSV log by default.
@@ -60,7 +62,18 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     CheckpointDamaged,
     RunFolderBusy,
+    MisconfigurationException,
 )
+#: The user errors that can also arise once training has started; any other exception there is a bug (traceback).
+FIT_USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserInputError,
+    FileNotFoundError,
+    CheckpointDamaged,
+    RunFolderBusy,
+    MisconfigurationException,
+)
+#: ``OSError`` numbers that are the machine's state, not a bug: a full disk or quota, no permission, read-only.
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
 #: The file that lists a run's resumes and the settings they changed.
 RESUME_HISTORY = "resumes.yaml"
 
@@ -82,17 +95,26 @@ class ResumePlan:
 class SaveRunConfig(SaveConfigCallback):
     """LightningCLI's config saving, with the config recorded in every checkpoint and resumes that change nothing early.
 
-    * ``config.yaml`` is written at ``setup`` for a new run; for a resumed run only once the checkpoint has
-      been restored (``on_fit_start``), so a resume that fails leaves the run folder as it was; the
-      settings a resume changed are appended to ``RUN_DIR/resumes.yaml``;
+    * ``config.yaml`` is written (atomically) at ``setup`` for a new run; for a resumed run only once the
+      checkpoint has been restored (``on_fit_start``), so a resume that fails leaves the run folder as it
+      was; the settings a resume changed are appended to ``RUN_DIR/resumes.yaml``;
     * the resolved config (as in ``config.yaml``) is in the checkpoint (this callback's state), where a
       later resume compares it with its own.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, parser: LightningArgumentParser, config: Any, config_filename: str = "config.yaml") -> None:
+        super().__init__(parser, config, config_filename, save_to_log_dir=False)
         self.resume: ResumePlan | None = None
         self._dumped: str | None = None
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Write the resolved config to ``RUN_DIR/config.yaml``, atomically (a resume reads it)."""
+        atomic_write_bytes(run_directory(trainer) / self.config_filename, self._config_yaml().encode())
+
+    def _config_yaml(self) -> str:
+        if self._dumped is None:
+            self._dumped = self.parser.dump(self.config, skip_none=False)
+        return self._dumped
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write ``config.yaml`` now, unless this fit resumes a checkpoint."""
@@ -121,9 +143,7 @@ class SaveRunConfig(SaveConfigCallback):
 
     def state_dict(self) -> dict[str, Any]:
         """The resolved config, as YAML."""
-        if self._dumped is None:
-            self._dumped = self.parser.dump(self.config, skip_none=False)
-        return {"config": self._dumped}
+        return {"config": self._config_yaml()}
 
 
 def _config_files(args: Sequence[str]) -> list[str]:
@@ -183,7 +203,11 @@ class SparseRLCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.resume: ResumePlan | None = None
         self.run_lock: RunLock | None = None
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)  # parses, instantiates and runs the subcommand
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the links, the always-on callbacks and ``--force_resume``."""
@@ -212,7 +236,10 @@ class SparseRLCLI(LightningCLI):
             raise ValueError(f"seed_everything={seed} must be in [0, {MAX_SEED - 1}] (tutorial front: --seed)")
         self._drop_progress_bars_if_disabled(config)
         if subcommand == "fit" and config.get("ckpt_path"):
-            self.resume = self.plan_resume(config, self._subcommand_parsers[subcommand])
+            path, run_dir = _resume_target(config)
+            if run_dir is not None:  # the run folder is ours before its checkpoint is read
+                self._lock(run_dir)
+            self.resume = self.plan_resume(config, self._subcommand_parsers[subcommand], path, run_dir)
 
     def _parse_ckpt_path(self) -> None:
         """Leave the config as given: :meth:`plan_resume` compares it with the checkpoint's instead of overriding it."""
@@ -222,60 +249,44 @@ class SparseRLCLI(LightningCLI):
         trainer = config.get("trainer")
         if trainer is None or trainer.get("enable_progress_bar") is not False or not trainer.get("callbacks"):
             return
+        callbacks = trainer["callbacks"]
         trainer["callbacks"] = [
             callback
-            for callback in trainer["callbacks"]
+            for callback in (callbacks if isinstance(callbacks, list) else [callbacks])
             if not (isinstance(cls := _import(str(callback.get("class_path"))), type) and issubclass(cls, ProgressBar))
         ]
 
     @staticmethod
-    def plan_resume(config: Any, parser: LightningArgumentParser) -> ResumePlan:
-        """Check a resume before anything is created or written (see the class docs).
+    def plan_resume(config: Any, parser: LightningArgumentParser, path: Path, run_dir: Path | None) -> ResumePlan:
+        """Check a resume of checkpoint ``path`` before anything is created or written (see the class docs).
 
         Raises:
-            FileNotFoundError: no checkpoint at ``--ckpt_path``.
-            CheckpointDamaged: the checkpoint's bytes differ from its recorded checksum.
-            ValueError: the given config changes keys that define the checkpoint (without ``--force_resume``).
-            RunFinished: the checkpoint is already at ``data.max_timesteps``.
+            CheckpointDamaged: the checkpoint's bytes differ from its recorded checksum, or its replay-buffer
+                file is missing or of the wrong size.
+            UserInputError: the given config changes keys that define the checkpoint (without
+                ``--force_resume``), or the checkpoint holds objects that ``weights_only`` loading refuses.
+            RunFinished: the checkpoint is already at ``data.max_timesteps`` (with its last evaluation done).
 
         """
-        given_path = str(config["ckpt_path"])
-        run_dir = None
-        if given_path == "last":
-            run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
-            found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
-            if not found:
-                where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
-                raise FileNotFoundError(
-                    f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
-                    "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
-                )
-            run_dir = found[-1]
-            path = run_dir / "checkpoints" / "last.ckpt"
-        else:
-            path = Path(given_path)
-            if not path.is_file():
-                raise FileNotFoundError(f"--ckpt_path {given_path}: no such checkpoint file")
         verify_checkpoint(path)
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise CheckpointDamaged(f"checkpoint {path} cannot be read ({type(err).__name__}): {err}") from err
+        checkpoint = _read_checkpoint(path, weights_only=config.get("weights_only") is not False)
         recorded = checkpoint.get("callbacks", {}).get(SaveRunConfig.__qualname__, {}).get("config")
         changes = []
-        if recorded is not None:
+        if recorded is None:
+            print(f"Note: {path} records no lsrl config; the given config was not compared with it.", flush=True)
+        else:
             given = yaml.safe_load(parser.dump(config, skip_none=False))
             changes = config_changes(yaml.safe_load(recorded), given)
         refused = [change for change in changes if change.protected]
         if refused and not config.get("force_resume"):
-            raise ValueError(
+            raise UserInputError(
                 f"cannot resume {path} with this config: "
                 + "; ".join(map(str, refused))
                 + ". These keys define what the checkpoint holds; start a new run, or pass --force_resume true"
             )
         train_steps = int(checkpoint.get(EnvDataModule.__qualname__, {}).get("train_steps", 0))
         max_timesteps = config["data"]["max_timesteps"]
-        if train_steps >= max_timesteps:
+        if train_steps >= max_timesteps and not _evaluation_pending(checkpoint):
             raise RunFinished(
                 f"{path} is already at max_timesteps={max_timesteps} ({train_steps} training steps); "
                 "raise --data.max_timesteps to continue"
@@ -290,14 +301,23 @@ class SparseRLCLI(LightningCLI):
 
     @staticmethod
     def _continue_loggers_in(config: Any, run_dir: Path) -> None:
-        """Point CSV/TensorBoard loggers at ``run_dir`` (its version); Lightning's CSV logger becomes ours."""
+        """Point CSV/TensorBoard loggers at ``run_dir`` from any working directory (Lightning's CSV logger: ours)."""
         version = re.fullmatch(r"version_(\d+)", run_dir.name)
         loggers = config["trainer"].get("logger")
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             init_args = getattr(logger, "init_args", None)
-            if version and init_args is not None and "version" in init_args:
+            cls = _import(str(getattr(logger, "class_path", "")))
+            if not (version and init_args is not None and isinstance(cls, type)):
+                continue
+            if issubclass(cls, (LightningCSVLogger, TensorBoardLogger)):
                 init_args["version"] = int(version[1])
-            if _import(str(getattr(logger, "class_path", ""))) is LightningCSVLogger:
+                name = init_args.get("name") or ""
+                if (Path(str(init_args.get("save_dir"))) / name / run_dir.name).resolve() != run_dir:
+                    # resumed from another working directory: RUN_DIR = save_dir[/name]/version_N
+                    init_args["save_dir"] = str(run_dir.parent.parent if name else run_dir.parent)
+                    if name:
+                        init_args["name"] = run_dir.parent.name
+            if cls is LightningCSVLogger:
                 logger.class_path = f"{CSVLogger.__module__}.{CSVLogger.__qualname__}"
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -305,11 +325,11 @@ class SparseRLCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = RunCheckpointIO()
-        # RunCheckpoints after every callback that changes the state at a step's end, before ModelCheckpoint.
+        # RunCheckpoints after every callback that changes the state at a step's end, and after ModelCheckpoint
+        # (whose last.ckpt of an evaluation it then need not write again).
         ours = [c for c in trainer.callbacks if isinstance(c, RunCheckpoints)]
-        last = [c for c in trainer.callbacks if isinstance(c, Checkpoint)]
-        others = [c for c in trainer.callbacks if c not in ours and c not in last]
-        trainer.callbacks = others + ours + last
+        others = [c for c in trainer.callbacks if c not in ours]
+        trainer.callbacks = others + ours
         for callback in trainer.callbacks:
             if isinstance(callback, SaveRunConfig):
                 callback.resume = self.resume
@@ -321,42 +341,85 @@ class SparseRLCLI(LightningCLI):
                     logger._kwargs["purge_step"] = self.resume.train_steps
         return trainer
 
-    def _lock_run_folder(self) -> None:
-        """Lock the CSV/TensorBoard run folder; a new run that finds its folder taken moves to the next version."""
-        logger = self.trainer.logger
-        if not isinstance(logger, (LightningCSVLogger, TensorBoardLogger)):
-            return
-        while True:
-            run_dir = run_directory(self.trainer)
-            new_run = self.resume is None or self.resume.run_dir is None
-            if new_run and isinstance(logger.version, int):
-                try:
-                    run_dir.mkdir(parents=True)  # claim the version folder
-                except FileExistsError:
-                    logger._version = logger.version + 1
-                    continue
-            break
+    def _lock(self, run_dir: Path) -> None:
         self.run_lock = RunLock(run_dir)
         notice = self.run_lock.acquire()
         if notice:
             print(notice, flush=True)
 
+    def _lock_new_run_folder(self) -> None:
+        """Claim and lock a new run's CSV/TensorBoard version folder (the next version if another run took it)."""
+        logger = self.trainer.logger
+        if not isinstance(logger, (LightningCSVLogger, TensorBoardLogger)):
+            return
+        while isinstance(logger.version, int):
+            try:
+                run_directory(self.trainer).mkdir(parents=True)
+                break
+            except FileExistsError:  # another run started at the same moment took this version
+                logger._version = logger.version + 1
+        self._lock(run_directory(self.trainer))
+
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run the subcommand; ``fit`` holds the run folder's lock from start to end."""
+        """Run the subcommand (``fit`` holds its run folder's lock); mark bugs apart from user errors."""
         try:
-            if subcommand == "fit":
-                self._lock_run_folder()
+            if subcommand == "fit" and self.run_lock is None:
+                self._lock_new_run_folder()
             super()._run_subcommand(subcommand)
         except RuntimeError as error:
             if not str(error).startswith("Error(s) in loading state_dict"):
+                error.lsrl_during_fit = True  # type: ignore[attr-defined]
                 raise
-            raise ValueError(  # only reachable with --force_resume: the config was compared before
-                f"--force_resume: checkpoint {self.resume.checkpoint if self.resume else ''} does not fit this "
-                f"config's networks ({str(error).splitlines()[1].strip()})"
+            raise UserInputError(  # only reachable with --force_resume or a checkpoint without a recorded config
+                f"checkpoint {self.resume.checkpoint if self.resume else ''} does not fit this config's networks "
+                f"({str(error).splitlines()[1].strip()})"
             ) from error
-        finally:
-            if self.run_lock is not None:
-                self.run_lock.release()
+        except BaseException as error:
+            error.lsrl_during_fit = True  # type: ignore[attr-defined]
+            raise
+
+
+def _resume_target(config: Any) -> tuple[Path, Path | None]:
+    """The checkpoint ``--ckpt_path`` names, and the run folder when the run continues in place (``last``)."""
+    given_path = str(config["ckpt_path"])
+    if given_path != "last":
+        path = Path(given_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"--ckpt_path {given_path}: no such checkpoint file")
+        return path, None
+    run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
+    found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
+    if not found:
+        where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
+        raise FileNotFoundError(
+            f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
+            "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
+        )
+    return found[-1] / "checkpoints" / "last.ckpt", found[-1]
+
+
+def _read_checkpoint(path: Path, weights_only: bool) -> dict[str, Any]:
+    """A verified checkpoint's content (without its replay buffer), its buffer file checked by size."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise UserInputError(
+                f"checkpoint {path} holds objects that safe (weights_only) loading refuses; "
+                "if you trust the file, pass --weights_only false"
+            ) from err
+        raise CheckpointDamaged(f"checkpoint {path} cannot be read: {' '.join(str(err).split())}") from err
+    except Exception as err:
+        raise CheckpointDamaged(f"checkpoint {path} cannot be read ({type(err).__name__}): {err}") from err
+    check_side_files(path, checkpoint)
+    return checkpoint
+
+
+def _evaluation_pending(checkpoint: dict[str, Any]) -> bool:
+    """Whether the checkpoint was written during an evaluation that a resume repeats (a stop mid-evaluation)."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    total = loops.get("epoch_loop.val_loop.batch_progress", {}).get("total", {})
+    return total.get("started", 0) > total.get("processed", 0)
 
 
 def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
@@ -368,7 +431,6 @@ def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
         seed_everything_default=42,
         trainer_defaults=TRAINER_DEFAULTS,
         save_config_callback=SaveRunConfig,
-        save_config_kwargs={"overwrite": True},
         parser_kwargs={"exit_on_error": False},
         auto_configure_optimizers=False,
         args=args,
@@ -540,9 +602,12 @@ def _stop_message(stop: StopRequested) -> str:
 def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[str]) -> None:
     """Run ``command(argv)``; a user error becomes one line ``error: ...`` on stderr and exit status 2.
 
-    ``--debug`` in ``argv`` (removed before ``command`` sees it) or ``LSRL_DEBUG=1`` shows the traceback
-    instead. A honoured stop signal prints how to resume (status 0); a resume of a finished run says so
-    (status 0); Ctrl-C before training started exits with status 130.
+    User errors are invalid values, env ids, config files, checkpoints, a busy run folder, a full disk; once
+    training has started only the dedicated types (:data:`FIT_USER_ERRORS`): any other exception there is a
+    bug and keeps its traceback. ``--debug`` in ``argv`` (removed before ``command`` sees it) or
+    ``LSRL_DEBUG=1`` shows the traceback of user errors too. A honoured stop signal prints how to resume
+    (status 0); a resume of a finished run says so (status 0). Ctrl-C before the run's signal handlers are
+    installed ends with status 130 (inside Lightning's fit, with Lightning's graceful shutdown and status 1).
     """
     debug = "--debug" in argv or os.environ.get("LSRL_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
@@ -558,14 +623,19 @@ def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[st
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except (*USER_ERRORS, OSError) as error:
-        if debug or (
-            isinstance(error, OSError)
-            and not isinstance(error, USER_ERRORS)
-            and error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
-        ):
+        if debug or not _is_user_error(error):
             raise
         print(f"error: {_one_line(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """The user's input or the machine's state, as opposed to a bug (which keeps its traceback)."""
+    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
+        return True
+    if getattr(error, "lsrl_during_fit", False):
+        return isinstance(error, FIT_USER_ERRORS)
+    return isinstance(error, USER_ERRORS)
 
 
 def run_lsrl(argv: list[str]) -> None:

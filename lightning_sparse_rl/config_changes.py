@@ -24,8 +24,21 @@ SAFE_KEYS = frozenset(
     }
 )
 
-#: Sections whose keys are protected unless listed in :data:`SAFE_KEYS`.
-PROTECTED_SECTIONS = ("seed_everything", "model", "data", "trainer.precision")
+#: Sections whose keys are protected unless listed in :data:`SAFE_KEYS`: what is trained and on what, and the
+#: trainer settings that change the arithmetic or the loop structure a checkpoint's progress refers to.
+PROTECTED_SECTIONS = (
+    "seed_everything",
+    "model",
+    "data",
+    "trainer.precision",
+    "trainer.plugins",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.limit_train_batches",
+    "trainer.limit_val_batches",
+    "trainer.val_check_interval",
+    "trainer.check_val_every_n_epoch",
+)
 
 #: Keys that describe the invocation, not the run.
 IGNORED_KEYS = frozenset({"config", "ckpt_path", "force_resume"})
@@ -60,6 +73,8 @@ def flatten_config(config: Mapping, prefix: str = "") -> dict[str, object]:
         path = f"{prefix}{key}"
         if path in IGNORED_KEYS:
             continue
+        if path == "trainer.callbacks" and isinstance(value, Mapping):
+            value = [value]  # one callback may be given without a list
         if isinstance(value, Mapping):
             flat.update(flatten_config(value, f"{path}."))
         elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "class_path" in v for v in value):
@@ -75,13 +90,17 @@ def flatten_config(config: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def is_protected(key: str) -> bool:
-    """Whether changing ``key`` changes what a checkpoint means (see the module docs)."""
-    if key in SAFE_KEYS:
-        return False
-    if any(key == section or key.startswith(f"{section}.") for section in PROTECTED_SECTIONS):
+def is_protected(key: str, saved: object = None) -> bool:
+    """Whether changing ``key`` (from ``saved``) changes what a checkpoint means (see the module docs).
+
+    A key the saved config does not have (a parameter added in a later version, given its default) is safe,
+    except for the arguments of the callbacks that define the networks.
+    """
+    if any(f"[{name}" in key for name in STATE_CALLBACKS):
         return True
-    return any(f"[{name}" in key for name in STATE_CALLBACKS)
+    if key in SAFE_KEYS or saved == ABSENT:
+        return False
+    return any(key == section or key.startswith(f"{section}.") for section in PROTECTED_SECTIONS)
 
 
 def config_changes(saved: Mapping, given: Mapping) -> list[ConfigChange]:
@@ -89,7 +108,7 @@ def config_changes(saved: Mapping, given: Mapping) -> list[ConfigChange]:
     before, after = flatten_config(saved), flatten_config(given)
     keys = sorted(set(before) | set(after))
     return [
-        ConfigChange(key, before.get(key, ABSENT), after.get(key, ABSENT), is_protected(key))
+        ConfigChange(key, before.get(key, ABSENT), after.get(key, ABSENT), is_protected(key, before.get(key, ABSENT)))
         for key in keys
         if before.get(key, ABSENT) != after.get(key, ABSENT)
     ]

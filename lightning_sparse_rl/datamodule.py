@@ -45,7 +45,7 @@ from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
 from lightning_sparse_rl.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.state_encoding import decode, encode
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
-from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
+from lightning_sparse_rl.validation import UserInputError, check_at_least, check_in_range, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
 EVAL_SEED_OFFSET = 10_000
@@ -75,7 +75,7 @@ def check_buffer_fits(buffer_size: int, row_bytes: int, device: torch.device) ->
     """Refuse a replay buffer that cannot be allocated, before allocating it (one line naming the sizes)."""
     needed, available = buffer_size * row_bytes, available_memory(device)
     if available is not None and needed > available:
-        raise ValueError(
+        raise UserInputError(
             f"buffer_size={buffer_size:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay buffer "
             f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
             "lower --data.buffer_size"

@@ -19,6 +19,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from lightning_sparse_rl.validation import UserInputError
+
 _PLAIN = (bool, int, float, str, type(None), np.ndarray, np.generic)
 
 
@@ -99,7 +101,7 @@ def restore_env_state(env: gym.Env, state: list[dict[str, Any]]) -> None:
     """
     layers = _layers(env)
     if len(layers) != len(state):
-        raise ValueError(f"the env has {len(layers)} wrapper layers, the saved env state {len(state)}")
+        raise UserInputError(f"the env has {len(layers)} wrapper layers, the saved env state {len(state)}")
     for layer, saved in zip(layers, state, strict=True):
         for name, (kind, value) in saved.items():
             if kind == "plain":

@@ -19,6 +19,14 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning_sparse_rl.run_files import atomic_write_bytes
 
 
+def _step(row: dict[str, str | None]) -> float:
+    """A row's step; ``inf`` (dropped) for a row cut short by a crash, with no or a garbled step."""
+    try:
+        return float(row.get("step") or "inf")
+    except ValueError:
+        return float("inf")
+
+
 class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is continued instead of deleted.
 
@@ -46,11 +54,14 @@ class _ContinuingWriter(ExperimentWriter):
         if not os.path.isfile(self.metrics_file_path):
             return
         with open(self.metrics_file_path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            rows = list(reader)
-            header = list(reader.fieldnames or [])
+            text = handle.read()
+        if not text.endswith("\n"):  # a last row cut short by a crash
+            text = text[: text.rfind("\n") + 1]
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
+        header = list(reader.fieldnames or [])
         keep_below = self._keep_below
-        self._carried = [row for row in rows if keep_below is not None and float(row["step"]) < keep_below]
+        self._carried = [row for row in rows if keep_below is not None and _step(row) < keep_below]
         self.metrics_keys = sorted(header if self._carried else [])
 
     def save(self) -> None:

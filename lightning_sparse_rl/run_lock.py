@@ -2,13 +2,16 @@
 
 The lock is an exclusive ``flock`` on ``RUN_DIR/lsrl.lock``; the file also records the owner (PID, host,
 start time) for the message a second process gets. The operating system releases a ``flock`` when its
-process dies (also on ``kill -9``), so a lock file whose ``flock`` is free is stale: it is taken over with a
-notice.
+process dies (also on ``kill -9``), so a lock file of this host whose ``flock`` is free is stale: it is taken
+over with a notice. A lock file of another host is never taken over (some network file systems keep
+``flock`` local to a host): the message says to remove it once that run is gone. On file systems without
+``flock`` the owner's PID is checked instead (same host only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -21,6 +24,20 @@ LOCK_FILE = "lsrl.lock"
 
 class RunFolderBusy(RuntimeError):
     """Another live process holds the run folder's lock."""
+
+
+#: ``flock`` errors of file systems that do not support it.
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _describe(owner: dict) -> str:
@@ -46,29 +63,38 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock."""
-        return self._fd is not None
-
     def acquire(self) -> str | None:
         """Take the lock; return a notice when a stale lock of a dead process was taken over.
 
         Raises:
-            RunFolderBusy: another live process holds it (the message names its PID and host).
+            RunFolderBusy: another live process holds it, or a process of another host (the message names its
+                PID and host).
 
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        host = socket.gethostname()
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            previous = _read_owner(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                busy = previous.get("host", host) != host
             except BlockingIOError:
+                busy = True
+            except OSError as err:
+                if err.errno not in _NO_FLOCK:
+                    os.close(fd)
+                    raise
+                busy = previous.get("host", host) != host or (
+                    previous.get("pid") not in (None, os.getpid()) and _alive(int(previous["pid"]))
+                )
+            if busy:
                 os.close(fd)
+                remove = "" if previous.get("host", host) == host else ", or remove that file if the run is gone"
                 raise RunFolderBusy(
-                    f"run folder {self.path.parent} is in use by {_describe(_read_owner(self.path))}: "
-                    f"wait for that run to end or stop it (its lock: {self.path})"
-                ) from None
+                    f"run folder {self.path.parent} is in use by {_describe(previous)}: "
+                    f"wait for that run to end or stop it (its lock: {self.path}{remove})"
+                )
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -76,10 +102,9 @@ class RunLock:
             if same_file:
                 break
             os.close(fd)  # the previous owner removed the file while we waited: lock the new one
-        previous = _read_owner(self.path)
         owner = {
             "pid": os.getpid(),
-            "host": socket.gethostname(),
+            "host": host,
             "started": dt.datetime.now().isoformat(timespec="seconds"),
         }
         os.ftruncate(fd, 0)

@@ -21,7 +21,10 @@ from conftest import one_line_error
 
 from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
 from lightning_sparse_rl.cli import main as lsrl_main
+from lightning_sparse_rl.config_changes import config_changes
+from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.main import main as tutorial_main
+from lightning_sparse_rl.run_lock import LOCK_FILE, RunFolderBusy, RunLock
 
 TESTS = Path(__file__).resolve().parent
 
@@ -268,7 +271,7 @@ def test_force_resume_records_forced_changes_and_a_mismatched_network_still_chan
     resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
     before = _snapshot(tmp_path / "runs")
     error = one_line_error(capsys, _lsrl, [*resume, "--model.hidden_width=32", "--force_resume=true"])
-    assert "--force_resume: checkpoint" in error and "does not fit this config's networks" in error
+    assert error.startswith("error: checkpoint ") and "does not fit this config's networks" in error
     assert _snapshot(tmp_path / "runs") == before
 
     _lsrl([*resume, "--model.lr=0.0005", "--force_resume=true"])
@@ -320,14 +323,14 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
         owner.wait(timeout=60)
     assert second.returncode == 2
     error = second.stderr.strip().splitlines()[-1]
-    assert error.startswith(f"error: run folder {RUN} is in use by PID {owner.pid} on host ")
+    assert error.startswith(f"error: run folder {run_dir} is in use by PID {owner.pid} on host ")
     assert "Traceback" not in second.stderr
     assert lock.exists()  # left behind by the killed owner
 
     reached = RunCheckpointIO().load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["EnvDataModule"]["train_steps"]
     third = _run(*resume, f"--data.max_timesteps={reached + 200}", cwd=tmp_path)
     assert third.returncode == 0, third.stderr
-    assert f"Took over the stale lock of {RUN}: PID {owner.pid} on host " in third.stdout
+    assert f"Took over the stale lock of {run_dir}: PID {owner.pid} on host " in third.stdout
     assert "is no longer running" in third.stdout
     assert not lock.exists()  # removed at the end
 
@@ -351,19 +354,21 @@ def test_two_new_runs_started_together_get_their_own_version_folders(tmp_path):
 @pytest.mark.parametrize(
     ("phase", "helper", "data", "stopped_at"),
     [
-        ("warm-up", "stop_signals.SignalAfterSeconds", {"start_timesteps": 30_000, "buffer_size": 40_000}, 0),
-        ("evaluation", "stop_signals.SignalDuringEvaluation", {"eval_episodes": 3}, 400),
+        ("warm-up", "cli_helpers.SignalAfterSeconds", {"start_timesteps": 30_000, "buffer_size": 40_000}, 0),
+        ("evaluation", "cli_helpers.SignalDuringEvaluation", {"eval_episodes": 3}, 400),
+        ("final evaluation", "cli_helpers.SignalDuringEvaluation", {"eval_episodes": 3}, 600),
     ],
 )
 def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_exactly(
     phase, helper, data, stopped_at, tmp_path
 ):
-    """A real SIGTERM during the warm-up (0.5 s in) or between evaluation episodes (2nd evaluation, after its first
-    episode): a checkpoint, status 0, and the resumed run's evaluations equal an uninterrupted run's."""
+    """A real SIGTERM during the warm-up (0.5 s in) or between evaluation episodes (2nd or last evaluation, after
+    its first episode): a checkpoint, status 0, and the resumed run's evaluations equal an uninterrupted run's."""
     config = _write_config(tmp_path, max_timesteps=600, **data)
     straight = _run("fit", "--config", str(config), "--trainer.logger.init_args.name=straight", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
-    arguments = {"seconds": 0.5} if phase == "warm-up" else {"evaluation": 2, "episode": 0}
+    evaluation = {"evaluation": 2, "episode": 0, "final evaluation": 3}.get(phase, 2)
+    arguments = {"seconds": 0.5} if phase == "warm-up" else {"evaluation": evaluation, "episode": 0}
     helper_args = [f"--trainer.callbacks+={helper}", *(f"--trainer.callbacks.{k}={v}" for k, v in arguments.items())]
     stopped = _run(
         "fit", "--config", str(config), *helper_args, "--trainer.logger.init_args.name=stopped", cwd=tmp_path
@@ -373,7 +378,7 @@ def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_ex
     assert stopped.returncode == 0, stopped.stderr
     assert "Received SIGTERM: stopping at the next safe point, with a checkpoint." in stopped.stderr + stopped.stdout
     assert (
-        f"Stopped by SIGTERM during {phase}; wrote {Path('runs/stopped/version_0/checkpoints/last.ckpt')}. "
+        f"Stopped by SIGTERM during {phase.split()[-1]}; wrote {Path('runs/stopped/version_0/checkpoints/last.ckpt')}. "
         f"Resume with: lsrl fit --config {Path('runs/stopped/version_0/config.yaml')} --ckpt_path last"
     ) in stopped.stdout
     state = RunCheckpointIO().load_checkpoint(last)["EnvDataModule"]
@@ -550,3 +555,102 @@ def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_intact(tmp_pa
     (error,) = [line for line in err.splitlines() if line.startswith("error: ")]
     assert error.startswith("error: no space left on the device to write ")
     assert (tmp_path / "check").read_text().strip() == "intact"
+
+
+# ------------------------------------------------------------------------------------- smaller contracts
+
+
+def test_config_changes_classify_keys_and_read_one_callback_without_a_list():
+    """Protected vs safe keys, a single callback mapping, and keys a saved config lacks (newer parameters)."""
+    sparse = {
+        "class_path": "lightning_sparse_rl.callbacks.SparsityDistributionCallback",
+        "init_args": {"global_sparsity": 0.5},
+    }
+    saved = {"seed_everything": 0, "model": {"init_args": {"lr": 0.001}}, "trainer": {"callbacks": sparse}}
+    given = yaml.safe_load(yaml.safe_dump(saved))
+    given["trainer"]["callbacks"]["init_args"]["global_sparsity"] = 0.7  # one callback, no list
+    given["model"]["init_args"]["new_option"] = True  # a parameter this run's version did not have
+    given["trainer"]["log_every_n_steps"] = 10
+    changes = {change.key: change for change in config_changes(saved, given)}
+    assert changes["trainer.callbacks[SparsityDistributionCallback].global_sparsity"].protected
+    assert not changes["model.init_args.new_option"].protected
+    assert str(changes["model.init_args.new_option"]) == "model.init_args.new_option (absent) → True"
+    assert not changes["trainer.log_every_n_steps"].protected
+    given["trainer"]["callbacks"] = []
+    removed = {change.key: change for change in config_changes(saved, given)}
+    assert removed["trainer.callbacks[SparsityDistributionCallback]"].protected
+
+
+def test_metrics_csv_continuation_drops_later_rows_and_a_row_cut_short(tmp_path):
+    """The rows before the checkpoint's step stay; later rows and a last row cut off by a crash go."""
+    run_dir = tmp_path / "run" / "version_0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("a,step\n1.0,49\n2.0,99\n3.0,149\n4.0,19")  # the last row is cut off
+    logger = CSVLogger(tmp_path, name="run", version=0)
+    logger.continue_from(100)
+    assert (run_dir / "metrics.csv").read_text().startswith("a,step\n1.0,49")  # nothing changes before a save
+    logger.log_metrics({"a": 5.0, "b": 6.0}, step=100)
+    assert _rows(run_dir / "metrics.csv") == [
+        {"a": "1.0", "b": "", "step": "49"},
+        {"a": "2.0", "b": "", "step": "99"},
+        {"a": "5.0", "b": "6.0", "step": "100"},
+    ]
+
+
+def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
+    """A lock file written on another host may belong to a live run there: refused, naming it and the way out."""
+    (tmp_path / LOCK_FILE).write_text('{"pid": 1, "host": "node-elsewhere", "started": "2026-01-01T00:00:00"}')
+    with pytest.raises(
+        RunFolderBusy, match=r"in use by PID 1 on host node-elsewhere .*remove that file if the run is gone"
+    ):
+        RunLock(tmp_path).acquire()
+    lock = RunLock(tmp_path / "new")
+    assert lock.acquire() is None and (tmp_path / "new" / LOCK_FILE).exists()
+    with pytest.raises(RunFolderBusy, match=f"in use by PID {os.getpid()}"):
+        RunLock(tmp_path / "new").acquire()
+    lock.release()
+    assert not (tmp_path / "new" / LOCK_FILE).exists()
+
+
+def test_a_resume_from_another_directory_continues_in_the_run_folder(tmp_path):
+    """``--config /abs/RUN_DIR/config.yaml --ckpt_path last`` from elsewhere: every file goes to RUN_DIR."""
+    config = _write_config(tmp_path)
+    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run_dir = tmp_path / RUN
+    resumed = _run(
+        "fit",
+        "--config",
+        str(run_dir / "config.yaml"),
+        "--ckpt_path",
+        "last",
+        "--data.max_timesteps=600",
+        cwd=elsewhere,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert [row["step"] for row in _rows(run_dir / "evaluations.csv")] == ["200", "400", "600"]
+    assert _logged(run_dir, "eval/return") == [199, 399, 599]
+
+
+def test_a_missing_replay_buffer_file_is_refused_before_anything_changes(sparse_run, tmp_path, monkeypatch, capsys):
+    """The checkpoint's buffer file gone: one line naming it, the folder unchanged."""
+    shutil.copytree(sparse_run / "runs", tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    (side,) = (RUN / "checkpoints").glob("last.buffer-*.pt")
+    side.unlink()
+    before = _snapshot(tmp_path / "runs")
+    resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
+    error = one_line_error(capsys, _lsrl, resume)
+    assert f"the replay buffer file {side.resolve()} of checkpoint" in error and "is missing or truncated" in error
+    assert _snapshot(tmp_path / "runs") == before
+
+
+def test_a_bug_during_training_keeps_its_traceback(tmp_path):
+    """A ValueError raised by code during training is a bug, not bad input: a traceback, not one line."""
+    config = _write_config(tmp_path)
+    failed = _run("fit", "--config", str(config), "--trainer.callbacks+=cli_helpers.BugDuringTraining", cwd=tmp_path)
+    assert failed.returncode == 1
+    assert "Traceback" in failed.stderr and "ValueError: too many values to unpack" in failed.stderr
+    assert "error: too many values" not in failed.stderr

@@ -50,8 +50,9 @@ class InputConnectivityCallback(Callback):
         self.per_feature: dict[str, list[torch.Tensor]] = {}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Measure the untrained networks (step 0), as the original; not again when resuming."""
-        if not self.steps:
+        """Measure the untrained networks (step 0), as the original; not again when resuming after training began."""
+        if training_steps(trainer) == 0:  # a new run, or one resumed from its warm-up: step 0 (again)
+            self.steps, self.means, self.per_feature = [], [], {}
             metrics = self._measure(trainer, pl_module)
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=0)

@@ -61,18 +61,19 @@ class RunCheckpoints(Callback):
         self._stopped_in: str | None = None  # the phase of a honoured stop request, while its checkpoint is written
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if stop_requested() is not None:  # a second signal: the previous behaviour
-            previous = self._previous.get(signum)
+        if stop_requested() is not None:  # a second signal: what it did before (Ctrl-C: KeyboardInterrupt)
+            previous = self._previous.get(signum, signal.SIG_DFL)
             if callable(previous):
                 previous(signum, frame)
-            elif signum == signal.SIGINT:
-                raise KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
             return
         request_stop(signal.Signals(signum))
         rank_zero_info(f"Received {signal.Signals(signum).name}: stopping at the next safe point, with a checkpoint.")
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Install the signal handlers."""
+        """Install the signal handlers (over Lightning's own, which it installs after ``setup``)."""
         clear_stop_request()
         if self.on_signal and threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
@@ -83,9 +84,10 @@ class RunCheckpoints(Callback):
             signal.signal(sig, handler)
         self._previous.clear()
 
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Put the previous signal handlers back."""
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Put the previous signal handlers back; forget a stop request that arrived after the last safe point."""
         self._restore_handlers()
+        clear_stop_request()
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After a honoured stop request, write the resumable checkpoint; then put the signal handlers back."""
@@ -106,7 +108,16 @@ class RunCheckpoints(Callback):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Checkpoint after the epoch's evaluation."""
+        """Checkpoint after the epoch's evaluation (unless a ``ModelCheckpoint`` before it just wrote this file)."""
+        path = checkpoint_directory(trainer) / "last.ckpt"
+        for callback in trainer.checkpoint_callbacks:
+            if (
+                isinstance(callback, ModelCheckpoint)
+                and callback.save_last
+                and callback.last_model_path == str(path)
+                and getattr(callback, "_last_global_step_saved", None) == trainer.global_step
+            ):
+                return
         self._save(trainer)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:

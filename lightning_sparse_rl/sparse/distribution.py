@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from lightning_sparse_rl.validation import UserInputError
+
 DistributionMethod = Literal["uniform", "ER", "new"]
 DISTRIBUTION_METHODS: tuple[str, ...] = ("uniform", "ER", "new")
 
@@ -88,9 +90,9 @@ def compute_layer_sparsity(
     """
     check_sparsity_arguments(global_sparsity, method, input_layer_sparsity, closeness)
     if len(layer_sizes) < 2 or any(n < 1 for n in layer_sizes):
-        raise ValueError(f"layer_sizes={list(layer_sizes)} needs at least 2 positive neuron counts")
+        raise UserInputError(f"layer_sizes={list(layer_sizes)} needs at least 2 positive neuron counts")
     if len(keep_dense) != len(layer_sizes) - 1:
-        raise ValueError(f"keep_dense has {len(keep_dense)} values for {len(layer_sizes) - 1} connection layers")
+        raise UserInputError(f"keep_dense has {len(keep_dense)} values for {len(layer_sizes) - 1} connection layers")
     possible = tuple(a * b for a, b in itertools.pairwise(layer_sizes))
     dense = list(keep_dense)
     fixed_input = 0.0 < input_layer_sparsity < 1.0
@@ -119,7 +121,7 @@ def compute_layer_sparsity(
     for i in free:
         n_in, n_out = layer_sizes[i], layer_sizes[i + 1]
         if density[i] < 1.0 / possible[i]:
-            raise ValueError(
+            raise UserInputError(
                 f"global_sparsity={global_sparsity} with input_layer_sparsity={input_layer_sparsity} and "
                 f"method={method!r} is impossible for layer sizes {list(layer_sizes)}: layer {i + 1} would need "
                 f"density {density[i]:.3g} (< 1 connection). Lower global_sparsity or input_layer_sparsity."
@@ -157,10 +159,10 @@ def check_sparsity_arguments(
 ) -> None:
     """Raise ``ValueError`` naming the bad value and its allowed range (call early, before any training)."""
     if not 0.0 <= global_sparsity < 1.0:
-        raise ValueError(f"global_sparsity={global_sparsity!r} must be in [0, 1)")
+        raise UserInputError(f"global_sparsity={global_sparsity!r} must be in [0, 1)")
     if not (input_layer_sparsity == -1.0 or 0.0 <= input_layer_sparsity < 1.0):
-        raise ValueError(f"input_layer_sparsity={input_layer_sparsity!r} must be -1 (free), 0 (dense) or in (0, 1)")
+        raise UserInputError(f"input_layer_sparsity={input_layer_sparsity!r} must be -1 (free), 0 (dense) or in (0, 1)")
     if method not in DISTRIBUTION_METHODS:
-        raise ValueError(f"sparsity distribution method={method!r} must be one of {DISTRIBUTION_METHODS}")
+        raise UserInputError(f"sparsity distribution method={method!r} must be one of {DISTRIBUTION_METHODS}")
     if not closeness > 0.0:
-        raise ValueError(f"closeness={closeness!r} must be > 0")
+        raise UserInputError(f"closeness={closeness!r} must be > 0")

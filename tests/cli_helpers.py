@@ -1,4 +1,4 @@
-"""Callbacks that send the running process a real SIGTERM at a chosen moment (for ``lsrl fit`` in a subprocess)."""
+"""Callbacks that tests add to ``lsrl fit`` in a subprocess: a real SIGTERM at a chosen moment, a bug."""
 
 from __future__ import annotations
 
@@ -34,3 +34,11 @@ class SignalAfterSeconds(L.Callback):
             timer = threading.Timer(self.seconds, os.kill, (os.getpid(), signal.SIGTERM))
             timer.daemon = True
             timer.start()
+
+
+class BugDuringTraining(L.Callback):
+    """Raises a ``ValueError`` (as a bug in user code would) at training step 10."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch.train_step == 10:
+            first, second = (1, 2, 3)  # noqa: F841 (the bug)
