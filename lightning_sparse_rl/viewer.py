@@ -151,5 +151,6 @@ def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
 
 
 def use_headless_rendering() -> None:
-    """Render without a display (MuJoCo's EGL, unless ``MUJOCO_GL`` says otherwise)."""
+    """Render without a display (MuJoCo's EGL, unless ``MUJOCO_GL`` says otherwise; pygame's dummy video driver)."""
     os.environ.setdefault("MUJOCO_GL", "egl")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame

@@ -654,3 +654,22 @@ def test_a_bug_during_training_keeps_its_traceback(tmp_path):
     assert failed.returncode == 1
     assert "Traceback" in failed.stderr and "ValueError: too many values to unpack" in failed.stderr
     assert "error: too many values" not in failed.stderr
+
+
+def test_tensorboard_hides_the_events_a_crashed_run_wrote_after_its_checkpoint(tmp_path, monkeypatch, capsys):
+    """Resumed in place from step 200 after events up to 399 were written: TensorBoard shows each step once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    logger = '[{"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}}]'
+    _lsrl(["fit", "--config", str(_write_config(tmp_path, max_timesteps=200)), f"--trainer.logger={logger}"])
+    run_dir = tmp_path / RUN
+    shutil.copytree(run_dir / "checkpoints", tmp_path / "at200")
+    resume = ["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--data.max_timesteps=400"]
+    _lsrl(resume)  # events up to step 399 ...
+    shutil.rmtree(run_dir / "checkpoints")
+    shutil.copytree(tmp_path / "at200", run_dir / "checkpoints")  # ... then a crash lost the checkpoint at 400
+    _lsrl(resume)
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [event.step for event in events.Scalars("eval/return")] == [199, 399]
