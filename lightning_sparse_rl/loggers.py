@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
-from lightning_sparse_rl.run_files import atomic_write_bytes
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
 
 def _step(row: dict[str, str | None]) -> float:

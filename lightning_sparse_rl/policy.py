@@ -18,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from lightning_sparse_rl.algorithms import SAC, TD3, OffPolicyAlgorithm
-from lightning_sparse_rl.checkpoint_io import verify_checkpoint
-from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.data.envs import EnvSpec
+from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.networks import DeterministicActor, SquashedGaussianActor
-from lightning_sparse_rl.noise_features import InputFeatures
+from lightning_sparse_rl.persistence.checkpoint_io import verify_checkpoint
 
 #: Version of the exported policy file layout.
 POLICY_FORMAT = 1

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from gymnasium.envs.registration import load_env_creator
 
-from lightning_sparse_rl.envs import make_env
+from lightning_sparse_rl.data.envs import make_env
 from lightning_sparse_rl.policy import Policy
 
 #: Video formats that :func:`write_video` writes.

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lightning_sparse_rl.cli import build_cli
-from lightning_sparse_rl.main import main as tutorial_main
+from lightning_sparse_rl.cli.tutorial import main as tutorial_main
 
 #: A tiny, valid ``lsrl fit`` run that each case breaks in one place.
 BASE = {

@@ -11,7 +11,7 @@ from conftest import one_line_error
 
 from lightning_sparse_rl import SAC, TD3
 from lightning_sparse_rl.cli import build_cli
-from lightning_sparse_rl.main import build_parser, main, to_lsrl_args
+from lightning_sparse_rl.cli.tutorial import build_parser, main, to_lsrl_args
 
 REPO = Path(__file__).resolve().parents[1]
 

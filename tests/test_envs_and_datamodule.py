@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lightning_sparse_rl import EnvDataModule
-from lightning_sparse_rl.envs import resolve_env_id
+from lightning_sparse_rl.data.envs import resolve_env_id
 
 
 @pytest.mark.parametrize(

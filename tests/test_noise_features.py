@@ -17,15 +17,15 @@ from lightning_sparse_rl.callbacks import (
     InputConnectivityCallback,
     RLProgressReporter,
 )
-from lightning_sparse_rl.noise_features import (
+from lightning_sparse_rl.data.noise_features import (
     InputFeatures,
     NoiseFeatures,
     NoiseSpec,
     estimate_marginal_quantiles,
     total_input_features,
 )
-from lightning_sparse_rl.replay_buffer import Transition
 from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity, set_mask
+from lightning_sparse_rl.types import Transition
 
 # Pendulum-v1: d = 3 real features, 1 action; fake_features 0.5 → D = 6, 0.75 → D = 12.
 PENDULUM_NOISY = {"fake_features": 0.75}

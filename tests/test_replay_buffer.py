@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_sparse_rl.replay_buffer import ReplayBuffer
+from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 
 
 def _add(buffer, value):

@@ -22,7 +22,7 @@ from lightning_sparse_rl.callbacks import (
     RunCheckpoints,
     SparsityDistributionCallback,
 )
-from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO
+from lightning_sparse_rl.persistence.checkpoint_io import CheckpointDamaged, RunCheckpointIO
 from lightning_sparse_rl.stop_request import StopRequested
 
 #: name → (algorithm, data overrides, sparse?)
@@ -129,9 +129,9 @@ def test_a_mujoco_env_snapshot_continues_the_same_trajectory(env_id):
 
     import numpy as np
 
-    from lightning_sparse_rl.env_state import env_state, restore_env_state
-    from lightning_sparse_rl.envs import make_env
-    from lightning_sparse_rl.state_encoding import decode, encode
+    from lightning_sparse_rl.data.env_state import env_state, restore_env_state
+    from lightning_sparse_rl.data.envs import make_env
+    from lightning_sparse_rl.persistence.state_encoding import decode, encode
 
     env = make_env(env_id)
     env.action_space.seed(0)

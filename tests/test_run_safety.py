@@ -19,12 +19,12 @@ import pytest
 import yaml
 from conftest import one_line_error
 
-from lightning_sparse_rl.checkpoint_io import RunCheckpointIO
 from lightning_sparse_rl.cli import main as lsrl_main
-from lightning_sparse_rl.config_changes import config_changes
+from lightning_sparse_rl.cli.tutorial import main as tutorial_main
 from lightning_sparse_rl.loggers import CSVLogger
-from lightning_sparse_rl.main import main as tutorial_main
-from lightning_sparse_rl.run_lock import LOCK_FILE, RunFolderBusy, RunLock
+from lightning_sparse_rl.persistence.checkpoint_io import RunCheckpointIO
+from lightning_sparse_rl.persistence.config_changes import config_changes
+from lightning_sparse_rl.persistence.run_lock import LOCK_FILE, RunFolderBusy, RunLock
 
 TESTS = Path(__file__).resolve().parent
 

@@ -9,13 +9,12 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from lightning_sparse_rl.datamodule import EvalEpisode, TrainBatch
-from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.data.envs import EnvSpec
+from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.networks import SparseNetwork
-from lightning_sparse_rl.noise_features import InputFeatures
-from lightning_sparse_rl.replay_buffer import Transition
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
 from lightning_sparse_rl.sparse import MaskAdam, restore_masks
+from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
 OptimizerName = Literal["adam", "maskadam", "sgd"]
@@ -33,7 +32,7 @@ class OffPolicyAlgorithm(LightningModule):
 
     Every network reads :meth:`observe`\ ``(obs)``, not ``obs``: the stored observation with this
     call's own noise features (``env_spec.network_noise``) and the current input permutation
-    (:class:`~lightning_sparse_rl.noise_features.InputFeatures`, ``self.input_features``).
+    (:class:`~lightning_sparse_rl.data.noise_features.InputFeatures`, ``self.input_features``).
 
     Args:
         env_spec: observation/action sizes and action bounds; ``EnvDataModule(...).env_spec``. Required

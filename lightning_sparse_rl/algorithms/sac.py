@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
-from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.networks import (
     SparseNetwork,
     SquashedGaussianActor,
@@ -17,7 +17,7 @@ from lightning_sparse_rl.networks import (
     polyak_update,
     xavier_init_,
 )
-from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
 

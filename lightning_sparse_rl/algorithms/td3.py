@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
-from lightning_sparse_rl.envs import EnvSpec
+from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.networks import (
     DeterministicActor,
     SparseNetwork,
     TwinQCritic,
     polyak_update,
 )
-from lightning_sparse_rl.replay_buffer import Transition
+from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
 

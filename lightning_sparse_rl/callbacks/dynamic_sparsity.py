@@ -22,6 +22,7 @@ from lightning_sparse_rl.sparse import (
     trainable_weight,
     weight_mask,
 )
+from lightning_sparse_rl.types import SparseAlgorithm, TrainBatch, Transition
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
 NewWeightInit = Literal["zero", "unif", "xavier"]
@@ -104,7 +105,7 @@ class DynamicSparsityCallback(Callback):
             )
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
         """Run a topology update when the gradient-step counter reached the next multiple of the period."""
         step = pl_module.gradient_steps
@@ -124,7 +125,7 @@ class DynamicSparsityCallback(Callback):
     # ------------------------------------------------------------------------------------------ update
     @torch.no_grad()
     def update_topology(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, minibatch: Any, zeta: float
+        self, trainer: L.Trainer, pl_module: SparseAlgorithm, minibatch: Transition, zeta: float
     ) -> dict[str, int]:
         """Prune and regrow a ``zeta`` fraction of every masked layer once; returns connections moved per network."""
         assert self._generator is not None, "on_fit_start creates the generator"
@@ -166,7 +167,7 @@ class DynamicSparsityCallback(Callback):
             optimizer.reset_state(weight, pruned | grown)
 
     def _dense_gradients(
-        self, pl_module: L.LightningModule, networks: list[SparseNetwork], minibatch: Any
+        self, pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition
     ) -> dict[nn.Linear, Tensor]:
         """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
         grads: dict[nn.Linear, Tensor] = {}

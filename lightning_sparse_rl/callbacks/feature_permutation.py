@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.types import TrainBatch
 from lightning_sparse_rl.validation import check_positive
 
 RefillMode = Literal["random", "current"]
@@ -70,7 +71,7 @@ class FeaturePermutationCallback(Callback):
         self.generator.manual_seed(self.seed)
 
     def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
         """At an episode end past the next change: permute (and refill the buffer)."""
         if batch.episode is None or batch.train_step <= self.next_change:

@@ -11,10 +11,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_sparse_rl.persistence.run_files import write_csv, write_npy, write_npz
 from lightning_sparse_rl.plots import plot_connectivity_heatmap
-from lightning_sparse_rl.run_files import write_csv, write_npy, write_npz
 from lightning_sparse_rl.run_position import run_directory, training_steps
 from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity
+from lightning_sparse_rl.types import SparseAlgorithm
 
 
 class InputConnectivityCallback(Callback):
@@ -62,7 +63,7 @@ class InputConnectivityCallback(Callback):
         if not trainer.sanity_checking:
             pl_module.log_dict(self._measure(trainer, pl_module), on_epoch=True)
 
-    def _measure(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, float]:
+    def _measure(self, trainer: L.Trainer, pl_module: SparseAlgorithm) -> dict[str, float]:
         """Record one measurement (and write the files); return the metrics to log."""
         features = pl_module.input_features
         real_state = features.real_columns()

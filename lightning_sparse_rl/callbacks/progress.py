@@ -10,6 +10,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_sparse_rl.run_position import training_steps
+from lightning_sparse_rl.types import TrainBatch
 
 
 def _elapsed(seconds: float) -> str:
@@ -57,7 +58,7 @@ class RLProgressReporter(Callback):
         self._window = None
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
         """Print finished episodes; log throughput at the end of each window."""
         episode = batch.episode

@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_sparse_rl.run_position import checkpoint_directory
 from lightning_sparse_rl.stop_request import StopRequested, clear_stop_request, request_stop, stop_requested
+from lightning_sparse_rl.types import TrainBatch
 from lightning_sparse_rl.validation import check_positive
 
 #: The signals that stop a run gracefully.
@@ -99,7 +100,7 @@ class RunCheckpoints(Callback):
             clear_stop_request()
 
     def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
         """Checkpoint on schedule (at an epoch's last step the end-of-epoch checkpoint, after its evaluation, does)."""
         period = self.every_n_env_steps

@@ -10,7 +10,7 @@ import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_sparse_rl.run_files import write_csv, write_npy
+from lightning_sparse_rl.persistence.run_files import write_csv, write_npy
 from lightning_sparse_rl.run_position import run_directory, training_steps
 
 

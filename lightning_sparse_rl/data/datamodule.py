@@ -22,18 +22,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
 
-from lightning_sparse_rl.env_state import env_state, restore_env_state
-from lightning_sparse_rl.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
-from lightning_sparse_rl.noise_features import (
+from lightning_sparse_rl.data.env_state import env_state, restore_env_state
+from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
+from lightning_sparse_rl.data.noise_features import (
     NoiseDistribution,
     NoiseMode,
     NoiseSpec,
@@ -41,10 +40,11 @@ from lightning_sparse_rl.noise_features import (
     estimate_marginal_quantiles,
     total_input_features,
 )
-from lightning_sparse_rl.replay_buffer import ReplayBuffer, Transition
-from lightning_sparse_rl.rng_state import global_rng_state, restore_global_rng_state
-from lightning_sparse_rl.state_encoding import decode, encode
+from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
+from lightning_sparse_rl.persistence.rng_state import global_rng_state, restore_global_rng_state
+from lightning_sparse_rl.persistence.state_encoding import decode, encode
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
+from lightning_sparse_rl.types import Agent, EpisodeStats, EvalEpisode, TrainBatch
 from lightning_sparse_rl.validation import UserInputError, check_at_least, check_in_range, check_positive
 
 #: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
@@ -80,53 +80,6 @@ def check_buffer_fits(buffer_size: int, row_bytes: int, device: torch.device) ->
             f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
             "lower --data.buffer_size"
         )
-
-
-class Agent(Protocol):
-    """What the DataModule needs from the LightningModule it serves."""
-
-    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """Actions ``(B, action_dim)`` in env units for observations ``(B, obs_dim)``, without grad."""
-        ...
-
-
-class EpisodeStats(NamedTuple):
-    """A finished training episode.
-
-    Attributes:
-        index: 0-based number of the episode in the main loop (warm-up episodes are not counted).
-        episode_return: undiscounted return.
-        length: env steps in the episode.
-        duration_s: wall-clock seconds the episode took (updates included).
-
-    """
-
-    index: int
-    episode_return: float
-    length: int
-    duration_s: float
-
-
-class TrainBatch(NamedTuple):
-    """What ``training_step`` receives for one env step.
-
-    Attributes:
-        minibatches: ``updates_per_step`` independent minibatches, already on the module's device.
-        train_step: main-loop env steps taken so far, this one included (1-based; warm-up excluded).
-        episode: the training episode that this step ended, if any.
-
-    """
-
-    minibatches: tuple[Transition, ...]
-    train_step: int
-    episode: EpisodeStats | None
-
-
-class EvalEpisode(NamedTuple):
-    """One deterministic evaluation episode: its undiscounted ``episode_return`` and ``length``."""
-
-    episode_return: float
-    length: int
 
 
 class EnvDataModule(LightningDataModule):
@@ -284,7 +237,7 @@ class EnvDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly.
 
-        Counters, the current observation, both envs mid-episode (see :mod:`lightning_sparse_rl.env_state`),
+        Counters, the current observation, both envs mid-episode (see :mod:`lightning_sparse_rl.data.env_state`),
         the replay buffer and the global random number generators. ``lsrl fit`` writes the buffer to a side
         file next to the checkpoint. During an evaluation (a run stopped by a signal mid-evaluation) the eval
         env is saved as it was when the evaluation began, so the resumed run repeats that evaluation.

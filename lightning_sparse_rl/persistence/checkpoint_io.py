@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from lightning_sparse_rl.run_files import atomic_write_bytes
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
 _SIDE_FILE = "side_file"
 #: Prefix of the zip comment that records a checkpoint's SHA-256.

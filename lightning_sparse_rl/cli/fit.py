@@ -1,32 +1,19 @@
-"""``lsrl``: the command line.
-
-``lsrl fit`` is LightningCLI (``lsrl fit --config configs/sac.yaml``); ``lsrl view``, ``lsrl export`` and
-``lsrl plot`` work on what a run wrote.
-
-This module sits at the edge: nothing in the package imports it except the tutorial-flag front
-(:mod:`lightning_sparse_rl.main`), which translates the original flags into ``lsrl fit`` arguments.
-"""
+"""``lsrl fit``: LightningCLI wired for off-policy RL, with resumes checked before anything in a run folder changes."""
 
 from __future__ import annotations
 
-import argparse
-import errno
 import importlib
-import os
 import pickle
 import re
 import sys
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import torch
 import yaml
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -35,14 +22,19 @@ from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
-from lightning_sparse_rl.checkpoint_io import CheckpointDamaged, RunCheckpointIO, check_side_files, verify_checkpoint
-from lightning_sparse_rl.config_changes import ConfigChange, config_changes
-from lightning_sparse_rl.datamodule import MAX_SEED, EnvDataModule
+from lightning_sparse_rl.cli.errors import RunFinished
+from lightning_sparse_rl.data.datamodule import MAX_SEED, EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
-from lightning_sparse_rl.run_files import atomic_write_bytes
-from lightning_sparse_rl.run_lock import RunFolderBusy, RunLock
+from lightning_sparse_rl.persistence.checkpoint_io import (
+    CheckpointDamaged,
+    RunCheckpointIO,
+    check_side_files,
+    verify_checkpoint,
+)
+from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_changes
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
+from lightning_sparse_rl.persistence.run_lock import RunLock
 from lightning_sparse_rl.run_position import run_directory
-from lightning_sparse_rl.stop_request import StopRequested
 from lightning_sparse_rl.validation import UserInputError
 
 #: Trainer settings that make Lightning's loops fit RL (see README): epochs end on our env-step
@@ -54,32 +46,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
 
-#: Exceptions that are the user's input, not a bug: ``lsrl`` prints them as one line and exits with status 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    argparse.ArgumentError,
-    gym.error.Error,
-    FileNotFoundError,
-    CheckpointDamaged,
-    RunFolderBusy,
-    MisconfigurationException,
-)
-#: The user errors that can also arise once training has started; any other exception there is a bug (traceback).
-FIT_USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserInputError,
-    FileNotFoundError,
-    CheckpointDamaged,
-    RunFolderBusy,
-    MisconfigurationException,
-)
-#: ``OSError`` numbers that are the machine's state, not a bug: a full disk or quota, no permission, read-only.
-ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
 #: The file that lists a run's resumes and the settings they changed.
 RESUME_HISTORY = "resumes.yaml"
-
-
-class RunFinished(Exception):
-    """A resumed run has already reached its ``max_timesteps``: nothing to train."""
 
 
 @dataclass
@@ -191,9 +159,9 @@ class SparseRLCLI(LightningCLI):
     * ``seed_everything`` is linked into ``data.seed`` (one seed for torch, numpy, envs, buffer);
     * the :class:`RLProgressReporter`, :class:`EvaluationResults` and :class:`RunCheckpoints` callbacks are
       always present, configurable as ``progress.*``, ``results.*`` and ``checkpoints.*``;
-    * checkpoints are written by :class:`~lightning_sparse_rl.checkpoint_io.RunCheckpointIO` (atomic files,
+    * checkpoints are written by :class:`~lightning_sparse_rl.persistence.checkpoint_io.RunCheckpointIO` (atomic files,
       replay buffer in a side file, a checksum) and record the resolved config (:class:`SaveRunConfig`);
-    * a run folder is locked (:class:`~lightning_sparse_rl.run_lock.RunLock`) while a fit uses it;
+    * a run folder is locked (:class:`~lightning_sparse_rl.persistence.run_lock.RunLock`) while a fit uses it;
     * ``--ckpt_path`` resumes as a transaction: the checkpoint is verified and the given config compared with
       the recorded one before anything in a run folder changes (:meth:`plan_resume`);
       ``--config RUN_DIR/config.yaml --ckpt_path last`` resumes ``RUN_DIR/checkpoints/last.ckpt`` with its
@@ -436,224 +404,3 @@ def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
         args=args,
         run=run,
     )
-
-
-class ToolParser(argparse.ArgumentParser):
-    """``argparse`` whose errors are exceptions (``lsrl`` prints them as one line), not usage text and an exit."""
-
-    def error(self, message: str) -> Any:
-        """Raise ``argparse.ArgumentError`` with ``message``."""
-        raise argparse.ArgumentError(None, f"{self.prog}: {message}")
-
-
-def view(argv: Sequence[str]) -> None:
-    """``lsrl view PATH``: watch deterministic episodes of a trained agent (window or video file)."""
-    parser = ToolParser(prog="lsrl view", description=view.__doc__)
-    parser.add_argument("path", help="an exported policy (.pt) or a checkpoint (.ckpt) of lsrl fit")
-    parser.add_argument("--record", metavar="VIDEO", help="write a video (.mp4 or .gif) instead of opening a window")
-    parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0, help="env seed")
-    parser.add_argument("--random-actions", action="store_true", help="uniformly random actions, for comparison")
-    parser.add_argument("--width", type=int, default=480, help="video width (pixels)")
-    parser.add_argument("--height", type=int, default=360, help="video height (pixels)")
-    args = parser.parse_args(argv)
-    from lightning_sparse_rl.policy import load_policy
-    from lightning_sparse_rl.viewer import (
-        VIDEO_SUFFIXES,
-        frames_per_second,
-        play_episodes,
-        use_headless_rendering,
-        write_video,
-    )
-
-    if args.record and not args.record.endswith(VIDEO_SUFFIXES):
-        parser.error(f"--record {args.record}: the video file must end in one of {VIDEO_SUFFIXES}")
-    if args.episodes < 1:
-        parser.error(f"--episodes {args.episodes} must be >= 1")
-    if not args.record and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        parser.error("no display to open a window on: record a video instead, e.g. --record agent.mp4")
-    policy = load_policy(args.path)
-    nonzero, total = policy.connections()
-    print(
-        f"{policy.algorithm} on {policy.env_spec.env_id}: {policy.input_features.input_dim} inputs, "
-        f"actor with {nonzero}/{total} non-zero weights ({100 * (1 - nonzero / total):.1f}% sparse)"
-    )
-    if args.record:
-        use_headless_rendering()
-        mode = "rgb_array"
-    else:
-        print("A MuJoCo window opens; press TAB to make the camera track the agent.")
-        mode = "human"
-    records = play_episodes(
-        policy, args.episodes, args.seed, mode, args.random_actions, width=args.width, height=args.height
-    )
-    for i, record in enumerate(records):
-        print(f"Episode {i}: return {record.episode_return:.1f}, {record.length} steps")
-    if args.record:
-        frames = [frame for record in records for frame in record.frames]
-        write_video(frames, args.record, frames_per_second(policy.env_spec.env_id))
-        print(f"Wrote {len(frames)} frames to {args.record}")
-
-
-def export(argv: Sequence[str]) -> None:
-    """``lsrl export CHECKPOINT POLICY``: write a trained agent's small policy file."""
-    parser = ToolParser(prog="lsrl export", description=export.__doc__)
-    parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
-    parser.add_argument("policy", help="the policy file to write (.pt)")
-    args = parser.parse_args(argv)
-    from lightning_sparse_rl.policy import load_policy
-
-    load_policy(args.checkpoint).save(args.policy)
-    print(f"Wrote {args.policy}")
-
-
-def plot(argv: Sequence[str]) -> None:
-    """``lsrl plot RUN_DIR...``: PNG plots of learning curves, input connectivity and sparsity distributions."""
-    parser = ToolParser(prog="lsrl plot", description=plot.__doc__)
-    parser.add_argument(
-        "runs", nargs="*", help="run directories (runs/NAME/version_N); runs with the same NAME are seeds of one group"
-    )
-    parser.add_argument("--out", default="plots", help="folder for the PNG files")
-    parser.add_argument("--layers", help="layer sizes of one network, e.g. 17,256,256,6: compare uniform / ER / new")
-    parser.add_argument("--global-sparsity", type=float, default=0.9, help="for --layers")
-    parser.add_argument("--input-layer-sparsity", type=float, default=-1.0, help="for --layers")
-    args = parser.parse_args(argv)
-    if not args.runs and not args.layers:
-        parser.error("give run directories, --layers, or both")
-    from lightning_sparse_rl.plots import plot_connectivity, plot_learning_curves, plot_sparsity_distribution
-    from lightning_sparse_rl.run_files import read_csv_columns
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    returns: dict[str, list] = {}
-    connectivity: dict[str, tuple[list, list]] = {}
-    for run in map(Path, args.runs):
-        if not (run / "evaluations.csv").exists():
-            parser.error(f"{run} has no evaluations.csv: not a run directory of lsrl fit")
-        group = run.parent.name if run.name.startswith("version_") else run.name
-        evaluations = read_csv_columns(run / "evaluations.csv")
-        returns.setdefault(group, []).append((evaluations["step"], evaluations["return"]))
-        if (run / "connectivity.csv").exists():
-            columns = read_csv_columns(run / "connectivity.csv")
-            real, noise = connectivity.setdefault(group, ([], []))
-            real.append((columns["step"], columns["actor/real"]))
-            noise.append((columns["step"], columns["actor/noise"]))
-    written = []
-    if returns:
-        plot_learning_curves(returns, out / "learning_curves.png")
-        written.append(out / "learning_curves.png")
-    if connectivity:
-        plot_connectivity(connectivity, out / "connectivity.png")
-        written.append(out / "connectivity.png")
-    if args.layers:
-        try:
-            sizes = [int(size) for size in args.layers.split(",")]
-        except ValueError:
-            parser.error(f"--layers {args.layers}: give comma-separated integers, e.g. 17,256,256,6")
-        plot_sparsity_distribution(
-            sizes, args.global_sparsity, out / "sparsity_distribution.png", args.input_layer_sparsity
-        )
-        written.append(out / "sparsity_distribution.png")
-    for path in written:
-        print(f"Wrote {path}")
-
-
-#: ``lsrl`` subcommands that are not LightningCLI's.
-TOOLS = {"view": view, "export": export, "plot": plot}
-
-
-def _jsonargparse_reason(error: BaseException) -> str | None:
-    """For jsonargparse's report of a value that no accepted type took: its key and innermost reason."""
-    if not (isinstance(error, argparse.ArgumentError) or str(error).startswith("Does not validate")):
-        return None
-    keys, reason = [], str(error)
-    cause: BaseException | None = error
-    while cause is not None:
-        message = str(cause)
-        key = re.match(r'Parser key "([^"]+)":\s*', message)
-        if key and key[1] not in keys:
-            keys.append(key[1])
-            message = message[key.end() :]
-        if isinstance(cause, (ValueError, argparse.ArgumentError)) and not message.startswith("Does not validate"):
-            reason = message
-        cause = cause.__cause__
-    return f"{'.'.join(keys)}: {reason}" if keys else reason
-
-
-def _one_line(error: BaseException) -> str:
-    if isinstance(error, OSError) and error.strerror and error.errno not in (None, errno.ENOENT):
-        return error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
-    return " ".join((_jsonargparse_reason(error) or str(error)).split()) or type(error).__name__
-
-
-def _stop_message(stop: StopRequested) -> str:
-    if stop.checkpoint is None:
-        return f"Stopped by {stop.signal.name} during {stop.phase}; no checkpoint was written."
-    checkpoint = Path(stop.checkpoint)
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    config = run_dir / "config.yaml"
-    if config.exists():
-        resume = f"lsrl fit --config {config} --ckpt_path last"
-    else:
-        resume = f"lsrl fit ... --ckpt_path {checkpoint}"
-    return f"Stopped by {stop.signal.name} during {stop.phase}; wrote {checkpoint}. Resume with: {resume}"
-
-
-def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[str]) -> None:
-    """Run ``command(argv)``; a user error becomes one line ``error: ...`` on stderr and exit status 2.
-
-    User errors are invalid values, env ids, config files, checkpoints, a busy run folder, a full disk; once
-    training has started only the dedicated types (:data:`FIT_USER_ERRORS`): any other exception there is a
-    bug and keeps its traceback. ``--debug`` in ``argv`` (removed before ``command`` sees it) or
-    ``LSRL_DEBUG=1`` shows the traceback of user errors too. A honoured stop signal prints how to resume
-    (status 0); a resume of a finished run says so (status 0). Ctrl-C before the run's signal handlers are
-    installed ends with status 130 (inside Lightning's fit, with Lightning's graceful shutdown and status 1).
-    """
-    debug = "--debug" in argv or os.environ.get("LSRL_DEBUG", "") not in ("", "0")
-    argv = [arg for arg in argv if arg != "--debug"]
-    try:
-        command(argv)
-    except StopRequested as stop:
-        print(_stop_message(stop), flush=True)
-    except RunFinished as finished:
-        print(finished, flush=True)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except (*USER_ERRORS, OSError) as error:
-        if debug or not _is_user_error(error):
-            raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _is_user_error(error: BaseException) -> bool:
-    """The user's input or the machine's state, as opposed to a bug (which keeps its traceback)."""
-    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
-        return True
-    if getattr(error, "lsrl_during_fit", False):
-        return isinstance(error, FIT_USER_ERRORS)
-    return isinstance(error, USER_ERRORS)
-
-
-def run_lsrl(argv: list[str]) -> None:
-    """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
-    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
-    # passes its translated arguments on purpose.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-    if argv and argv[0] in TOOLS:
-        TOOLS[argv[0]](argv[1:])
-        return
-    build_cli(argv)
-
-
-def main(args: ArgsType = None) -> None:
-    """Console-script entry point of ``lsrl`` (user errors as one line, see :func:`run_reporting_errors`)."""
-    run_reporting_errors(run_lsrl, list(sys.argv[1:] if args is None else args))
-
-
-if __name__ == "__main__":
-    main()

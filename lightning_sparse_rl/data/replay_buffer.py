@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-
-class Transition(NamedTuple):
-    """A minibatch of transitions; every field has leading dimension ``B`` (batch).
-
-    Attributes:
-        obs: observations, shape ``(B, obs_dim)``.
-        action: actions taken, shape ``(B, action_dim)``.
-        reward: rewards, shape ``(B,)``.
-        next_obs: next observations, shape ``(B, obs_dim)``; for a truncated episode this is the
-            last observation of the episode (not the reset observation).
-        terminated: 1.0 where the episode truly ended (no bootstrapping), else 0.0, shape ``(B,)``.
-            A time-limit truncation is stored as 0.0, so TD targets bootstrap through it.
-
-    """
-
-    obs: Tensor
-    action: Tensor
-    reward: Tensor
-    next_obs: Tensor
-    terminated: Tensor
+from lightning_sparse_rl.types import Transition
 
 
 class ReplayBuffer:

@@ -96,7 +96,8 @@ class NoiseSpec:
 
 
 # Plain data inside EnvSpec: checkpoints that hold it load with weights_only=True.
-torch.serialization.add_safe_globals([NoiseSpec])
+# Files written before the ``data/`` sub-package existed name it at its old path.
+torch.serialization.add_safe_globals([NoiseSpec, (NoiseSpec, "lightning_sparse_rl.noise_features.NoiseSpec")])
 
 
 def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, ...], ...]:

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from lightning_sparse_rl.noise_features import NoiseFeatures, NoiseSpec
+from lightning_sparse_rl.data.noise_features import NoiseFeatures, NoiseSpec
 
 #: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
 #: Sources: Gymnasium's MuJoCo v5 changelog (see ``../shared/reference/peers.md`` section E).
@@ -68,7 +68,8 @@ class EnvSpec:
 
 
 # Plain data: checkpoints that hold it (in the model's hyperparameters) load with weights_only=True.
-torch.serialization.add_safe_globals([EnvSpec])
+# Files written before the ``data/`` sub-package existed name it at its old path.
+torch.serialization.add_safe_globals([EnvSpec, (EnvSpec, "lightning_sparse_rl.envs.EnvSpec")])
 
 
 def resolve_env_id(env_id: str) -> tuple[str, str | None]:

@@ -1,0 +1,39 @@
+"""The command line: ``lsrl fit`` (LightningCLI), ``lsrl view / export / plot``, and the tutorial-flag front.
+
+This package sits at the edge: nothing in the library imports it. ``python -m lightning_sparse_rl.main`` runs
+the tutorial front (:mod:`lightning_sparse_rl.cli.tutorial`).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from lightning.pytorch.cli import ArgsType
+
+from lightning_sparse_rl.cli.errors import run_reporting_errors
+from lightning_sparse_rl.cli.fit import SparseRLCLI, build_cli
+from lightning_sparse_rl.cli.tools import TOOLS
+
+__all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl"]
+
+
+def run_lsrl(argv: list[str]) -> None:
+    """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
+    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
+    # passes its translated arguments on purpose.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
+    if argv and argv[0] in TOOLS:
+        TOOLS[argv[0]](argv[1:])
+        return
+    build_cli(argv)
+
+
+def main(args: ArgsType = None) -> None:
+    """Console-script entry point of ``lsrl`` (user errors as one line, see :func:`run_reporting_errors`)."""
+    run_reporting_errors(run_lsrl, list(sys.argv[1:] if args is None else args))
+
+
+if __name__ == "__main__":
+    main()

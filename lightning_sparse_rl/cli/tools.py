@@ -1,0 +1,125 @@
+"""``lsrl view``, ``lsrl export`` and ``lsrl plot``: tools that work on what a run wrote."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning_sparse_rl.cli.errors import ToolParser
+
+
+def view(argv: Sequence[str]) -> None:
+    """``lsrl view PATH``: watch deterministic episodes of a trained agent (window or video file)."""
+    parser = ToolParser(prog="lsrl view", description=view.__doc__)
+    parser.add_argument("path", help="an exported policy (.pt) or a checkpoint (.ckpt) of lsrl fit")
+    parser.add_argument("--record", metavar="VIDEO", help="write a video (.mp4 or .gif) instead of opening a window")
+    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="env seed")
+    parser.add_argument("--random-actions", action="store_true", help="uniformly random actions, for comparison")
+    parser.add_argument("--width", type=int, default=480, help="video width (pixels)")
+    parser.add_argument("--height", type=int, default=360, help="video height (pixels)")
+    args = parser.parse_args(argv)
+    from lightning_sparse_rl.policy import load_policy
+    from lightning_sparse_rl.viewer import (
+        VIDEO_SUFFIXES,
+        frames_per_second,
+        play_episodes,
+        use_headless_rendering,
+        write_video,
+    )
+
+    if args.record and not args.record.endswith(VIDEO_SUFFIXES):
+        parser.error(f"--record {args.record}: the video file must end in one of {VIDEO_SUFFIXES}")
+    if args.episodes < 1:
+        parser.error(f"--episodes {args.episodes} must be >= 1")
+    if not args.record and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        parser.error("no display to open a window on: record a video instead, e.g. --record agent.mp4")
+    policy = load_policy(args.path)
+    nonzero, total = policy.connections()
+    print(
+        f"{policy.algorithm} on {policy.env_spec.env_id}: {policy.input_features.input_dim} inputs, "
+        f"actor with {nonzero}/{total} non-zero weights ({100 * (1 - nonzero / total):.1f}% sparse)"
+    )
+    if args.record:
+        use_headless_rendering()
+        mode = "rgb_array"
+    else:
+        print("A MuJoCo window opens; press TAB to make the camera track the agent.")
+        mode = "human"
+    records = play_episodes(
+        policy, args.episodes, args.seed, mode, args.random_actions, width=args.width, height=args.height
+    )
+    for i, record in enumerate(records):
+        print(f"Episode {i}: return {record.episode_return:.1f}, {record.length} steps")
+    if args.record:
+        frames = [frame for record in records for frame in record.frames]
+        write_video(frames, args.record, frames_per_second(policy.env_spec.env_id))
+        print(f"Wrote {len(frames)} frames to {args.record}")
+
+
+def export(argv: Sequence[str]) -> None:
+    """``lsrl export CHECKPOINT POLICY``: write a trained agent's small policy file."""
+    parser = ToolParser(prog="lsrl export", description=export.__doc__)
+    parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
+    parser.add_argument("policy", help="the policy file to write (.pt)")
+    args = parser.parse_args(argv)
+    from lightning_sparse_rl.policy import load_policy
+
+    load_policy(args.checkpoint).save(args.policy)
+    print(f"Wrote {args.policy}")
+
+
+def plot(argv: Sequence[str]) -> None:
+    """``lsrl plot RUN_DIR...``: PNG plots of learning curves, input connectivity and sparsity distributions."""
+    parser = ToolParser(prog="lsrl plot", description=plot.__doc__)
+    parser.add_argument(
+        "runs", nargs="*", help="run directories (runs/NAME/version_N); runs with the same NAME are seeds of one group"
+    )
+    parser.add_argument("--out", default="plots", help="folder for the PNG files")
+    parser.add_argument("--layers", help="layer sizes of one network, e.g. 17,256,256,6: compare uniform / ER / new")
+    parser.add_argument("--global-sparsity", type=float, default=0.9, help="for --layers")
+    parser.add_argument("--input-layer-sparsity", type=float, default=-1.0, help="for --layers")
+    args = parser.parse_args(argv)
+    if not args.runs and not args.layers:
+        parser.error("give run directories, --layers, or both")
+    from lightning_sparse_rl.persistence.run_files import read_csv_columns
+    from lightning_sparse_rl.plots import plot_connectivity, plot_learning_curves, plot_sparsity_distribution
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    returns: dict[str, list] = {}
+    connectivity: dict[str, tuple[list, list]] = {}
+    for run in map(Path, args.runs):
+        if not (run / "evaluations.csv").exists():
+            parser.error(f"{run} has no evaluations.csv: not a run directory of lsrl fit")
+        group = run.parent.name if run.name.startswith("version_") else run.name
+        evaluations = read_csv_columns(run / "evaluations.csv")
+        returns.setdefault(group, []).append((evaluations["step"], evaluations["return"]))
+        if (run / "connectivity.csv").exists():
+            columns = read_csv_columns(run / "connectivity.csv")
+            real, noise = connectivity.setdefault(group, ([], []))
+            real.append((columns["step"], columns["actor/real"]))
+            noise.append((columns["step"], columns["actor/noise"]))
+    written = []
+    if returns:
+        plot_learning_curves(returns, out / "learning_curves.png")
+        written.append(out / "learning_curves.png")
+    if connectivity:
+        plot_connectivity(connectivity, out / "connectivity.png")
+        written.append(out / "connectivity.png")
+    if args.layers:
+        try:
+            sizes = [int(size) for size in args.layers.split(",")]
+        except ValueError:
+            parser.error(f"--layers {args.layers}: give comma-separated integers, e.g. 17,256,256,6")
+        plot_sparsity_distribution(
+            sizes, args.global_sparsity, out / "sparsity_distribution.png", args.input_layer_sparsity
+        )
+        written.append(out / "sparsity_distribution.png")
+    for path in written:
+        print(f"Wrote {path}")
+
+
+#: ``lsrl`` subcommands that are not LightningCLI's.
+TOOLS = {"view": view, "export": export, "plot": plot}

@@ -1,0 +1,109 @@
+"""The contracts between the parts: what flows from the env side to the algorithms, and what callbacks may use.
+
+* :class:`Transition`, :class:`TrainBatch`, :class:`EvalEpisode`, :class:`EpisodeStats`: the data the env
+  side (``data/``) hands to the algorithms and callbacks;
+* :class:`Agent`: what the env side needs from a policy (``act``);
+* :class:`SparseAlgorithm`: what the sparsity, connectivity and permutation callbacks need from an algorithm.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from lightning_sparse_rl.data.noise_features import InputFeatures
+    from lightning_sparse_rl.networks import SparseNetwork
+
+
+class Transition(NamedTuple):
+    """A minibatch of transitions; every field has leading dimension ``B`` (batch).
+
+    Attributes:
+        obs: observations, shape ``(B, obs_dim)``.
+        action: actions taken, shape ``(B, action_dim)``.
+        reward: rewards, shape ``(B,)``.
+        next_obs: next observations, shape ``(B, obs_dim)``; for a truncated episode this is the
+            last observation of the episode (not the reset observation).
+        terminated: 1.0 where the episode truly ended (no bootstrapping), else 0.0, shape ``(B,)``.
+            A time-limit truncation is stored as 0.0, so TD targets bootstrap through it.
+
+    """
+
+    obs: Tensor
+    action: Tensor
+    reward: Tensor
+    next_obs: Tensor
+    terminated: Tensor
+
+
+class Agent(Protocol):
+    """What the DataModule needs from the LightningModule it serves."""
+
+    def act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """Actions ``(B, action_dim)`` in env units for observations ``(B, obs_dim)``, without grad."""
+        ...
+
+
+class EpisodeStats(NamedTuple):
+    """A finished training episode.
+
+    Attributes:
+        index: 0-based number of the episode in the main loop (warm-up episodes are not counted).
+        episode_return: undiscounted return.
+        length: env steps in the episode.
+        duration_s: wall-clock seconds the episode took (updates included).
+
+    """
+
+    index: int
+    episode_return: float
+    length: int
+    duration_s: float
+
+
+class TrainBatch(NamedTuple):
+    """What ``training_step`` receives for one env step.
+
+    Attributes:
+        minibatches: ``updates_per_step`` independent minibatches, already on the module's device.
+        train_step: main-loop env steps taken so far, this one included (1-based; warm-up excluded).
+        episode: the training episode that this step ended, if any.
+
+    """
+
+    minibatches: tuple[Transition, ...]
+    train_step: int
+    episode: EpisodeStats | None
+
+
+class EvalEpisode(NamedTuple):
+    """One deterministic evaluation episode: its undiscounted ``episode_return`` and ``length``."""
+
+    episode_return: float
+    length: int
+
+
+class SparseAlgorithm(Protocol):
+    """What the sparsity, connectivity and permutation callbacks need from the algorithm they act on.
+
+    Attributes:
+        gradient_steps: gradient updates so far (our counter, not Lightning's ``global_step``).
+        input_features: the networks' input layout (real and noise features, the current permutation).
+        device: where the networks live.
+
+    """
+
+    gradient_steps: int
+    input_features: InputFeatures
+    device: torch.device
+
+    def sparse_networks(self) -> list[SparseNetwork]:
+        """Every network with maskable layers (actor, critics), with the targets that follow them."""
+        ...
+
+    def network_loss(self, family: str, batch: Transition) -> Tensor:
+        """The loss of the network family (``actor`` or ``critic``) on ``batch``, for dense-gradient regrowth."""
+        ...
