@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from lightning_sparse_rl.networks import SparseNetwork, masked_layers
+from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.sparse import (
     MaskAdam,
     drop_fraction_at,
@@ -48,7 +49,8 @@ class DynamicSparsityCallback(Callback):
         growth: ``random`` (SET) or ``gradient`` (RigL).
         new_weight_init: regrown weights start at ``zero``, or per element ``unif`` ~ U(±1/√fan_in) or
             ``xavier`` ~ U(±√(6/(fan_in+fan_out))).
-        seed: seed of the regrowth generator; ``None`` derives it from ``torch.initial_seed()``.
+        seed: seed of the regrowth generator; ``None`` derives it from the run seed (``torch.initial_seed()``,
+            stream ``dst`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -90,7 +92,7 @@ class DynamicSparsityCallback(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Create the generator on the module's device (restored from a checkpoint when resuming)."""
         if self.seed is None:
-            self.seed = (torch.initial_seed() + 1) % 2**63
+            self.seed = stream_seed(torch.initial_seed(), "dst")
         self._generator = torch.Generator(device=pl_module.device)
         saved = self._saved_generator
         if saved is not None and saved["device"] == str(self._generator.device):

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.types import TrainBatch
 from lightning_sparse_rl.validation import check_positive
 
@@ -39,7 +40,8 @@ class FeaturePermutationCallback(Callback):
         empty_buffer: empty and refill the replay buffer at each permutation.
         refill_timesteps: env steps of the refill.
         refill_mode: ``random`` or ``current``.
-        seed: seed of the permutation generator; ``None`` derives it from ``torch.initial_seed()``.
+        seed: seed of the permutation generator; ``None`` derives it from the run seed (``torch.initial_seed()``,
+            stream ``permutation`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -67,7 +69,7 @@ class FeaturePermutationCallback(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Seed the permutation generator (a checkpoint's state replaces it when resuming)."""
         if self.seed is None:
-            self.seed = (torch.initial_seed() + 1) % 2**63
+            self.seed = stream_seed(torch.initial_seed(), "permutation")
         self.generator.manual_seed(self.seed)
 
     def on_train_batch_end(

@@ -43,16 +43,11 @@ from lightning_sparse_rl.data.noise_features import (
 from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 from lightning_sparse_rl.persistence.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.persistence.state_encoding import decode, encode
+from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
 from lightning_sparse_rl.types import Agent, EpisodeStats, EvalEpisode, TrainBatch
 from lightning_sparse_rl.validation import UserInputError, check_at_least, check_in_range, check_positive
 
-#: Offset between the train env's seed and the eval env's seed, so the two never share episodes.
-EVAL_SEED_OFFSET = 10_000
-#: Offset of the seed of the random-policy rollout that estimates the ``marginals`` noise distribution.
-MARGINALS_SEED_OFFSET = 20_000
-#: Offset of the train env's noise seed (``noise_mode: env``) from the buffer's sampling seed.
-NOISE_SEED_OFFSET = 30_000
 #: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
 MAX_SEED = 2**32
 
@@ -192,7 +187,7 @@ class EnvDataModule(LightningDataModule):
         if distribution == "marginals":
             steps = self.hparams.marginal_rollout_steps
             rank_zero_info(f"Estimating the real features' distributions from {steps} random-policy steps...")
-            rollout = random_policy_observations(self.env_id, steps, self.seed + MARGINALS_SEED_OFFSET)
+            rollout = random_policy_observations(self.env_id, steps, stream_seed(self.seed, "marginals"))
             quantiles = estimate_marginal_quantiles(rollout)
         return NoiseSpec(count, distribution, std, quantiles)
 
@@ -203,11 +198,11 @@ class EnvDataModule(LightningDataModule):
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         env_noise = self.env_spec.env_noise
-        self.train_env = make_env(self.env_id, env_noise, noise_seed=self.seed + NOISE_SEED_OFFSET)
+        self.train_env = make_env(self.env_id, env_noise, noise_seed=stream_seed(self.seed, "env_noise"))
         self.train_env.action_space.seed(self.seed)
         self._obs, _ = self.train_env.reset(seed=self.seed)
-        self.eval_env = make_env(self.env_id, env_noise, noise_seed=self.seed + EVAL_SEED_OFFSET + NOISE_SEED_OFFSET)
-        self.eval_env.reset(seed=self.seed + EVAL_SEED_OFFSET)
+        self.eval_env = make_env(self.env_id, env_noise, noise_seed=stream_seed(self.seed, "eval_env_noise"))
+        self.eval_env.reset(seed=stream_seed(self.seed, "eval_env"))
         spec = self.env_spec
         row_floats = 2 * spec.observation_dim + spec.action_dim + 2  # obs, action, reward, next obs, terminated
         check_buffer_fits(self.buffer_size, 4 * row_floats, torch.device(device))
