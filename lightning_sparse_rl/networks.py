@@ -115,7 +115,7 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
     ``θ_source`` is the masked (effective) weight. An unmasked target layer whose source layer is
     masked is then kept as sparse as the source: its smallest-magnitude non-zeros beyond the source's
-    connection count are zeroed ("maintain sparsity", anf_spec §4.4). Once a target layer's non-zeros
+    connection count are zeroed ("maintain sparsity", docs/original_code.md §4.4). Once a target layer's non-zeros
     all lie inside the source's mask, Polyak steps can only add non-zeros inside the mask, so the count
     cannot exceed the budget and the check is skipped until the mask changes. A masked target layer
     (shared masks) needs no pruning.

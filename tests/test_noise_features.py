@@ -83,7 +83,7 @@ def test_network_mode_draws_fresh_noise_at_every_forward_pass():
     assert first.shape == (64, 12)
     assert torch.equal(first[:, :3], obs) and torch.equal(second[:, :3], obs)
     assert (first[:, 3:] != second[:, 3:]).all()
-    # Deterministic evaluation actions still see fresh noise (anf_spec §6), so they differ slightly.
+    # Deterministic evaluation actions still see fresh noise (docs/original_code.md §5.3), so they differ slightly.
     assert not torch.equal(module.act(obs, deterministic=True), module.act(obs, deterministic=True))
 
 

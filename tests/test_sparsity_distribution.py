@@ -1,4 +1,4 @@
-"""compute_layer_sparsity against every worked row of anf_spec §3.4, plus its errors and warnings."""
+"""compute_layer_sparsity against every worked row of docs/original_code.md §3.4, plus its errors and warnings."""
 
 import itertools
 
@@ -61,7 +61,7 @@ def test_fixed_input_layer_count_has_no_floating_point_off_by_one():
 
 
 def test_impossible_configuration_raises_a_clear_error():
-    # anf_spec §3.3: g = 0.9 with a pinned 80% input layer on HalfCheetah at 90% noise.
+    # docs/original_code.md §3.3: g = 0.9 with a pinned 80% input layer on HalfCheetah at 90% noise.
     with pytest.raises(ValueError, match=r"impossible.*layer 2"):
         compute_layer_sparsity(0.9, [171, 256, 256, 12], OUT_DENSE, input_layer_sparsity=0.8)
 

@@ -89,7 +89,7 @@ class OffPolicyAlgorithm(LightningModule):
     def observe(self, obs: Tensor) -> Tensor:
         """What a network reads for stored observations ``(B, observation_dim)``: ``(B, input_dim)``.
 
-        Call it once per network call: each call draws fresh noise features (anf_spec §5).
+        Call it once per network call: each call draws fresh noise features (docs/original_code.md §5.3).
         """
         return self.input_features(obs)
 

@@ -1,4 +1,4 @@
-"""Soft Actor-Critic (Haarnoja et al. 2018) with twin critics, as in the ANF code (anf_spec §2.3)."""
+"""Soft Actor-Critic (Haarnoja et al. 2018) with twin critics, as in the ANF code (docs/original_code.md §2.3)."""
 
 from __future__ import annotations
 

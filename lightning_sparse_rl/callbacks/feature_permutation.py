@@ -20,7 +20,7 @@ RefillMode = Literal["random", "current"]
 class FeaturePermutationCallback(Callback):
     """Every ``period`` training steps, at the next episode end, permute the networks' input features.
 
-    As the original's ``--adjust_env_period`` (anf_spec §5): at the first episode end after step
+    As the original's ``--adjust_env_period`` (docs/original_code.md §5.4): at the first episode end after step
     ``period`` (then ``2·period``, …) a fresh random permutation of all ``D`` inputs (real and noise)
     is drawn, never one used before (the identity included), and applied to the algorithm's
     ``input_features``, which every network (actor, critics, targets) reads through. The replay buffer

@@ -1,4 +1,4 @@
-"""``InputConnectivityCallback``: active connections per input feature, real vs noise (anf_spec §7)."""
+"""``InputConnectivityCallback``: active connections per input feature, real vs noise (docs/original_code.md §7)."""
 
 from __future__ import annotations
 

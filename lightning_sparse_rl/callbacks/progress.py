@@ -20,7 +20,7 @@ def _elapsed(seconds: float) -> str:
 class RLProgressReporter(Callback):
     """Prints the tutorial's episode and evaluation lines and logs training throughput.
 
-    Episode line (anf_spec §6): ``Total Steps: {t}  Episode Num: {n}  Epi. Steps: {len}  Reward:
+    Episode line (docs/original_code.md §6.1): ``Total Steps: {t}  Episode Num: {n}  Epi. Steps: {len}  Reward:
     {r}  Epi. Time: {h:mm:ss}  Total Train Time: {h:mm:ss}``; evaluation: ``Evaluation over {n}
     episode(s): {mean:.3f}`` between lines of dashes. Every ``trainer.log_every_n_steps`` env steps
     it logs ``perf/env_steps_per_s`` and ``perf/updates_per_s``, measured over that window

@@ -63,7 +63,7 @@ class SparsityDistributionCallback(Callback):
 
     Args:
         global_sparsity: target sparsity of each network's weights, in ``[0, 1)``.
-        distribution: ``uniform``, ``ER`` or ``new`` (anf_spec §3.2).
+        distribution: ``uniform``, ``ER`` or ``new`` (docs/original_code.md §3.2).
         input_layer_sparsity: ``-1`` free, ``0`` dense input layer, ``(0, 1)`` pinned (ANF: 0.8).
         output_layer_sparse: let the actor's output layer be sparse too (critic outputs stay dense).
         closeness: exponent of the ``new`` distribution.
@@ -166,7 +166,7 @@ class SparsityDistributionCallback(Callback):
             table += (
                 f"\nNote: global_sparsity {self.global_sparsity:g} cannot be met with input_layer_sparsity "
                 f"{self.input_layer_sparsity:g}: all other layers are dense, so the global sparsity is "
-                f"{levels.global_sparsity:.5f} (anf_spec §3.3)."
+                f"{levels.global_sparsity:.5f} (docs/original_code.md §3.3)."
             )
         rank_zero_info(table)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 import yaml
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -27,7 +26,6 @@ from lightning_sparse_rl.data.datamodule import MAX_SEED, EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.persistence.checkpoint_io import (
     CheckpointDamaged,
-    RunCheckpointIO,
     check_side_files,
     verify_checkpoint,
 )
@@ -35,14 +33,12 @@ from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import RunLock
 from lightning_sparse_rl.run_position import run_directory
+from lightning_sparse_rl.trainer import TRAINER_DEFAULTS, arrange_for_rl
 from lightning_sparse_rl.validation import UserInputError
 
-#: Trainer settings that make Lightning's loops fit RL (see README): epochs end on our env-step
-#: budget, there is no sanity evaluation, and runs go to ``runs/`` with a CSV log by default.
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "max_epochs": -1,
-    "num_sanity_val_steps": 0,
-    "default_root_dir": "runs",
+#: The trainer defaults of :func:`~lightning_sparse_rl.trainer.make_trainer`, with a CSV log in ``runs/``.
+CLI_TRAINER_DEFAULTS: dict[str, Any] = {
+    **TRAINER_DEFAULTS,
     "logger": {"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
 
@@ -289,15 +285,8 @@ class SparseRLCLI(LightningCLI):
                 logger.class_path = f"{CSVLogger.__module__}.{CSVLogger.__qualname__}"
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """The trainer, reading and writing checkpoints with :class:`RunCheckpointIO` (unless configured otherwise)."""
-        trainer = super().instantiate_trainer(**kwargs)
-        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = RunCheckpointIO()
-        # RunCheckpoints after every callback that changes the state at a step's end, and after ModelCheckpoint
-        # (whose last.ckpt of an evaluation it then need not write again).
-        ours = [c for c in trainer.callbacks if isinstance(c, RunCheckpoints)]
-        others = [c for c in trainer.callbacks if c not in ours]
-        trainer.callbacks = others + ours
+        """The trainer, arranged as by :func:`~lightning_sparse_rl.trainer.arrange_for_rl`; resumes continue logs."""
+        trainer = arrange_for_rl(super().instantiate_trainer(**kwargs))
         for callback in trainer.callbacks:
             if isinstance(callback, SaveRunConfig):
                 callback.resume = self.resume
@@ -397,7 +386,7 @@ def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
         EnvDataModule,
         subclass_mode_model=True,
         seed_everything_default=42,
-        trainer_defaults=TRAINER_DEFAULTS,
+        trainer_defaults=CLI_TRAINER_DEFAULTS,
         save_config_callback=SaveRunConfig,
         parser_kwargs={"exit_on_error": False},
         auto_configure_optimizers=False,

@@ -1,6 +1,6 @@
 """The tutorial's command line: ``python -m lightning_sparse_rl.main --policy SAC --env HalfCheetah-v3 ...``.
 
-It accepts the original ``main.py`` flags (anf_spec §1), translates them into ``lsrl fit`` arguments,
+It accepts the original ``main.py`` flags (docs/original_code.md §1), translates them into ``lsrl fit`` arguments,
 prints that equivalent command and runs it: one code path, the same objects as LightningCLI.
 Flags of features that are not implemented yet are accepted and, when set to anything but their
 default, rejected with a clear "not yet" message.
@@ -291,7 +291,10 @@ def noise_callbacks(args: argparse.Namespace) -> list[dict[str, object]]:
 
 
 def policy_notice(args: argparse.Namespace) -> str | None:
-    """Say when sparsity flags have no effect: a dense policy, or a sparse one with all levels 0 (anf_spec §2.1)."""
+    """Say when sparsity flags have no effect: a dense policy, or a sparse one with all levels 0.
+
+    See docs/original_code.md §2.1.
+    """
     sparsity_set = args.global_sparsity > 0 or 0 < args.input_layer_sparsity < 1
     if args.policy in ("SAC", "TD3"):
         if sparsity_set:
@@ -302,7 +305,7 @@ def policy_notice(args: argparse.Namespace) -> str | None:
     base = "TD3" if "TD3" in args.policy else "SAC"
     return (
         f"--policy {args.policy} with global_sparsity 0 and input_layer_sparsity -1 has no sparse layer: "
-        f"this run is dense {base}, exactly as in the original (anf_spec §2.1)."
+        f"this run is dense {base}, exactly as in the original (docs/original_code.md §2.1)."
     )
 
 

@@ -94,7 +94,7 @@ class EnvDataModule(LightningDataModule):
         eval_episodes: deterministic episodes per evaluation.
         updates_per_step: gradient updates (minibatches) per env step.
         fake_features: fraction ``f`` in ``[0, 1)`` of the networks' inputs that are pure noise
-            (anf_spec §5): ``D = ceil(d / (1 − f))`` inputs for ``d`` real features, ``f`` read as a
+            (docs/original_code.md §5.1): ``D = ceil(d / (1 − f))`` inputs for ``d`` real features, ``f`` read as a
             decimal (17 real at 0.9 → 170 inputs; the original's float rounding gave 171).
         noise_std: σ > 0 of the ``gaussian`` and ``uniform`` noise.
         noise_distribution: ``gaussian`` N(0, σ²); ``uniform`` on ``[−σ√3, σ√3]``; ``marginals``: noise

@@ -17,7 +17,7 @@ import torch
 from lightning_sparse_rl.data.noise_features import NoiseFeatures, NoiseSpec
 
 #: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
-#: Sources: Gymnasium's MuJoCo v5 changelog (see ``../shared/reference/peers.md`` section E).
+#: Sources: Gymnasium's MuJoCo v5 changelog (summarised in docs/original_code.md §9).
 V5_DIFFERENCES: dict[str, str] = {
     "HalfCheetah": "same dynamics, reward and 17-d observation",
     "Hopper": "same 11-d observation; v5 fixes the healthy reward being paid after an unhealthy step",

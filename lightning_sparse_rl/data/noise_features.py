@@ -1,4 +1,4 @@
-"""Noise input features and input permutation: the "extremely noisy environment" of ANF (anf_spec §5).
+"""Noise input features and input permutation: the "extremely noisy environment" of ANF (docs/original_code.md §5).
 
 A fraction ``f`` of the networks' inputs are pure noise. With ``d`` real observation features the
 networks read ``D = ceil(d / (1 − f))`` inputs, the ``D − d`` noise features after the real ones, then
@@ -50,7 +50,7 @@ def total_input_features(real_features: int, fake_features: float) -> int:
 
     ``f`` is taken as the decimal number it is written as (``0.9`` is 9/10), so ``d = 17, f = 0.9``
     gives the intended 170 (17 real + 153 noise). The original computed in binary floating point,
-    where ``1 − 0.9 < 0.1``, and got 171 (anf_spec §5, quirk 4).
+    where ``1 − 0.9 < 0.1``, and got 171 (docs/original_code.md §5.1).
 
     Raises:
         ValueError: unless ``0 <= f < 1`` and ``d >= 1``.

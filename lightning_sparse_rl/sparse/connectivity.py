@@ -1,4 +1,4 @@
-"""Input connectivity (the ANF metric, anf_spec §7): active connections per input feature."""
+"""Input connectivity (the ANF metric, docs/original_code.md §7): active connections per input feature."""
 
 from __future__ import annotations
 

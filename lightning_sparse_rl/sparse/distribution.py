@@ -1,4 +1,4 @@
-"""Per-layer sparsity levels from a global target: ``uniform``, ``ER`` and ``new`` (anf_spec §3.2).
+"""Per-layer sparsity levels from a global target: ``uniform``, ``ER`` and ``new`` (docs/original_code.md §3.2).
 
 Pure Python maths; layer sizes are neuron counts ``n_0 … n_L`` of a fully connected network, so layer
 ``l`` (1-based in messages) has ``C_l = n_{l-1}·n_l`` possible connections.
@@ -55,7 +55,7 @@ class LayerSparsity:
 
 
 def _raw_density(method: str, n_in: int, n_out: int, closeness: float, global_sparsity: float) -> float:
-    """Density of a free layer before the common scaling factor ε (anf_spec §3.2 step 4)."""
+    """Density of a free layer before the common scaling factor ε (docs/original_code.md §3.2 step 4)."""
     if method == "uniform":
         return 1.0 - global_sparsity
     if method == "ER":
@@ -144,7 +144,10 @@ def compute_layer_sparsity(
 
 
 def _fallback(possible: tuple[int, ...], input_sparsity: float, requested: float) -> LayerSparsity:
-    """Every free layer had to be dense: only the pinned input layer stays sparse (anf_spec §3.2 step 5)."""
+    """Every free layer had to be dense: only the pinned input layer stays sparse.
+
+    See docs/original_code.md §3.2, step 5.
+    """
     sparsity = (input_sparsity,) + (0.0,) * (len(possible) - 1)
     return _result(sparsity, possible, requested, fallback=True)
 

@@ -13,7 +13,7 @@ class MaskAdam(torch.optim.Adam):
     weights are zero, so weight decay adds nothing either. Clearing ``exp_avg``/``exp_avg_sq`` at
     every pruned and regrown position therefore keeps both moments exactly 0 on all inactive
     positions, and a regrown connection starts with fresh moments, as the original MaskAdam does
-    (anf_spec §4.3). Plain Adam keeps the old moments ("ghost" updates of regrown weights).
+    (docs/original_code.md §4.3). Plain Adam keeps the old moments ("ghost" updates of regrown weights).
     """
 
     @torch.no_grad()

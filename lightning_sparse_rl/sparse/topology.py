@@ -95,7 +95,7 @@ def drop_fraction_at(initial: float, step: int, schedule: DropSchedule, end_step
 def zero_smallest_nonzero_(weight: Tensor, count: int, entered: Tensor | None = None) -> None:
     """Zero the ``count`` smallest-magnitude non-zero entries of ``weight`` in place.
 
-    Used to keep a Polyak-averaged target network as sparse as its online network (anf_spec §4.4
+    Used to keep a Polyak-averaged target network as sparse as its online network (docs/original_code.md §4.4
     "maintain sparsity"); ties among equal magnitudes are broken arbitrarily. ``entered`` (optional,
     boolean like ``weight``) marks the entries that just became non-zero; when at least ``count`` of
     them are non-zero, the ``count`` smallest all lie at or below the largest of them, so only entries
