@@ -1,20 +1,13 @@
-"""Shared helpers: real, short Lightning fits on cheap envs."""
+"""pytest set-up for every test: one thread, headless MuJoCo rendering, quiet Lightning warnings."""
 
 from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
 
-from lightning_sparse_rl import SAC, TD3, EnvDataModule
-from lightning_sparse_rl.callbacks import RLProgressReporter
-
-ALGORITHMS = {"sac": SAC, "td3": TD3}
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering (the viewer's video tests)
 
 
@@ -22,59 +15,3 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering (the view
 def _one_thread():
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
-
-
-def short_fit(
-    tmp_path: Path,
-    algorithm: str = "sac",
-    *,
-    seed: int = 0,
-    data: dict | None = None,
-    model: dict | None = None,
-    trainer: dict | None = None,
-    ckpt_path: str | None = None,
-) -> tuple[L.Trainer, L.LightningModule, EnvDataModule]:
-    """Fit ``algorithm`` on Pendulum-v1 (small nets) with a real Trainer and a CSV log in ``tmp_path``."""
-    L.seed_everything(seed, verbose=False)
-    data_kwargs = dict(
-        env_id="Pendulum-v1",
-        seed=seed,
-        start_timesteps=200,
-        max_timesteps=300,
-        eval_freq=150,
-        eval_episodes=1,
-        batch_size=32,
-        buffer_size=10_000,
-    )
-    data_kwargs.update(data or {})
-    dm = EnvDataModule(**data_kwargs)
-    model_kwargs = dict(hidden_width=32)
-    model_kwargs.update(model or {})
-    module = ALGORITHMS[algorithm](dm.env_spec, **model_kwargs)
-    trainer_kwargs = dict(
-        max_epochs=-1,
-        num_sanity_val_steps=0,
-        logger=CSVLogger(tmp_path, name="run"),
-        callbacks=[RLProgressReporter(print_episodes=False, print_evaluations=False)],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        default_root_dir=tmp_path,
-        log_every_n_steps=50,
-    )
-    trainer_kwargs.update(trainer or {})
-    fitter = L.Trainer(**trainer_kwargs)
-    fitter.fit(module, dm, ckpt_path=ckpt_path)
-    return fitter, module, dm
-
-
-def one_line_error(capsys: pytest.CaptureFixture, command, argv: list[str]) -> str:
-    """Run a command-line ``command(argv)`` that must fail with one ``error: ...`` line, status 2, no traceback."""
-    with pytest.raises(SystemExit) as exit_info:
-        command(argv)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
-    assert "Traceback" not in err, err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, err
-    return errors[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import one_line_error
+from helpers import one_line_error
 
 from lightning_sparse_rl import SAC, TD3
 from lightning_sparse_rl.cli import build_cli

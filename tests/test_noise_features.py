@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from conftest import short_fit
+from helpers import find_callback, short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl import SAC, TD3, EnvDataModule
@@ -326,7 +326,9 @@ def test_noise_permutation_and_connectivity_run_on_the_gpu_accelerator(tmp_path)
         trainer={"callbacks": callbacks, "accelerator": "gpu", "devices": 1, "enable_checkpointing": True},
     )
     assert devices.devices == {"cuda"} and devices.noise.device.type == "cuda"
-    assert len(callbacks[1].permutations) == 2 and dm.buffer.device.type == "cuda"
+    assert (
+        len(find_callback(callbacks, FeaturePermutationCallback).permutations) == 2 and dm.buffer.device.type == "cuda"
+    )
     assert float(trainer.callback_metrics["connectivity/actor/real"]) == 32.0
     # The CUDA noise stream continues from a checkpoint loaded onto the GPU.
     first, second = (SAC.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt", map_location="cuda") for _ in range(2))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import short_fit
+from helpers import short_fit
 
 from lightning_sparse_rl import SAC, EnvDataModule
 

@@ -10,7 +10,7 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
-from conftest import short_fit
+from helpers import short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl.callbacks import RLProgressReporter

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import short_fit
+from helpers import short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl import SAC
@@ -202,7 +202,7 @@ class _DivergingSAC(SAC):
 
 def test_a_non_finite_loss_stops_training_with_a_checkpoint(tmp_path, monkeypatch):
     """NaN in the critic loss: training stops, naming the network and step, with the state saved."""
-    from conftest import ALGORITHMS
+    from helpers import ALGORITHMS
 
     monkeypatch.setitem(ALGORITHMS, "sac", _DivergingSAC)
     trainer = {"callbacks": [ModelCheckpoint(dirpath=tmp_path / "checkpoints")], "enable_checkpointing": True}

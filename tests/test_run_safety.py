@@ -17,7 +17,7 @@ from subprocess import STDOUT
 
 import pytest
 import yaml
-from conftest import one_line_error
+from helpers import one_line_error
 
 from lightning_sparse_rl.cli import main as lsrl_main
 from lightning_sparse_rl.cli.tutorial import main as tutorial_main
@@ -191,7 +191,8 @@ def _sparse_override(folder: Path, **init_args: object) -> Path:
     callbacks = yaml.safe_load(yaml.safe_dump(BASE["trainer"]["callbacks"] + SPARSE_CALLBACKS))
     if init_args.pop("drop_dst", False):
         callbacks = callbacks[:-1]
-    callbacks[2]["init_args"].update(init_args)
+    (sparse,) = [c for c in callbacks if c["class_path"].endswith("SparsityDistributionCallback")]
+    sparse["init_args"].update(init_args)
     path = folder / "override.yaml"
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     return path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import short_fit
+from helpers import short_fit
 
 from lightning_sparse_rl.callbacks import (
     DynamicSparsityCallback,

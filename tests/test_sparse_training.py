@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import short_fit
+from helpers import find_callback, short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl import SAC
@@ -121,7 +121,7 @@ def test_topology_updates_happen_exactly_at_the_configured_gradient_steps(tmp_pa
     rows = _metric_rows(trainer, "dst/topology_updates")
     assert [int(r["step"]) for r in rows] == [39, 79, 119, 159, 199, 239]  # logger step = train steps before
     assert all(int(float(r["dst/critic.q1/connections_changed"])) > 0 for r in rows)
-    assert trainer.callbacks[2].topology_updates == 6
+    assert find_callback(trainer.callbacks, DynamicSparsityCallback).topology_updates == 6
 
 
 def test_fifty_prune_regrow_cycles_keep_exact_counts_in_online_and_target_networks(tmp_path):
@@ -221,7 +221,9 @@ def test_masks_and_callback_state_round_trip_through_a_checkpoint(tmp_path):
         ckpt_path=str(path),
     )
     assert all(torch.equal(a, b) for a, b in zip(first.masks, saved_masks, strict=True))
-    assert resumed_module.gradient_steps == 400 and callbacks[2].topology_updates == 8
+    assert (
+        resumed_module.gradient_steps == 400 and find_callback(callbacks, DynamicSparsityCallback).topology_updates == 8
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -232,7 +234,7 @@ def test_dynamic_sparsity_runs_on_the_gpu_accelerator(tmp_path):
         dynamic={"update_period": 50, "growth": "gradient"},
         trainer={"accelerator": "gpu", "devices": 1},
     )
-    assert trainer.callbacks[2].topology_updates == 6
+    assert find_callback(trainer.callbacks, DynamicSparsityCallback).topology_updates == 6
     for net, layer in _masked(module):
         assert weight_mask(layer).device.type == "cuda"
         if net.family == "critic":

@@ -1,7 +1,7 @@
 import csv
 
 import torch
-from conftest import short_fit
+from helpers import short_fit
 
 from lightning_sparse_rl.loggers import WandbLogger
 
