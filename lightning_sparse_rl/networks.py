@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import math
-import weakref
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from lightning_sparse_rl.sparse import (
-    active_count,
-    is_masked,
-    mask_version,
+    ConnectionLayer,
+    SparseNetwork,
+    TargetBudget,
+    linear_layers,
     trainable_weight,
-    weight_mask,
-    zero_smallest_nonzero_,
 )
 
 #: Hidden activations by their original ``--activation`` names.
@@ -60,85 +57,27 @@ def xavier_init_(module: nn.Module) -> None:
             nn.init.zeros_(layer.bias)
 
 
-#: One connection layer: the ``nn.Linear`` modules reading the same input (SAC's mean and log-std heads).
-ConnectionLayer = tuple[nn.Linear, ...]
-
-
-def linear_layers(module: nn.Module) -> list[nn.Linear]:
-    """The ``nn.Linear`` modules of ``module`` in definition order."""
-    return [m for m in module.modules() if isinstance(m, nn.Linear)]
-
-
-@dataclass(frozen=True)
-class SparseNetwork:
-    """How sparsity sees one network: its connection layers, input first, and its target's layers.
-
-    Attributes:
-        name: e.g. ``actor``, ``critic.q1`` (used in logs and tables).
-        family: networks of one family share per-layer sparsity levels but get independent masks
-            (Q1 and Q2 are both ``critic``); the algorithm's ``network_loss(family, batch)`` trains them.
-        layers: connection layers from input to output.
-        target_layers: the matching layers of the Polyak-averaged target network, or ``None``.
-        output_may_be_sparse: whether ``output_layer_sparse`` applies (actors; critics keep a dense output).
-
-    """
-
-    name: str
-    family: str
-    layers: tuple[ConnectionLayer, ...]
-    target_layers: tuple[ConnectionLayer, ...] | None
-    output_may_be_sparse: bool
-
-    @property
-    def layer_sizes(self) -> list[int]:
-        """Neuron counts ``n_0 … n_L`` (a layer of several modules counts their outputs together)."""
-        return [self.layers[0][0].in_features] + [sum(m.out_features for m in layer) for layer in self.layers]
-
-
-def masked_layers(networks: list[SparseNetwork]) -> list[nn.Linear]:
-    """The masked ``nn.Linear`` modules of ``networks`` (online networks only)."""
-    return [m for net in networks for group in net.layers for m in group if is_masked(m)]
-
-
 def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
     """Each ``nn.Linear`` of ``module`` as its own connection layer (plain MLPs)."""
     return tuple((layer,) for layer in linear_layers(module))
 
 
-#: Target layers whose non-zeros all lie inside their online layer's mask, by the mask's (id, version).
-_IN_SYNC: weakref.WeakKeyDictionary[nn.Linear, tuple[int, int]] = weakref.WeakKeyDictionary()
-
-
 @torch.no_grad()
-def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every Linear layer, in place.
+def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: TargetBudget | None = None) -> None:
+    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every Linear layer, in place (``θ_source``: the masked weight).
 
-    ``θ_source`` is the masked (effective) weight. An unmasked target layer whose source layer is
-    masked is then kept as sparse as the source: its smallest-magnitude non-zeros beyond the source's
-    connection count are zeroed ("maintain sparsity", docs/original_code.md §4.4). Once a target layer's non-zeros
-    all lie inside the source's mask, Polyak steps can only add non-zeros inside the mask, so the count
-    cannot exceed the budget and the check is skipped until the mask changes. A masked target layer
-    (shared masks) needs no pruning.
+    Unmasked target layers of masked source layers are then kept as sparse as their source
+    (:class:`~lightning_sparse_rl.sparse.TargetBudget`; pass the algorithm's, which remembers the layers
+    already in sync, or none to check every layer).
     """
     pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
-    budgeted = [(t, s) for t, s in pairs if is_masked(s) and not is_masked(t) and _IN_SYNC.get(t) != mask_version(s)]
-    was_zero = [t.weight == 0 for t, _ in budgeted]
+    budget = budget if budget is not None else TargetBudget()
+    checked = budget.layers_to_check(pairs)
+    was_zero = [t.weight == 0 for t, _ in checked]
     targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
     sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
     torch._foreach_lerp_(targets, sources, tau)
-    if not budgeted:
-        return
-    nonzero = [t.weight != 0 for t, _ in budgeted]
-    # One device sync for all layers: non-zeros of each target and connections of its source.
-    pairs_counted = zip(nonzero, budgeted, strict=True)
-    counts = torch.stack([torch.stack([nz.sum(), active_count(s)]) for nz, (_, s) in pairs_counted])
-    for (layer, source_layer), zero_before, is_nonzero, (count, allowed) in zip(
-        budgeted, was_zero, nonzero, counts.tolist(), strict=True
-    ):
-        if count > allowed:
-            zero_smallest_nonzero_(layer.weight, int(count - allowed), entered=zero_before & is_nonzero)
-        elif not is_nonzero.logical_and_(~weight_mask(source_layer)).any():
-            _IN_SYNC[layer] = mask_version(source_layer)
+    budget.enforce_(checked, was_zero)
 
 
 class _ActionScaling(nn.Module):

@@ -15,7 +15,7 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from lightning_sparse_rl.data.noise_features import InputFeatures
-    from lightning_sparse_rl.networks import SparseNetwork
+    from lightning_sparse_rl.sparse import SparseNetwork
 
 
 class Transition(NamedTuple):

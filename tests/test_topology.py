@@ -4,9 +4,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from lightning_sparse_rl.networks import polyak_update
 from lightning_sparse_rl.sparse import (
+    TargetBudget,
     drop_fraction_at,
     prune_and_regrow,
     random_mask,
@@ -131,3 +133,23 @@ def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source()
     for _ in range(200):
         polyak_update(target, source, 0.1)
     assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source
+
+
+def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
+    """Hand-made 2x3 layers: a source with 2 connections, a dense target; the 4 smallest target entries go."""
+    source, target = nn.Linear(3, 2, bias=False), nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        target.weight.copy_(torch.tensor([[0.5, -0.1, 0.3], [-0.2, 0.05, 0.9]]))
+    set_mask(source, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    budget = TargetBudget()
+    checked = budget.layers_to_check([(target, source)])
+    assert checked == [(target, source)]
+    budget.enforce_(checked, [torch.zeros(2, 3, dtype=torch.bool)])
+    assert torch.equal(target.weight, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.9]]))  # |0.5| and |0.9| stay
+    within = budget.layers_to_check([(target, source)])
+    budget.enforce_(within, [target.weight == 0])  # within the budget and inside the mask: remembered
+    assert torch.equal(target.weight, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.9]]))
+    assert budget.layers_to_check([(target, source)]) == []  # not checked again
+    set_mask(source, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))  # a topology update: check again
+    assert budget.layers_to_check([(target, source)]) == [(target, source)]
+    assert TargetBudget().layers_to_check([(source, target)]) == []  # a masked target needs no budget

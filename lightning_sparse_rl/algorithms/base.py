@@ -8,12 +8,12 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
+from torchmetrics.aggregation import MeanMetric, RunningMean
 
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
-from lightning_sparse_rl.networks import SparseNetwork
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
-from lightning_sparse_rl.sparse import MaskAdam, restore_masks
+from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
@@ -21,6 +21,10 @@ OptimizerName = Literal["adam", "maskadam", "sgd"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
 #: ``torch.compile`` modes; ``reduce-overhead`` uses CUDA graphs on a GPU.
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+#: Training episodes in the progress bar's running mean return (``ret``).
+RECENT_EPISODES = 10
 
 
 class OffPolicyAlgorithm(LightningModule):
@@ -84,6 +88,10 @@ class OffPolicyAlgorithm(LightningModule):
             env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, noise_seed
         )
         self.gradient_steps = 0
+        self.target_budget = TargetBudget()  # keeps unmasked targets as sparse as their networks (no state to save)
+        self.eval_return = MeanMetric()  # over an evaluation's episodes
+        self.eval_length = MeanMetric()
+        self.recent_return = RunningMean(window=RECENT_EPISODES)  # of training episodes, for the progress bar
         self._last_losses: dict[str, Tensor] = {}
 
     def observe(self, obs: Tensor) -> Tensor:
@@ -185,14 +193,18 @@ class OffPolicyAlgorithm(LightningModule):
             }
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=batch.train_step - 1)
+            self.recent_return.update(batch.episode.episode_return)
+            self.log("ret", self.recent_return.compute(), prog_bar=True, logger=False)
         if batch.train_step % self.trainer.log_every_n_steps == 0:
             self.log_dict({f"train/{k}": v for k, v in self._last_losses.items()})
             self.log("train/gradient_steps", float(self.gradient_steps))
 
     def validation_step(self, batch: EvalEpisode, batch_idx: int) -> None:
-        """Log one evaluation episode; Lightning averages ``eval/return`` over the episodes."""
-        self.log("eval/return", batch.episode_return, on_epoch=True, batch_size=1)
-        self.log("eval/episode_length", float(batch.length), on_epoch=True, batch_size=1)
+        """Add one evaluation episode to ``eval/return`` and ``eval/episode_length``, means over the evaluation."""
+        self.eval_return.update(batch.episode_return)
+        self.eval_length.update(float(batch.length))
+        self.log("eval/return", self.eval_return, on_epoch=True, batch_size=1)
+        self.log("eval/episode_length", self.eval_length, on_epoch=True, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the gradient-step counter."""

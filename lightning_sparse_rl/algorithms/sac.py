@@ -10,13 +10,8 @@ from torch import Tensor, nn
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import (
-    SparseNetwork,
-    SquashedGaussianActor,
-    TwinQCritic,
-    polyak_update,
-    xavier_init_,
-)
+from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, polyak_update, xavier_init_
+from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
@@ -150,5 +145,5 @@ class SAC(OffPolicyAlgorithm):
             losses["alpha"] = self.log_alpha.detach().exp()
 
         if self.gradient_steps % self.hparams.target_update_interval == 0:
-            polyak_update(self.critic_target, self.critic, self.hparams.tau)
+            polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
         return losses

@@ -10,12 +10,8 @@ from torch import Tensor
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import (
-    DeterministicActor,
-    SparseNetwork,
-    TwinQCritic,
-    polyak_update,
-)
+from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, polyak_update
+from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
@@ -131,7 +127,7 @@ class TD3(OffPolicyAlgorithm):
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
             actor_loss = self.actor_loss(batch)
             self.optimizer_step(actor_optimizer, actor_loss, "actor")
-            polyak_update(self.critic_target, self.critic, self.hparams.tau)
-            polyak_update(self.actor_target, self.actor, self.hparams.tau)
+            polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
+            polyak_update(self.actor_target, self.actor, self.hparams.tau, self.target_budget)
             losses["actor_loss"] = actor_loss.detach()
         return losses

@@ -12,12 +12,13 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_sparse_rl.networks import SparseNetwork, masked_layers
 from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.sparse import (
     MaskAdam,
+    SparseNetwork,
     drop_fraction_at,
     is_masked,
+    masked_layers,
     prune_and_regrow,
     set_mask,
     trainable_weight,

@@ -10,16 +10,17 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.networks import SparseNetwork, masked_layers
 from lightning_sparse_rl.sparse import (
     LayerCount,
     LayerSparsity,
+    SparseNetwork,
     active_connections,
     active_count,
     check_sparsity_arguments,
     compute_layer_sparsity,
     format_sparsity_table,
     is_masked,
+    masked_layers,
     random_mask,
     set_mask,
     trainable_weight,

@@ -1,4 +1,4 @@
-"""Sparse-network maths, free of Lightning: sparsity distributions, masks, prune/regrow, MaskAdam."""
+"""Sparse-network maths, free of Lightning: distributions, masks, prune/regrow, MaskAdam, target budgets."""
 
 from lightning_sparse_rl.sparse.connectivity import connections_per_input, real_noise_connectivity
 from lightning_sparse_rl.sparse.distribution import (
@@ -18,8 +18,10 @@ from lightning_sparse_rl.sparse.masked_linear import (
     trainable_weight,
     weight_mask,
 )
+from lightning_sparse_rl.sparse.network_view import ConnectionLayer, SparseNetwork, linear_layers, masked_layers
 from lightning_sparse_rl.sparse.optim import MaskAdam
 from lightning_sparse_rl.sparse.report import LayerCount, format_sparsity_table, global_sparsity
+from lightning_sparse_rl.sparse.target_budget import TargetBudget
 from lightning_sparse_rl.sparse.topology import (
     drop_fraction_at,
     prune_and_regrow,
@@ -29,9 +31,12 @@ from lightning_sparse_rl.sparse.topology import (
 
 __all__ = [
     "DISTRIBUTION_METHODS",
+    "ConnectionLayer",
     "LayerCount",
     "LayerSparsity",
     "MaskAdam",
+    "SparseNetwork",
+    "TargetBudget",
     "WeightMask",
     "active_connections",
     "active_count",
@@ -42,7 +47,9 @@ __all__ = [
     "format_sparsity_table",
     "global_sparsity",
     "is_masked",
+    "linear_layers",
     "mask_version",
+    "masked_layers",
     "prune_and_regrow",
     "random_mask",
     "real_noise_connectivity",
