@@ -8,27 +8,25 @@ state or replay buffer.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lightning_sparse_rl.algorithms import SAC, TD3, OffPolicyAlgorithm
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.networks import DeterministicActor, SquashedGaussianActor
-from lightning_sparse_rl.persistence.checkpoint_io import verify_checkpoint
+
+if TYPE_CHECKING:
+    from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 
 #: Version of the exported policy file layout.
 POLICY_FORMAT = 1
-ALGORITHMS: dict[str, type[OffPolicyAlgorithm]] = {"SAC": SAC, "TD3": TD3}
-#: Entries of an exported policy file and of a Lightning checkpoint that :func:`load_policy` reads.
-POLICY_KEYS = frozenset({"format", "algorithm", "env_spec", "architecture", "state_dict"})
-CHECKPOINT_KEYS = frozenset({"state_dict", "hyper_parameters"})
+#: The actor of each algorithm a policy can come from.
+ACTORS: dict[str, type[nn.Module]] = {"SAC": SquashedGaussianActor, "TD3": DeterministicActor}
 
 
 class Policy(nn.Module):
@@ -47,14 +45,13 @@ class Policy(nn.Module):
         self, algorithm: str, env_spec: EnvSpec, hidden_layers: int, hidden_width: int, activation: str
     ) -> None:
         super().__init__()
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm={algorithm!r} must be one of {sorted(ALGORITHMS)}")
+        if algorithm not in ACTORS:
+            raise ValueError(f"algorithm={algorithm!r} must be one of {sorted(ACTORS)}")
         self.algorithm = algorithm
         self.env_spec = env_spec
         self.architecture = {"hidden_layers": hidden_layers, "hidden_width": hidden_width, "activation": activation}
         self.input_features = InputFeatures(env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, 0)
-        actor = SquashedGaussianActor if algorithm == "SAC" else DeterministicActor
-        self.actor = actor(
+        self.actor = ACTORS[algorithm](
             self.input_features.input_dim,
             env_spec.action_dim,
             hidden_layers,
@@ -65,7 +62,7 @@ class Policy(nn.Module):
         )
 
     @classmethod
-    def from_algorithm(cls, module: OffPolicyAlgorithm) -> Policy:
+    def from_algorithm(cls, module: OffPolicyAlgorithm) -> Policy:  # a trained SAC or TD3
         """The acting part of a trained ``SAC``/``TD3`` (masks baked into the weights)."""
         hp = module.hparams
         policy = cls(type(module).__name__, module.env_spec, hp.hidden_layers, hp.hidden_width, hp.activation)
@@ -79,6 +76,10 @@ class Policy(nn.Module):
     def act(self, obs: Tensor) -> Tensor:
         """Deterministic actions ``(B, action_dim)`` in env units for stored-format observations ``(B, d)``."""
         return self.actor.deterministic(self.input_features(obs))
+
+    def act_numpy(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action ``(action_dim,)`` for one observation ``(d,)`` as the env returns it."""
+        return self.act(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
 
     def connections(self) -> tuple[int, int]:
         """Non-zero weights and all weights of the actor."""
@@ -97,62 +98,8 @@ class Policy(nn.Module):
         torch.save(payload, path)
 
 
-def export_policy(module: OffPolicyAlgorithm, path: str | Path) -> Policy:
+def export_policy(module: OffPolicyAlgorithm, path: str | Path) -> Policy:  # a trained SAC or TD3
     """Write ``module``'s acting part to ``path`` (see :class:`Policy`) and return it."""
     policy = Policy.from_algorithm(module)
     policy.save(path)
     return policy
-
-
-def _not_a_policy(path: Path) -> ValueError:
-    return ValueError(f"{path} is neither an exported policy (.pt of lsrl export) nor a checkpoint (.ckpt of lsrl fit)")
-
-
-def _read_policy_file(path: Path) -> dict[str, Any]:
-    """The dictionary saved in ``path``: an exported policy or a Lightning checkpoint (not yet checked which).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` holds something else: text, other bytes, or another object saved by torch.
-        CheckpointDamaged: a checkpoint whose bytes differ from the checksum recorded when it was written.
-
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"no policy or checkpoint file at {path}")
-    if not zipfile.is_zipfile(path):  # torch.save writes zip archives
-        raise _not_a_policy(path)
-    verify_checkpoint(path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError) as err:  # objects weights_only refuses; a zip of other files
-        raise _not_a_policy(path) from err
-    if not isinstance(data, dict) or not (CHECKPOINT_KEYS <= data.keys() or "format" in data):
-        raise _not_a_policy(path)
-    return data
-
-
-def load_policy(path: str | Path) -> Policy:
-    """A :class:`Policy` from an exported policy file or from a Lightning checkpoint of ``SAC``/``TD3``.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` is neither an exported policy nor a checkpoint of ``SAC``/``TD3``, or a policy
-            file of another format version.
-
-    """
-    path = Path(path)
-    data = _read_policy_file(path)
-    if CHECKPOINT_KEYS <= data.keys():  # a Lightning checkpoint
-        hparams = data["hyper_parameters"]
-        name = str(hparams.get("_class_path", "")).rsplit(".", 1)[-1] or ("TD3" if "policy_freq" in hparams else "SAC")
-        if name not in ALGORITHMS:
-            raise ValueError(f"{path}: a checkpoint of {name}, not of {sorted(ALGORITHMS)}")
-        module = ALGORITHMS[name].load_from_checkpoint(path, map_location="cpu")
-        return Policy.from_algorithm(module).eval()
-    if data["format"] != POLICY_FORMAT:
-        raise ValueError(f"{path}: policy file format {data['format']!r}, this version reads format {POLICY_FORMAT}")
-    if not POLICY_KEYS <= data.keys():
-        raise _not_a_policy(path)
-    policy = Policy(data["algorithm"], data["env_spec"], **data["architecture"])
-    policy.load_state_dict(data["state_dict"])
-    return policy.eval()

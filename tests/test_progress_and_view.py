@@ -15,8 +15,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl.callbacks import RLProgressReporter
 from lightning_sparse_rl.cli import main as lsrl
-from lightning_sparse_rl.policy import export_policy, load_policy
-from lightning_sparse_rl.viewer import accepts_render_size
+from lightning_sparse_rl.data.episodes import accepts_render_size
+from lightning_sparse_rl.policy import export_policy
+from lightning_sparse_rl.policy_files import load_policy
 
 EVALUATION = re.compile(r"Evaluation over \d+ episode\(s\): (-?\d+\.\d+)")
 BEST = re.compile(r"Best evaluation return: (-?\d+\.\d+) \(after (\d+) training steps\)")

@@ -18,8 +18,9 @@ from lightning_sparse_rl.callbacks import (
     SparsityDistributionCallback,
 )
 from lightning_sparse_rl.cli import main as lsrl
-from lightning_sparse_rl.policy import export_policy, load_policy
-from lightning_sparse_rl.viewer import play_episodes
+from lightning_sparse_rl.data.episodes import play_episodes
+from lightning_sparse_rl.policy import export_policy
+from lightning_sparse_rl.policy_files import load_policy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:layer .* is extremely sparse")
@@ -38,7 +39,10 @@ def _hopper_checkpoint(tmp_path):
 
 def test_viewer_records_a_video_headless_from_a_checkpoint(tmp_path, capsys):
     path = _hopper_checkpoint(tmp_path)
-    (record,) = play_episodes(load_policy(path), episodes=1, seed=3, render_mode="rgb_array", width=64, height=48)
+    loaded = load_policy(path)
+    (record,) = play_episodes(
+        loaded.env_spec, loaded.act_numpy, episodes=1, seed=3, render_mode="rgb_array", width=64, height=48
+    )
     assert len(record.frames) == record.length > 0
     assert all(frame.shape == (48, 64, 3) and frame.dtype == np.uint8 for frame in record.frames)
     assert all(frame.std() > 5 for frame in record.frames)  # a scene, not a blank image
@@ -64,7 +68,7 @@ def test_viewer_rejects_a_bad_video_name_and_compares_with_random_actions(tmp_pa
         lsrl(["view", str(path)])
     assert "no display to open a window on: record a video instead" in capsys.readouterr().err
     policy = load_policy(path)
-    first, again = (play_episodes(policy, 2, seed=5, random_actions=True) for _ in range(2))
+    first, again = (play_episodes(policy.env_spec, policy.act_numpy, 2, seed=5, random_actions=True) for _ in range(2))
     assert [r.episode_return for r in first] == [r.episode_return for r in again]  # seeded
     assert len(first) == 2 and all(r.frames == [] for r in first)
 
@@ -97,7 +101,7 @@ def test_exported_policy_reproduces_the_checkpoint_actions(tmp_path, algorithm, 
     from_checkpoint = load_policy(tmp_path / "ckpt" / "last.ckpt")
     assert not from_checkpoint.input_features.permuted
     assert (tmp_path / "policy.pt").stat().st_size < 100_000
-    records = play_episodes(from_file, episodes=1, seed=0)
+    records = play_episodes(from_file.env_spec, from_file.act_numpy, episodes=1, seed=0)
     assert records[0].length == 200
 
 
@@ -179,7 +183,7 @@ def test_the_shipped_agent_loads_and_runs_well():
     assert (policy.algorithm, policy.env_spec.env_id, policy.input_features.input_dim) == ("SAC", "HalfCheetah-v5", 17)
     nonzero, total = policy.connections()
     assert 0.45 < 1 - nonzero / total < 0.55  # 50 % ER masks, baked into the weights
-    records = play_episodes(policy, episodes=2, seed=0)
+    records = play_episodes(policy.env_spec, policy.act_numpy, episodes=2, seed=0)
     assert all(record.length == 1000 for record in records)
     assert min(record.episode_return for record in records) >= 5000
     config = yaml.safe_load((SHIPPED / "config.yaml").read_text())

@@ -8,11 +8,12 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_sparse_rl.data.episodes import play_episodes
 from lightning_sparse_rl.loggers import log_video
 from lightning_sparse_rl.policy import Policy
 from lightning_sparse_rl.run_position import run_directory, training_steps
 from lightning_sparse_rl.validation import check_positive
-from lightning_sparse_rl.viewer import frames_per_second, play_episodes, use_headless_rendering, write_video
+from lightning_sparse_rl.video import frames_per_second, use_headless_rendering, write_video
 
 
 class EvaluationVideo(Callback):
@@ -54,7 +55,9 @@ class EvaluationVideo(Callback):
     def _film(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         use_headless_rendering()
         policy = Policy.from_algorithm(pl_module)
-        (record,) = play_episodes(policy, 1, self.seed, "rgb_array", width=self.width, height=self.height)
+        (record,) = play_episodes(
+            policy.env_spec, policy.act_numpy, 1, self.seed, "rgb_array", width=self.width, height=self.height
+        )
         step = training_steps(trainer)
         path = run_directory(trainer) / "videos" / f"eval_step{step}.mp4"
         fps = frames_per_second(policy.env_spec.env_id)

@@ -20,14 +20,9 @@ def view(argv: Sequence[str]) -> None:
     parser.add_argument("--width", type=int, default=480, help="video width (pixels)")
     parser.add_argument("--height", type=int, default=360, help="video height (pixels)")
     args = parser.parse_args(argv)
-    from lightning_sparse_rl.policy import load_policy
-    from lightning_sparse_rl.viewer import (
-        VIDEO_SUFFIXES,
-        frames_per_second,
-        play_episodes,
-        use_headless_rendering,
-        write_video,
-    )
+    from lightning_sparse_rl.data.episodes import play_episodes
+    from lightning_sparse_rl.policy_files import load_policy
+    from lightning_sparse_rl.video import VIDEO_SUFFIXES, frames_per_second, use_headless_rendering, write_video
 
     if args.record and not args.record.endswith(VIDEO_SUFFIXES):
         parser.error(f"--record {args.record}: the video file must end in one of {VIDEO_SUFFIXES}")
@@ -48,7 +43,14 @@ def view(argv: Sequence[str]) -> None:
         print("A MuJoCo window opens; press TAB to make the camera track the agent.")
         mode = "human"
     records = play_episodes(
-        policy, args.episodes, args.seed, mode, args.random_actions, width=args.width, height=args.height
+        policy.env_spec,
+        policy.act_numpy,
+        args.episodes,
+        args.seed,
+        mode,
+        args.random_actions,
+        width=args.width,
+        height=args.height,
     )
     for i, record in enumerate(records):
         print(f"Episode {i}: return {record.episode_return:.1f}, {record.length} steps")
@@ -64,7 +66,7 @@ def export(argv: Sequence[str]) -> None:
     parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("policy", help="the policy file to write (.pt)")
     args = parser.parse_args(argv)
-    from lightning_sparse_rl.policy import load_policy
+    from lightning_sparse_rl.policy_files import load_policy
 
     load_policy(args.checkpoint).save(args.policy)
     print(f"Wrote {args.policy}")

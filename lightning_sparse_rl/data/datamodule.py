@@ -31,7 +31,8 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_sparse_rl.data.env_state import env_state, restore_env_state
-from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, random_policy_observations, resolve_env_id
+from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
+from lightning_sparse_rl.data.episodes import random_policy_observations, run_episode
 from lightning_sparse_rl.data.noise_features import (
     NoiseDistribution,
     NoiseMode,
@@ -346,16 +347,15 @@ class EnvDataModule(LightningDataModule):
     def evaluate_episode(self, agent: Agent) -> EvalEpisode:
         """Run one deterministic episode on the eval env."""
         assert self.eval_env is not None and self.buffer is not None
+        device = self.buffer.device
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            return agent.act(obs_t.unsqueeze(0), deterministic=True)[0].cpu().numpy()
+
         obs, _ = self.eval_env.reset()
-        episode_return, length, done = 0.0, 0, False
-        while not done:
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.buffer.device)
-            action = agent.act(obs_t.unsqueeze(0), deterministic=True)[0].cpu().numpy()
-            obs, reward, terminated, truncated, _ = self.eval_env.step(action)
-            episode_return += float(reward)
-            length += 1
-            done = terminated or truncated
-        return EvalEpisode(episode_return, length)
+        record = run_episode(self.eval_env, act, obs)
+        return EvalEpisode(record.episode_return, record.length)
 
 
 class _TrainSteps:

@@ -122,21 +122,6 @@ class NoisyObservation(gym.ObservationWrapper):
         return np.concatenate([observation, self.noise(1)[0].numpy().astype(observation.dtype)])
 
 
-def random_policy_observations(env_id: str, steps: int, seed: int) -> np.ndarray:
-    """Observations ``(steps, d)`` of ``steps`` env steps with uniformly random actions, seeded."""
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    observation, _ = env.reset(seed=seed)
-    rows = []
-    for _ in range(steps):
-        rows.append(observation)
-        observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            observation, _ = env.reset()
-    env.close()
-    return np.asarray(rows, dtype=np.float64)
-
-
 def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0, **make_kwargs: object) -> gym.Env:
     """Make a single Gymnasium env that records episode statistics (``info["episode"]``).
 

@@ -1,32 +1,71 @@
-"""Watch a trained agent: deterministic episodes in a window, or recorded to a video file."""
+"""The one episode loop: evaluation, watching and recording an agent, and the random rollout of ``marginals``.
+
+An agent is an ``act`` function from one observation (as the env returns it) to one action.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.envs.registration import load_env_creator
 
-from lightning_sparse_rl.data.envs import make_env
-from lightning_sparse_rl.policy import Policy
+from lightning_sparse_rl.data.envs import EnvSpec, make_env
 
-#: Video formats that :func:`write_video` writes.
-VIDEO_SUFFIXES = (".mp4", ".gif")
+#: One observation ``(d,)`` → one action ``(action_dim,)`` in env units.
+Act = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
 class EpisodeRecord:
-    """One watched episode: undiscounted return, length, and its frames (one per step, when recorded)."""
+    """One episode: undiscounted return, length, and (when asked for) its frames and observations.
+
+    Attributes:
+        episode_return: sum of the rewards.
+        length: env steps.
+        frames: one rendered frame per step (``frames=True`` of :func:`run_episode`).
+        observations: the observation before each step (``observations=True``).
+
+    """
 
     episode_return: float
     length: int
     frames: list[np.ndarray] = field(default_factory=list)
+    observations: list[np.ndarray] = field(default_factory=list)
+
+
+def run_episode(
+    env: gym.Env, act: Act, obs: np.ndarray, *, frames: bool = False, observations: bool = False
+) -> EpisodeRecord:
+    """Step ``env`` from ``obs`` (just after a reset) with ``act`` until the episode terminates or is truncated."""
+    record, done = EpisodeRecord(0.0, 0), False
+    while not done:
+        if observations:
+            record.observations.append(obs)
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
+        record.episode_return += float(reward)
+        record.length += 1
+        if frames:
+            record.frames.append(env.render())
+        done = terminated or truncated
+    return record
+
+
+def random_policy_observations(env_id: str, steps: int, seed: int) -> np.ndarray:
+    """Observations ``(steps, d)`` of ``steps`` env steps with uniformly random actions, seeded."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    rows: list[np.ndarray] = []
+    obs, _ = env.reset(seed=seed)
+    while len(rows) < steps:
+        rows += run_episode(env, lambda _: env.action_space.sample(), obs, observations=True).observations
+        obs, _ = env.reset()
+    env.close()
+    return np.asarray(rows[:steps], dtype=np.float64)
 
 
 def _track_agent(env: gym.Env) -> None:
@@ -66,7 +105,8 @@ def accepts_render_size(env_id: str) -> bool:
 
 
 def play_episodes(
-    policy: Policy,
+    env_spec: EnvSpec,
+    act: Act,
     episodes: int = 1,
     seed: int = 0,
     render_mode: str | None = None,
@@ -74,13 +114,14 @@ def play_episodes(
     width: int = 480,
     height: int = 360,
 ) -> list[EpisodeRecord]:
-    """Run ``episodes`` deterministic episodes of ``policy`` on its own env (noise settings included).
+    """Run ``episodes`` episodes of ``act`` on a new env made from ``env_spec`` (noise settings included).
 
     Frames are ``width`` × ``height`` for envs that take a size (:func:`accepts_render_size`); other envs
     render at their own size, and a one-line notice says so.
 
     Args:
-        policy: the agent (:func:`~lightning_sparse_rl.policy.load_policy`).
+        env_spec: the env the agent acts in.
+        act: the agent's action for one observation (e.g. :meth:`~lightning_sparse_rl.policy.Policy.act_numpy`).
         episodes: number of episodes.
         seed: seed of the env (first reset) and of random actions.
         render_mode: ``None``; ``human`` (a window; MuJoCo's: press TAB to switch to the camera that tracks
@@ -92,7 +133,7 @@ def play_episodes(
     """
     if episodes < 1:
         raise ValueError(f"episodes={episodes} must be >= 1")
-    spec = policy.env_spec
+    spec = env_spec
     recording = render_mode == "rgb_array"
     sized = recording and accepts_render_size(spec.env_id)
     size = {"width": width, "height": height} if sized else {}
@@ -102,21 +143,10 @@ def play_episodes(
     env.action_space.seed(seed)
     records = []
     try:
+        chosen = (lambda _: env.action_space.sample()) if random_actions else act
         obs, _ = env.reset(seed=seed)
         for _ in range(episodes):
-            record, done = EpisodeRecord(0.0, 0), False
-            while not done:
-                if random_actions:
-                    action = env.action_space.sample()
-                else:
-                    action = policy.act(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0))[0].numpy()
-                obs, reward, terminated, truncated, _ = env.step(action)
-                record.episode_return += float(reward)
-                record.length += 1
-                if recording:
-                    record.frames.append(env.render())
-                done = terminated or truncated
-            records.append(record)
+            records.append(run_episode(env, chosen, obs, frames=recording))
             obs, _ = env.reset()
     finally:
         env.close()
@@ -124,33 +154,3 @@ def play_episodes(
         rows, columns = records[0].frames[0].shape[:2]
         print(f"{spec.env_id} renders at its own size {columns}x{rows}; --width/--height apply to MuJoCo envs")
     return records
-
-
-def frames_per_second(env_id: str) -> int:
-    """The env's real-time frame rate (``metadata["render_fps"]``, else 30)."""
-    env = gym.make(env_id)
-    fps = int(env.metadata.get("render_fps") or 30)
-    env.close()
-    return fps
-
-
-def write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
-    """Write ``frames`` (H × W × 3, uint8) to an ``.mp4`` (H.264) or an ``.gif`` file."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    if path.suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"{path}: the video file must end in one of {VIDEO_SUFFIXES}")
-    if not frames:
-        raise ValueError("no frames to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        imageio.mimwrite(path, frames, duration=1000 / fps, loop=0)
-    else:
-        imageio.mimwrite(path, frames, fps=fps, macro_block_size=8)
-
-
-def use_headless_rendering() -> None:
-    """Render without a display (MuJoCo's EGL, unless ``MUJOCO_GL`` says otherwise; pygame's dummy video driver)."""
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
