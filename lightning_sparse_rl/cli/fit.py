@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import pickle
 import re
 import sys
 from collections.abc import Sequence
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks.progress import ProgressBar
@@ -24,11 +22,7 @@ from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter,
 from lightning_sparse_rl.cli.errors import RunFinished
 from lightning_sparse_rl.data.datamodule import MAX_SEED, EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
-from lightning_sparse_rl.persistence.checkpoint_io import (
-    CheckpointDamaged,
-    check_side_files,
-    verify_checkpoint,
-)
+from lightning_sparse_rl.persistence.checkpoint_io import check_side_files, read_checkpoint
 from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_changes
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import RunLock
@@ -232,8 +226,8 @@ class SparseRLCLI(LightningCLI):
             RunFinished: the checkpoint is already at ``data.max_timesteps`` (with its last evaluation done).
 
         """
-        verify_checkpoint(path)
-        checkpoint = _read_checkpoint(path, weights_only=config.get("weights_only") is not False)
+        checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
+        check_side_files(path, checkpoint)
         recorded = checkpoint.get("callbacks", {}).get(SaveRunConfig.__qualname__, {}).get("config")
         changes = []
         if recorded is None:
@@ -353,23 +347,6 @@ def _resume_target(config: Any) -> tuple[Path, Path | None]:
             "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
         )
     return found[-1] / "checkpoints" / "last.ckpt", found[-1]
-
-
-def _read_checkpoint(path: Path, weights_only: bool) -> dict[str, Any]:
-    """A verified checkpoint's content (without its replay buffer), its buffer file checked by size."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
-            raise UserInputError(
-                f"checkpoint {path} holds objects that safe (weights_only) loading refuses; "
-                "if you trust the file, pass --weights_only false"
-            ) from err
-        raise CheckpointDamaged(f"checkpoint {path} cannot be read: {' '.join(str(err).split())}") from err
-    except Exception as err:
-        raise CheckpointDamaged(f"checkpoint {path} cannot be read ({type(err).__name__}): {err}") from err
-    check_side_files(path, checkpoint)
-    return checkpoint
 
 
 def _evaluation_pending(checkpoint: dict[str, Any]) -> bool:

@@ -47,35 +47,10 @@ from lightning_sparse_rl.persistence.state_encoding import decode, encode
 from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
 from lightning_sparse_rl.types import Agent, EpisodeStats, EvalEpisode, TrainBatch
-from lightning_sparse_rl.validation import UserInputError, check_at_least, check_in_range, check_positive
+from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
 #: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
 MAX_SEED = 2**32
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes that can still be allocated on ``device`` (``None`` when unknown)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_buffer_fits(buffer_size: int, row_bytes: int, device: torch.device) -> None:
-    """Refuse a replay buffer that cannot be allocated, before allocating it (one line naming the sizes)."""
-    needed, available = buffer_size * row_bytes, available_memory(device)
-    if available is not None and needed > available:
-        raise UserInputError(
-            f"buffer_size={buffer_size:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay buffer "
-            f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
-            "lower --data.buffer_size"
-        )
 
 
 class EnvDataModule(LightningDataModule):
@@ -205,8 +180,6 @@ class EnvDataModule(LightningDataModule):
         self.eval_env = make_env(self.env_id, env_noise, noise_seed=stream_seed(self.seed, "eval_env_noise"))
         self.eval_env.reset(seed=stream_seed(self.seed, "eval_env"))
         spec = self.env_spec
-        row_floats = 2 * spec.observation_dim + spec.action_dim + 2  # obs, action, reward, next obs, terminated
-        check_buffer_fits(self.buffer_size, 4 * row_floats, torch.device(device))
         self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
         self._episode_start = time.perf_counter()
         self._restore_interaction()

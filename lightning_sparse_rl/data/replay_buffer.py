@@ -9,6 +9,32 @@ import torch
 from torch import Tensor
 
 from lightning_sparse_rl.types import Transition
+from lightning_sparse_rl.validation import UserInputError
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated on ``device`` (``None`` when unknown)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_buffer_fits(capacity: int, row_bytes: int, device: torch.device) -> None:
+    """Refuse a replay buffer that cannot be allocated, before allocating it (one line naming the sizes)."""
+    needed, available = capacity * row_bytes, available_memory(device)
+    if available is not None and needed > available:
+        raise UserInputError(
+            f"buffer_size={capacity:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay buffer "
+            f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
+            "lower --data.buffer_size"
+        )
 
 
 class ReplayBuffer:
@@ -35,7 +61,8 @@ class ReplayBuffer:
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.device = torch.device(device)
-        self.row_size = 2 * obs_dim + action_dim + 2
+        self.row_size = 2 * obs_dim + action_dim + 2  # obs, action, reward, next obs, terminated
+        check_buffer_fits(capacity, 4 * self.row_size, self.device)
         self.storage = torch.zeros(capacity, self.row_size, dtype=torch.float32, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)

@@ -28,6 +28,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
+from lightning_sparse_rl.validation import UserInputError
 
 _SIDE_FILE = "side_file"
 #: Prefix of the zip comment that records a checkpoint's SHA-256.
@@ -129,6 +130,37 @@ def check_side_files(path: Path, checkpoint: dict[str, Any]) -> None:
                 )
 
 
+def read_checkpoint(path: Path, map_location: Any = "cpu", weights_only: bool | None = None) -> dict[str, Any]:
+    """A checkpoint's content, checked against its recorded SHA-256; its replay buffer stays in the side file.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        CheckpointDamaged: the file is truncated or corrupted.
+        UserInputError: ``weights_only`` loading refuses an object in it (pass ``weights_only=False`` if trusted).
+
+    """
+    verify_checkpoint(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only is not False)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" in str(err):
+            raise UserInputError(
+                f"checkpoint {path} holds objects that safe (weights_only) loading refuses; "
+                "if you trust the file, pass --weights_only false"
+            ) from err
+        raise _unreadable(path, err) from err
+    except (EOFError, RuntimeError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointDamaged:
+    return CheckpointDamaged(
+        f"checkpoint {path} cannot be read: the file is truncated or corrupted "
+        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+        "Resume from another checkpoint (e.g. --ckpt_path path/to/best.ckpt)."
+    )
+
+
 class RunCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with atomic writes, a replay-buffer side file and clear errors for damaged files."""
 
@@ -168,20 +200,11 @@ class RunCheckpointIO(TorchCheckpointIO):
         Raises:
             FileNotFoundError: the checkpoint or its side file does not exist.
             CheckpointDamaged: either file is truncated or corrupted (cannot be read, wrong size or checksum).
+            UserInputError: ``weights_only`` loading refuses an object in the checkpoint.
 
         """
         path = Path(path)
-        verify_checkpoint(path)
-        try:
-            checkpoint = super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-            if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
-                raise
-            raise CheckpointDamaged(
-                f"checkpoint {path} cannot be read: the file is truncated or corrupted "
-                f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
-                "Resume from another checkpoint (e.g. --ckpt_path path/to/best.ckpt)."
-            ) from err
+        checkpoint = read_checkpoint(path, map_location, weights_only)
         for state in _buffer_states(checkpoint):
             reference = state.get("rows")
             if isinstance(reference, dict) and _SIDE_FILE in reference:
