@@ -64,7 +64,7 @@ class StepProfiler(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Label MuJoCo's step in the profile."""
-        env = trainer.datamodule.train_env
+        env = trainer.datamodule.runner.train_env
         step = env.step
 
         def labelled_step(action: Any) -> Any:

@@ -1,26 +1,42 @@
-"""Random streams derived from one run seed: every consumer has its own named offset, so no two share a stream.
+"""Random streams derived from one run seed, and the one rule by which their generators are saved and restored.
 
-The run seed is ``seed_everything`` (linked to ``data.seed``). A consumer's seed is ``run seed + offset``:
+The run seed is ``seed_everything`` (linked to ``data.seed``). Every consumer has its own stream, seeded
+with ``run seed + offset``, so no two consumers share random numbers:
 
 ========================  =======  ==========================================================
 stream                    offset   consumer
 ========================  =======  ==========================================================
-``buffer``                0        replay-buffer sampling; the train env and its action space
+``train_env``             0        the train env and its action space (warm-up actions)
 ``dst``                   1        dynamic sparse training's random regrowth
+``masks``                 2        the initial sparse masks
+``network_noise``         3        ANF's noise features drawn inside the networks
+``buffer``                4        replay-buffer sampling
 ``eval_env``              10 000   the evaluation env (its own episodes)
 ``marginals``             20 000   the random-policy rollout that estimates ``marginals`` noise
 ``env_noise``             30 000   the train env's noise features (``noise_mode: env``)
 ``eval_env_noise``        40 000   the evaluation env's noise features (``noise_mode: env``)
 ``permutation``           50 000   the transfer setting's input permutations
 ========================  =======  ==========================================================
+
+The global generators (Python, numpy, torch: network initialisation, SAC's action sampling) are seeded by
+``seed_everything`` itself and saved by :mod:`lightning_sparse_rl.persistence.rng_state`; the envs' numpy
+generators are part of the env snapshot (:mod:`lightning_sparse_rl.data.env_state`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
+import torch
+
 #: Offset of each consumer's seed from the run seed (see the module docs).
 STREAM_OFFSETS: dict[str, int] = {
-    "buffer": 0,
+    "train_env": 0,
     "dst": 1,
+    "masks": 2,
+    "network_noise": 3,
+    "buffer": 4,
     "eval_env": 10_000,
     "marginals": 20_000,
     "env_noise": 30_000,
@@ -32,3 +48,53 @@ STREAM_OFFSETS: dict[str, int] = {
 def stream_seed(run_seed: int, stream: str) -> int:
     """The seed of ``stream`` (a key of :data:`STREAM_OFFSETS`) in a run seeded with ``run_seed``."""
     return (run_seed + STREAM_OFFSETS[stream]) % 2**63
+
+
+class RandomStream:
+    """A seeded ``torch.Generator`` that lives on whichever device draws from it, saved and restored by one rule.
+
+    The rule: a saved state continues exactly on the same device type; on another device type (a run
+    resumed on a GPU after a CPU start, or the reverse) the stream continues from a seed that is the
+    SHA-256 of the saved state: deterministic, but not the numbers the other device would have drawn
+    (torch's CPU and CUDA generators have different state formats).
+
+    Args:
+        seed: the stream's seed (usually :func:`stream_seed` of the run seed).
+
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._generator: torch.Generator | None = None
+        self._saved: dict[str, Any] | None = None  # a loaded state, applied on the next draw
+
+    def generator(self, device: torch.device | str = "cpu") -> torch.Generator:
+        """The generator on ``device``: created (seeded), restored from a loaded state, or moved there by the rule."""
+        device = torch.device(device)
+        current = self._generator
+        if current is not None and current.device.type == device.type:
+            return current
+        saved = self._saved if current is None else {"device": str(current.device), "state": current.get_state()}
+        generator = torch.Generator(device=device)
+        if saved is None:
+            generator.manual_seed(self.seed)
+        elif torch.device(saved["device"]).type == device.type:
+            generator.set_state(saved["state"])
+        else:
+            digest = hashlib.sha256(saved["state"].cpu().numpy().tobytes()).digest()
+            generator.manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+        self._generator, self._saved = generator, None
+        return generator
+
+    def state_dict(self) -> dict[str, Any]:
+        """Seed, device and generator state (``None`` before the first draw: the seed alone defines the stream)."""
+        if self._generator is not None:
+            return {"seed": self.seed, "device": str(self._generator.device), "state": self._generator.get_state()}
+        saved = self._saved or {"device": "cpu", "state": None}
+        return {"seed": self.seed, "device": saved["device"], "state": saved["state"]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; applied on the next :meth:`generator` call, on that call's device."""
+        self.seed = int(state["seed"])
+        self._generator = None
+        self._saved = None if state["state"] is None else {"device": state["device"], "state": state["state"]}

@@ -3,12 +3,13 @@
 * :class:`Transition`, :class:`TrainBatch`, :class:`EvalEpisode`, :class:`EpisodeStats`: the data the env
   side (``data/``) hands to the algorithms and callbacks;
 * :class:`Agent`: what the env side needs from a policy (``act``);
-* :class:`SparseAlgorithm`: what the sparsity, connectivity and permutation callbacks need from an algorithm.
+* :class:`SparseAlgorithm`: what the sparsity, connectivity and permutation callbacks need from an algorithm;
+* :class:`BufferRefill`: what the permutation callback needs from the data side (a refill request).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -106,4 +107,16 @@ class SparseAlgorithm(Protocol):
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """The loss of the network family (``actor`` or ``critic``) on ``batch``, for dense-gradient regrowth."""
+        ...
+
+
+#: How a buffer refill acts: uniformly ``random`` actions, or the ``current`` stochastic policy.
+RefillMode = Literal["random", "current"]
+
+
+class BufferRefill(Protocol):
+    """What the feature-permutation callback needs from the data side."""
+
+    def request_refill(self, steps: int, mode: RefillMode) -> None:
+        """Ask for the replay buffer to be emptied and refilled with ``steps`` env steps before the next one."""
         ...

@@ -51,7 +51,7 @@ def _filled(env_id, steps, seed=0):
     dm = EnvDataModule(env_id, seed=seed, buffer_size=1000, batch_size=8)
     dm.setup("fit")
     for _ in range(steps):
-        dm.env_step(None)
+        dm.runner.step(None)
     return dm, dm.buffer.split_rows(dm.buffer.storage[:steps])
 
 
@@ -61,7 +61,7 @@ def test_truncation_is_stored_as_not_terminated_with_the_true_last_observation()
     # Within an episode next_obs[i] == obs[i + 1]; across the truncation it is the final observation.
     assert torch.allclose(rows.next_obs[:199], rows.obs[1:200])
     assert not torch.allclose(rows.next_obs[199], rows.obs[200])
-    assert dm.episodes == 1
+    assert dm.runner.episodes == 1
 
 
 def test_termination_is_stored_and_followed_by_a_reset():
@@ -70,7 +70,7 @@ def test_termination_is_stored_and_followed_by_a_reset():
     assert len(ends) >= 2  # random actions drop the pole within a few dozen steps
     for i in ends[:-1].tolist():
         assert not torch.allclose(rows.next_obs[i], rows.obs[i + 1])
-    assert dm.env_steps == 300
+    assert dm.runner.env_steps == 300
 
 
 def test_same_seed_same_transitions():

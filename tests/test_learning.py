@@ -1,9 +1,9 @@
 """SAC and TD3 must actually learn: Pendulum-v1 from about −1400 (random) to better than −350.
 
-Measured with this setup (seeds 0-2, 64-wide nets): SAC evaluates at −101 to −218 after 4-5k steps,
-TD3 at −105 to −159 after 6k steps. SAC with 50 % sparse networks and DST (10 topology updates) evaluates
-at −141 to −209 after 5k steps (seeds 0-2).
-"""
+Measured with this setup (seeds 0-2, 64-wide nets, the named random streams of lightning_sparse_rl.seeding):
+SAC evaluates at −101 to −218 after 3-5k steps (last: −140, −209, −193); TD3 at −76 to −122 after 8k steps
+(at 7k one of the three seeds dips to −412, so the TD3 test runs 8k). SAC with 50 % sparse networks and DST
+(10 topology updates) evaluates at −103 to −222 after 4-5k steps (last: −146, −210, −187)."""
 
 import csv
 
@@ -21,7 +21,7 @@ def _eval_returns(trainer):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("algorithm", "steps"), [("sac", 5000), ("td3", 7000)])
+@pytest.mark.parametrize(("algorithm", "steps"), [("sac", 5000), ("td3", 8000)])
 def test_learns_pendulum(tmp_path, algorithm, steps):
     trainer, _, _ = short_fit(
         tmp_path, algorithm, seed=0, data={**DATA, "max_timesteps": steps}, model={"hidden_width": 64}

@@ -207,7 +207,7 @@ def test_permutations_every_period_refill_the_buffer_and_survive_a_checkpoint(tm
     identity = list(range(6))
     assert len({tuple(p) for p in [*callback.permutations, identity]}) == 3
     assert module.input_features.permutation.tolist() == callback.permutations[-1]
-    assert dm.train_steps == 400 and dm.env_steps == 200 + 400 + 2 * 50  # warm-up + training + 2 refills
+    assert dm.train_steps == 400 and dm.runner.env_steps == 200 + 400 + 2 * 50  # warm-up + training + 2 refills
     assert dm.buffer.size == 50  # emptied and refilled at step 400
 
     path = tmp_path / "first" / "ckpt" / "last.ckpt"

@@ -68,8 +68,8 @@ def test_n_steps_equal_n_over_2_then_resume_for_n_over_2(tmp_path, name):
 
     assert resumed.gradient_steps == straight.gradient_steps == 300
     assert resumed_dm.train_steps == straight_dm.train_steps == 300
-    assert resumed_dm.env_steps == straight_dm.env_steps
-    assert resumed_dm.episodes == straight_dm.episodes
+    assert resumed_dm.runner.env_steps == straight_dm.runner.env_steps
+    assert resumed_dm.runner.episodes == straight_dm.runner.episodes
     straight_state, resumed_state = straight.state_dict(), resumed.state_dict()
     assert straight_state.keys() == resumed_state.keys()
     tensors = [k for k, v in straight_state.items() if isinstance(v, torch.Tensor)]
@@ -116,7 +116,7 @@ def test_a_run_stopped_mid_epoch_resumes_exactly(tmp_path):
     saved = RunCheckpointIO().load_checkpoint(last)
     assert saved["EnvDataModule"]["train_steps"] == 100 and saved["gradient_steps"] == 100
     _, resumed, resumed_dm = _fit(tmp_path / "resumed", name, 300, ckpt_path=str(last))
-    assert resumed_dm.train_steps == 300 and resumed_dm.episodes == straight_dm.episodes
+    assert resumed_dm.train_steps == 300 and resumed_dm.runner.episodes == straight_dm.runner.episodes
     for key, value in straight.state_dict().items():
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, resumed.state_dict()[key]), key

@@ -385,7 +385,7 @@ def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_ex
     state = RunCheckpointIO().load_checkpoint(last)["EnvDataModule"]
     assert state["train_steps"] == stopped_at
     if phase == "warm-up":
-        assert 0 < state["env_steps"] < 30_000
+        assert 0 < state["runner"]["env_steps"] < 30_000
 
     never = [f"--trainer.callbacks.{k}=0" for k in arguments]  # the resumed run is not signalled again
     resumed = _run("fit", "--config", str(run_dir / "config.yaml"), *never, "--ckpt_path", "last", cwd=tmp_path)

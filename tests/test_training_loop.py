@@ -13,7 +13,7 @@ def _rows(trainer):
 
 def test_env_step_budget_epochs_and_counters(tmp_path):
     trainer, module, dm = short_fit(tmp_path, data={"max_timesteps": 320, "eval_freq": 150, "updates_per_step": 2})
-    assert dm.train_steps == 320 and dm.env_steps == 200 + 320
+    assert dm.train_steps == 320 and dm.runner.env_steps == 200 + 320
     assert module.gradient_steps == 640
     # SAC steps 2 optimizers per update: Lightning's global_step is not an env-step counter.
     assert trainer.global_step == 2 * 640
@@ -31,7 +31,7 @@ def test_losses_and_episodes_are_logged_once(tmp_path):
     trainer, _, dm = short_fit(tmp_path, data={"max_timesteps": 450, "eval_freq": 450})
     rows = _rows(trainer)
     episodes = [r for r in rows if r.get("train/episode_return")]
-    assert len(episodes) == dm.episodes == 2  # Pendulum: 200-step episodes
+    assert len(episodes) == dm.runner.episodes == 2  # Pendulum: 200-step episodes
     losses = [r for r in rows if r.get("train/critic_loss")]
     assert [int(r["step"]) for r in losses] == list(range(49, 450, 50))
     assert all(float(r["perf/env_steps_per_s"]) > 0 for r in losses[1:])

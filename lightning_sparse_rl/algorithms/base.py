@@ -13,6 +13,7 @@ from torchmetrics.aggregation import MeanMetric, RunningMean
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
+from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
 from lightning_sparse_rl.validation import check_in_range, check_positive
@@ -82,8 +83,8 @@ class OffPolicyAlgorithm(LightningModule):
             raise ValueError(f"compile_mode={compile_mode!r} must be None or one of {COMPILE_MODES}")
         self.automatic_optimization = False
         self.env_spec = env_spec
-        # The noise generator's seed comes from the global RNG (seeded by seed_everything).
-        noise_seed = int(torch.randint(2**62, ())) if env_spec.network_noise is not None else 0
+        # The noise features' stream derives from the run seed (torch.initial_seed(), set by seed_everything).
+        noise_seed = stream_seed(torch.initial_seed(), "network_noise")
         self.input_features = InputFeatures(
             env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, noise_seed
         )

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_sparse_rl.seeding import stream_seed
+from lightning_sparse_rl.seeding import RandomStream, stream_seed
 from lightning_sparse_rl.sparse import (
     MaskAdam,
     SparseNetwork,
@@ -50,7 +50,7 @@ class DynamicSparsityCallback(Callback):
         growth: ``random`` (SET) or ``gradient`` (RigL).
         new_weight_init: regrown weights start at ``zero``, or per element ``unif`` ~ U(±1/√fan_in) or
             ``xavier`` ~ U(±√(6/(fan_in+fan_out))).
-        seed: seed of the regrowth generator; ``None`` derives it from the run seed (``torch.initial_seed()``,
+        seed: seed of the regrowth stream; ``None`` derives it from the run seed (``torch.initial_seed()``,
             stream ``dst`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
@@ -86,20 +86,15 @@ class DynamicSparsityCallback(Callback):
         self.seed = seed
         self.last_update_step = 0
         self.topology_updates = 0
-        self._generator: torch.Generator | None = None
-        self._saved_generator: dict[str, Any] | None = None
+        self.stream: RandomStream | None = None  # created at fit start, or by a checkpoint's state
 
     # ------------------------------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Create the generator on the module's device (restored from a checkpoint when resuming)."""
-        if self.seed is None:
-            self.seed = stream_seed(torch.initial_seed(), "dst")
-        self._generator = torch.Generator(device=pl_module.device)
-        saved = self._saved_generator
-        if saved is not None and saved["device"] == str(self._generator.device):
-            self._generator.set_state(saved["state"])
-        else:
-            self._generator.manual_seed(self.seed + self.topology_updates)
+        """Create the regrowth stream (unless a checkpoint restored it); warn when nothing is masked."""
+        if self.stream is None:
+            if self.seed is None:
+                self.seed = stream_seed(torch.initial_seed(), "dst")
+            self.stream = RandomStream(self.seed)
         if not masked_layers(pl_module.sparse_networks()):
             warnings.warn(
                 "DynamicSparsityCallback: no layer is masked (every sparsity level is 0), so there is nothing "
@@ -131,7 +126,8 @@ class DynamicSparsityCallback(Callback):
         self, trainer: L.Trainer, pl_module: SparseAlgorithm, minibatch: Transition, zeta: float
     ) -> dict[str, int]:
         """Prune and regrow a ``zeta`` fraction of every masked layer once; returns connections moved per network."""
-        assert self._generator is not None, "on_fit_start creates the generator"
+        assert self.stream is not None, "on_fit_start creates the stream"
+        generator = self.stream.generator(pl_module.device)
         networks: list[SparseNetwork] = pl_module.sparse_networks()
         grads = self._dense_gradients(pl_module, networks, minibatch) if self.growth == "gradient" else {}
         mask_adams = [opt for opt in trainer.optimizers if isinstance(opt, MaskAdam)]
@@ -145,17 +141,25 @@ class DynamicSparsityCallback(Callback):
                     if mask is None:
                         continue
                     new_mask, pruned, grown = prune_and_regrow(
-                        module.weight, mask, zeta, self.growth, self._generator, grads.get(module)
+                        module.weight, mask, zeta, self.growth, generator, grads.get(module)
                     )
                     moved += (pruned & ~new_mask).sum()
-                    self._rewire(module, new_mask, pruned, grown, mask_adams)
+                    self._rewire(module, new_mask, pruned, grown, mask_adams, generator)
                     if target_group is not None and is_masked(target_group[i]):
                         set_mask(target_group[i], new_mask)
                         trainable_weight(target_group[i])[grown] = trainable_weight(module)[grown]
             changed[net.name] = int(moved)
         return changed
 
-    def _rewire(self, module: nn.Linear, new_mask: Tensor, pruned: Tensor, grown: Tensor, mask_adams: list) -> None:
+    def _rewire(
+        self,
+        module: nn.Linear,
+        new_mask: Tensor,
+        pruned: Tensor,
+        grown: Tensor,
+        mask_adams: list[MaskAdam],
+        generator: torch.Generator,
+    ) -> None:
         """Install ``new_mask``: zero pruned weights, initialise grown ones, clear MaskAdam moments."""
         weight = trainable_weight(module)
         set_mask(module, new_mask)  # also zeroes every inactive weight
@@ -164,7 +168,7 @@ class DynamicSparsityCallback(Callback):
         else:
             fan_in, fan_out = module.in_features, module.out_features
             bound = 1 / math.sqrt(fan_in) if self.new_weight_init == "unif" else math.sqrt(6 / (fan_in + fan_out))
-            draws = torch.rand(int(grown.sum()), generator=self._generator, device=self._generator.device)
+            draws = torch.rand(int(grown.sum()), generator=generator, device=generator.device)
             weight[grown] = ((2 * draws - 1) * bound).to(weight.device, weight.dtype)
         for optimizer in mask_adams:
             optimizer.reset_state(weight, pruned | grown)
@@ -186,19 +190,20 @@ class DynamicSparsityCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Counters, seed and the regrowth generator's state."""
+        """Counters, seed and the regrowth stream."""
         return {
             "last_update_step": self.last_update_step,
             "topology_updates": self.topology_updates,
             "seed": self.seed,
-            "generator": None
-            if self._generator is None
-            else {"device": str(self._generator.device), "state": self._generator.get_state()},
+            "stream": None if self.stream is None else self.stream.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore counters and generator state (applied in ``on_fit_start``)."""
+        """Restore counters and the regrowth stream."""
         self.last_update_step = state_dict["last_update_step"]
         self.topology_updates = state_dict["topology_updates"]
         self.seed = state_dict["seed"]
-        self._saved_generator = state_dict["generator"]
+        self.stream = None
+        if state_dict["stream"] is not None:
+            self.stream = RandomStream(self.seed)
+            self.stream.load_state_dict(state_dict["stream"])

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.seeding import stream_seed
-from lightning_sparse_rl.types import TrainBatch
+from lightning_sparse_rl.seeding import RandomStream, stream_seed
+from lightning_sparse_rl.types import BufferRefill, RefillMode, TrainBatch
 from lightning_sparse_rl.validation import check_positive
-
-RefillMode = Literal["random", "current"]
 
 
 class FeaturePermutationCallback(Callback):
@@ -27,12 +25,14 @@ class FeaturePermutationCallback(Callback):
     keeps its unpermuted observations, so stored transitions are replayed in the new order.
 
     Optionally the buffer is emptied and refilled with ``refill_timesteps`` env steps taken with
-    uniformly random actions (``random``) or the current stochastic policy (``current``). Refill
-    steps are not training steps.
+    uniformly random actions (``random``) or the current stochastic policy (``current``): the callback
+    requests it from the DataModule (:class:`~lightning_sparse_rl.types.BufferRefill`), which carries it out
+    before its next env step (the next training step, or the evaluation that follows). Refill steps are
+    not training steps.
 
     As in the original, a change due at the last training step still happens (before the final
     evaluation), so that a run stopped there and resumed matches an uninterrupted one. The
-    permutation history, the next change and the generator are part of the checkpoint; the current
+    permutation history, the next change and the random stream are part of the checkpoint; the current
     permutation is in the model's ``state_dict``.
 
     Args:
@@ -40,7 +40,7 @@ class FeaturePermutationCallback(Callback):
         empty_buffer: empty and refill the replay buffer at each permutation.
         refill_timesteps: env steps of the refill.
         refill_mode: ``random`` or ``current``.
-        seed: seed of the permutation generator; ``None`` derives it from the run seed (``torch.initial_seed()``,
+        seed: seed of the permutation stream; ``None`` derives it from the run seed (``torch.initial_seed()``,
             stream ``permutation`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
@@ -64,13 +64,13 @@ class FeaturePermutationCallback(Callback):
         self.seed = seed
         self.next_change = self.period
         self.permutations: list[list[int]] = []
-        self.generator = torch.Generator()
+        self.stream: RandomStream | None = None  # created at setup, or by a checkpoint's state
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Seed the permutation generator (a checkpoint's state replaces it when resuming)."""
+        """Create the permutation stream (a checkpoint's state replaces it when resuming)."""
         if self.seed is None:
             self.seed = stream_seed(torch.initial_seed(), "permutation")
-        self.generator.manual_seed(self.seed)
+        self.stream = RandomStream(self.seed)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
@@ -90,25 +90,27 @@ class FeaturePermutationCallback(Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"env/permutations": float(len(self.permutations))}, step=batch.train_step - 1)
         if self.empty_buffer:
-            agent = pl_module if self.refill_mode == "current" else None
-            trainer.datamodule.refill(self.refill_timesteps, agent)
+            data: BufferRefill = trainer.datamodule
+            data.request_refill(self.refill_timesteps, self.refill_mode)
 
     def _new_permutation(self, size: int) -> torch.Tensor:
         seen = {tuple(p) for p in self.permutations} | {tuple(range(size))}
+        assert self.stream is not None, "setup creates the stream"
+        generator = self.stream.generator("cpu")
         if len(seen) >= math.factorial(size):
             raise RuntimeError(f"all {math.factorial(size)} permutations of {size} input features have been used")
         while True:
-            permutation = torch.randperm(size, generator=self.generator)
+            permutation = torch.randperm(size, generator=generator)
             if tuple(permutation.tolist()) not in seen:
                 return permutation
 
     def state_dict(self) -> dict[str, Any]:
-        """Permutation history, next change step, seed and generator state."""
+        """Permutation history, next change step, seed and the permutation stream."""
         return {
             "permutations": self.permutations,
             "next_change": self.next_change,
             "seed": self.seed,
-            "generator": self.generator.get_state(),
+            "stream": None if self.stream is None else self.stream.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -116,4 +118,6 @@ class FeaturePermutationCallback(Callback):
         self.permutations = [list(p) for p in state_dict["permutations"]]
         self.next_change = state_dict["next_change"]
         self.seed = state_dict["seed"]
-        self.generator.set_state(state_dict["generator"])
+        self.stream = RandomStream(self.seed)
+        if state_dict["stream"] is not None:
+            self.stream.load_state_dict(state_dict["stream"])

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.seeding import RandomStream, stream_seed
 from lightning_sparse_rl.sparse import (
     LayerCount,
     LayerSparsity,
@@ -73,7 +74,8 @@ class SparsityDistributionCallback(Callback):
             stay exactly as sparse as the online network while their pattern may lag behind it.
             ``shared``: targets carry a copy of the online masks (updated with every topology change),
             which is cheaper and keeps the patterns identical.
-        seed: seed of the mask generator; ``None`` uses ``torch.initial_seed()`` (set by ``seed_everything``).
+        seed: seed of the mask draws; ``None`` derives it from the run seed (``torch.initial_seed()``, stream
+            ``masks`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -105,8 +107,8 @@ class SparsityDistributionCallback(Callback):
         networks: list[SparseNetwork] = pl_module.sparse_networks()
         already_masked = bool(masked_layers(networks))
         if self.seed is None:
-            self.seed = torch.initial_seed() % 2**63
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            self.seed = stream_seed(torch.initial_seed(), "masks")
+        generator = RandomStream(self.seed).generator(pl_module.device)
         for family, members in groupby(networks, key=lambda net: net.family):
             members = list(members)
             self.levels[family] = self._levels_for(members[0])

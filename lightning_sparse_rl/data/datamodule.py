@@ -1,4 +1,4 @@
-"""The environment-interaction DataModule: owns the train env, the eval env and the replay buffer.
+"""The environment-interaction DataModule: a thin Lightning adapter around the replay buffer and the env runner.
 
 Lightning mapping (see README, "How training maps onto Lightning"):
 
@@ -9,8 +9,10 @@ Lightning mapping (see README, "How training maps onto Lightning"):
 * training stops after ``max_timesteps`` env steps of the main loop, counted here (Lightning's
   ``global_step`` counts optimizer steps under manual optimisation, so it is not used for this).
 
-The policy is taken from ``trainer.lightning_module`` at run time: any module with an
-:meth:`Agent.act` method works; this module imports no algorithm.
+The envs, the current observation and the episode counters live in
+:class:`~lightning_sparse_rl.data.runner.EnvRunner`, which knows no Lightning. The policy is taken from
+``trainer.lightning_module`` at run time: any module with an :meth:`Agent.act` method works; this module
+imports no algorithm.
 
 The train iterable has a length (``eval_freq``), so Lightning does not prefetch: the env step of a
 batch is taken right before its update, with the policy updated by every earlier batch, as in the
@@ -20,19 +22,17 @@ original loop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.data.env_state import env_state, restore_env_state
 from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
-from lightning_sparse_rl.data.episodes import random_policy_observations, run_episode
+from lightning_sparse_rl.data.episodes import random_policy_observations
 from lightning_sparse_rl.data.noise_features import (
     NoiseDistribution,
     NoiseMode,
@@ -42,11 +42,12 @@ from lightning_sparse_rl.data.noise_features import (
     total_input_features,
 )
 from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
+from lightning_sparse_rl.data.runner import EnvRunner
 from lightning_sparse_rl.persistence.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.persistence.state_encoding import decode, encode
 from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
-from lightning_sparse_rl.types import Agent, EpisodeStats, EvalEpisode, TrainBatch
+from lightning_sparse_rl.types import Agent, EvalEpisode, RefillMode, TrainBatch
 from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
 #: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
@@ -59,8 +60,8 @@ class EnvDataModule(LightningDataModule):
     Args:
         env_id: Gymnasium id of a continuous-action env; mujoco-py ids (``HalfCheetah-v3``) are
             mapped to ``-v5`` with a notice.
-        seed: seeds the train env, its action space (warm-up actions), the eval env (``seed +
-            10000``) and the buffer's sampling generator. The CLI links it to ``seed_everything``.
+        seed: the run seed, from which the envs, the buffer's sampling and the noise draw their own
+            streams (:mod:`lightning_sparse_rl.seeding`). The CLI links it to ``seed_everything``.
         buffer_size: replay capacity in transitions.
         batch_size: minibatch size per gradient update.
         start_timesteps: uniformly random env steps that fill the buffer before training; not
@@ -117,22 +118,11 @@ class EnvDataModule(LightningDataModule):
         self.env_id, notice = resolve_env_id(env_id)
         if notice:
             rank_zero_info(notice)
-        probe = make_env(self.env_id)
-        real_spec = env_spec_of(probe, self.env_id)
+        probe = make_env(self.env_id)  # fails here for an unknown or unsuitable env
+        self.real_spec = env_spec_of(probe, self.env_id)  # the env's own spaces, without noise features
         probe.close()
         self.seed = seed
-        self.noise = self._noise_spec(real_spec.observation_dim, fake_features, noise_std, noise_distribution)
         self.noise_mode = noise_mode
-        self.env_spec: EnvSpec = real_spec
-        if self.noise is not None:
-            in_env = noise_mode == "env"
-            self.env_spec = dataclasses.replace(
-                real_spec,
-                observation_dim=real_spec.observation_dim + (self.noise.count if in_env else 0),
-                real_features=real_spec.observation_dim,
-                network_noise=None if in_env else self.noise,
-                env_noise=self.noise if in_env else None,
-            )
         self.buffer_size = buffer_size
         self.batch_size = batch_size
         self.start_timesteps = start_timesteps
@@ -140,56 +130,67 @@ class EnvDataModule(LightningDataModule):
         self.eval_freq = eval_freq
         self.eval_episodes = eval_episodes
         self.updates_per_step = updates_per_step
-        self.env_steps = 0  # all env steps, warm-up included
         self.train_steps = 0  # main-loop env steps (warm-up excluded), the "Total Steps" of the logs
-        self.episodes = 0  # finished main-loop episodes
-        self.train_env: gym.Env | None = None
-        self.eval_env: gym.Env | None = None
         self.buffer: ReplayBuffer | None = None
-        self._obs: np.ndarray | None = None
-        self._episode_start = 0.0
-        self._saved_interaction: dict[str, Any] | None = None  # from a checkpoint, applied after setup
-        self._saved_rng: dict[str, Any] | None = None  # from a checkpoint, applied before the next env step
-        self._eval_env_at_start: dict[str, Any] | None = None  # during an evaluation: the eval env before it
+        self.runner: EnvRunner | None = None
+        self.pending_refill: tuple[int, RefillMode] | None = None  # (steps, mode), carried out before the next step
+        self._saved: dict[str, Any] | None = None  # a checkpoint's buffer and runner, applied once they exist
+        self._saved_rng: dict[str, Any] | None = None  # a checkpoint's generators, applied before the next env step
 
-    def _noise_spec(
-        self, real_dim: int, fake_features: float, std: float, distribution: NoiseDistribution
-    ) -> NoiseSpec | None:
-        """The noise features for ``fake_features`` (``None`` when there are none)."""
-        count = total_input_features(real_dim, fake_features) - real_dim
+    @functools.cached_property
+    def env_spec(self) -> EnvSpec:
+        """What the networks see: :attr:`real_spec` plus the noise features (computed on first use).
+
+        For ``noise_distribution: marginals`` the first use runs the random-policy rollout that estimates
+        the real features' distributions.
+        """
+        real_spec = self.real_spec
+        noise = self._noise_spec(real_spec.observation_dim)
+        if noise is None:
+            return real_spec
+        in_env = self.noise_mode == "env"
+        return dataclasses.replace(
+            real_spec,
+            observation_dim=real_spec.observation_dim + (noise.count if in_env else 0),
+            real_features=real_spec.observation_dim,
+            network_noise=None if in_env else noise,
+            env_noise=noise if in_env else None,
+        )
+
+    @property
+    def noise(self) -> NoiseSpec | None:
+        """The noise features (``None`` when there are none)."""
+        return self.env_spec.network_noise or self.env_spec.env_noise
+
+    def _noise_spec(self, real_dim: int) -> NoiseSpec | None:
+        hp = self.hparams
+        count = total_input_features(real_dim, hp.fake_features) - real_dim
         if count == 0:
             return None
         quantiles = None
-        if distribution == "marginals":
-            steps = self.hparams.marginal_rollout_steps
+        if hp.noise_distribution == "marginals":
+            steps = hp.marginal_rollout_steps
             rank_zero_info(f"Estimating the real features' distributions from {steps} random-policy steps...")
             rollout = random_policy_observations(self.env_id, steps, stream_seed(self.seed, "marginals"))
             quantiles = estimate_marginal_quantiles(rollout)
-        return NoiseSpec(count, distribution, std, quantiles)
+        return NoiseSpec(count, hp.noise_distribution, hp.noise_std, quantiles)
 
     # ----------------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
-        """Create the envs (seeded) and the replay buffer on the trainer's device."""
-        if self.train_env is not None:
+        """Create the replay buffer on the trainer's device and the env runner (seeded)."""
+        if self.runner is not None:
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        env_noise = self.env_spec.env_noise
-        self.train_env = make_env(self.env_id, env_noise, noise_seed=stream_seed(self.seed, "env_noise"))
-        self.train_env.action_space.seed(self.seed)
-        self._obs, _ = self.train_env.reset(seed=self.seed)
-        self.eval_env = make_env(self.env_id, env_noise, noise_seed=stream_seed(self.seed, "eval_env_noise"))
-        self.eval_env.reset(seed=stream_seed(self.seed, "eval_env"))
         spec = self.env_spec
-        self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=self.seed)
-        self._episode_start = time.perf_counter()
-        self._restore_interaction()
+        seed = stream_seed(self.seed, "buffer")
+        self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=seed)
+        self.runner = EnvRunner(spec, self.seed, self.buffer)
+        self._restore_saved()
 
     def teardown(self, stage: str) -> None:
-        """Close the envs."""
-        for env in (self.train_env, self.eval_env):
-            if env is not None:
-                env.close()
-        self.train_env = self.eval_env = None
+        """Close the envs (the buffer and the counters stay readable)."""
+        if self.runner is not None:
+            self.runner.close()
 
     def train_dataloader(self) -> _TrainSteps:
         """An iterable of :class:`TrainBatch`, one per env step of the current epoch."""
@@ -206,49 +207,36 @@ class EnvDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly.
 
-        Counters, the current observation, both envs mid-episode (see :mod:`lightning_sparse_rl.data.env_state`),
-        the replay buffer and the global random number generators. ``lsrl fit`` writes the buffer to a side
-        file next to the checkpoint. During an evaluation (a run stopped by a signal mid-evaluation) the eval
-        env is saved as it was when the evaluation began, so the resumed run repeats that evaluation.
+        The training-step counter, a pending refill, the runner (envs mid-episode, see
+        :mod:`lightning_sparse_rl.data.env_state`), the replay buffer and the global random number
+        generators. ``lsrl fit`` writes the buffer to a side file next to the checkpoint.
         """
-        counters = {"env_steps": self.env_steps, "train_steps": self.train_steps, "episodes": self.episodes}
-        if self.train_env is None or self.eval_env is None or self.buffer is None:
-            return counters  # before setup or after teardown: nothing is running
+        state: dict[str, Any] = {"train_steps": self.train_steps, "pending_refill": self.pending_refill}
+        if self.runner is None or self.buffer is None:
+            return state  # before setup: nothing is running
         return {
-            **counters,
-            "obs": encode(self._obs),
-            "train_env": encode(env_state(self.train_env)),
-            "eval_env": encode(self._eval_env_at_start or env_state(self.eval_env)),
+            **state,
+            "runner": self.runner.state_dict(),
             "replay_buffer": self.buffer.state_dict(),
             "rng": encode(global_rng_state()),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`; envs and buffer once they exist, the generators before the next env step."""
-        self.env_steps = state_dict["env_steps"]
+        """Restore :meth:`state_dict`: buffer and runner once they exist, the generators before the next env step."""
         self.train_steps = state_dict["train_steps"]
-        self.episodes = state_dict["episodes"]
-        self._saved_interaction = state_dict
+        self.pending_refill = state_dict["pending_refill"]
+        self._saved = state_dict if "runner" in state_dict else None
         self._saved_rng = decode(state_dict["rng"]) if "rng" in state_dict else None
-        if self.train_env is not None:
-            self._restore_interaction()
+        if self.runner is not None:
+            self._restore_saved()
 
-    def _restore_interaction(self) -> None:
-        saved = self._saved_interaction
-        if saved is None or "train_env" not in saved:
+    def _restore_saved(self) -> None:
+        if self._saved is None:
             return
-        assert self.train_env is not None and self.eval_env is not None and self.buffer is not None
-        restore_env_state(self.train_env, decode(saved["train_env"]))
-        restore_env_state(self.eval_env, decode(saved["eval_env"]))
-        self.buffer.load_state_dict(saved["replay_buffer"])
-        self._obs = decode(saved["obs"])
-        self._saved_interaction = None
-
-    def continue_saved_random_streams(self) -> None:
-        """In a resumed run, put the global generators where the checkpointed run stood (once, before its next step)."""
-        if self._saved_rng is not None:
-            restore_global_rng_state(self._saved_rng)
-            self._saved_rng = None
+        assert self.runner is not None and self.buffer is not None
+        self.runner.load_state_dict(self._saved["runner"])
+        self.buffer.load_state_dict(self._saved["replay_buffer"])
+        self._saved = None
 
     # ----------------------------------------------------------------------------- interaction
     @property
@@ -256,79 +244,42 @@ class EnvDataModule(LightningDataModule):
         """The policy being trained, taken from the trainer at run time."""
         return self.trainer.lightning_module  # type: ignore[return-value]
 
-    def env_step(self, agent: Agent | None) -> EpisodeStats | None:
-        """Take one train-env step (``agent=None``: uniform random action) and store it.
-
-        Returns the finished episode's statistics when this step ended an episode (then the env
-        is reset), else ``None``. Time-limit truncation is stored as not terminated.
-        """
-        assert self.train_env is not None and self.buffer is not None and self._obs is not None
-        if agent is None:
-            action = self.train_env.action_space.sample()
-        else:
-            obs = torch.as_tensor(self._obs, dtype=torch.float32, device=self.buffer.device)
-            action = agent.act(obs.unsqueeze(0), deterministic=False)[0].cpu().numpy()
-        next_obs, reward, terminated, truncated, info = self.train_env.step(action)
-        self.buffer.add(self._obs, action, float(reward), next_obs, bool(terminated))
-        self.env_steps += 1
-        if not (terminated or truncated):
-            self._obs = next_obs
-            return None
-        now = time.perf_counter()
-        stats = EpisodeStats(
-            self.episodes, float(info["episode"]["r"]), int(info["episode"]["l"]), now - self._episode_start
-        )
-        self.episodes += 1
-        self._episode_start = now
-        self._obs, _ = self.train_env.reset()
-        return stats
+    def continue_saved_random_streams(self) -> None:
+        """In a resumed run, put the global generators where the checkpointed run stood (once, before its next step)."""
+        if self._saved_rng is not None:
+            restore_global_rng_state(self._saved_rng)
+            self._saved_rng = None
 
     def warm_up(self) -> None:
         """Fill the buffer with ``start_timesteps`` uniformly random steps (once per run)."""
-        remaining = self.start_timesteps - self.env_steps
+        assert self.runner is not None
+        remaining = self.start_timesteps - self.runner.env_steps
         if remaining <= 0:
             return
         rank_zero_info(f"Filling the replay buffer with {remaining} random steps...")
         start = time.perf_counter()
-        for _ in range(remaining):
-            raise_if_stop_requested("warm-up")
-            self.env_step(None)
-        # As the original, the main loop starts on a fresh episode and numbers episodes from 0.
-        assert self.train_env is not None
-        self._obs, _ = self.train_env.reset()
-        self.episodes = 0
-        self._episode_start = time.perf_counter()
+        self.runner.warm_up(remaining)
         rank_zero_info(f"Replay buffer filled in {time.perf_counter() - start:.1f} s; training starts.")
 
-    def refill(self, steps: int, agent: Agent | None) -> None:
-        """Empty the replay buffer and refill it with ``steps`` env steps, then start a fresh episode.
+    def request_refill(self, steps: int, mode: RefillMode) -> None:
+        """Empty the buffer and refill it with ``steps`` env steps before the next env step (training or evaluation).
 
-        ``agent=None`` takes uniformly random actions, else the agent's stochastic policy. The steps
-        count in ``env_steps`` but not in ``train_steps`` or the episode numbering.
+        ``mode`` ``random`` takes uniformly random actions, ``current`` the policy's stochastic actions. The
+        steps count in the runner's ``env_steps``, not in ``train_steps`` or the episode numbering. A request
+        pending at a checkpoint is part of it.
         """
-        assert self.train_env is not None and self.buffer is not None
+        check_positive("steps", steps)
+        self.pending_refill = (int(steps), mode)
+
+    def carry_out_refill(self) -> None:
+        """Carry out a pending :meth:`request_refill` (the iterables call this before their next env step)."""
+        if self.pending_refill is None:
+            return
+        assert self.runner is not None
+        steps, mode = self.pending_refill
         rank_zero_info(f"Refilling the replay buffer with {steps} steps...")
-        self.buffer.clear()
-        self._obs, _ = self.train_env.reset()
-        episodes = self.episodes
-        for _ in range(steps):
-            self.env_step(agent)
-        self.episodes = episodes
-        self._obs, _ = self.train_env.reset()
-        self._episode_start = time.perf_counter()
-
-    def evaluate_episode(self, agent: Agent) -> EvalEpisode:
-        """Run one deterministic episode on the eval env."""
-        assert self.eval_env is not None and self.buffer is not None
-        device = self.buffer.device
-
-        def act(obs: np.ndarray) -> np.ndarray:
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            return agent.act(obs_t.unsqueeze(0), deterministic=True)[0].cpu().numpy()
-
-        obs, _ = self.eval_env.reset()
-        record = run_episode(self.eval_env, act, obs)
-        return EvalEpisode(record.episode_return, record.length)
+        self.runner.refill(steps, self.agent if mode == "current" else None)
+        self.pending_refill = None
 
 
 class _TrainSteps:
@@ -341,8 +292,8 @@ class _TrainSteps:
         return self.dm.eval_freq
 
     def __iter__(self) -> Iterator[TrainBatch]:
-        dm = self.dm
-        assert dm.buffer is not None
+        dm, runner, buffer = self.dm, self.dm.runner, self.dm.buffer
+        assert runner is not None and buffer is not None
         if dm.train_steps >= dm.max_timesteps:  # nothing left (e.g. a finished run resumed): end the fit
             dm.trainer.should_stop = True
             return
@@ -352,12 +303,13 @@ class _TrainSteps:
         steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)
         for _ in range(steps):
             raise_if_stop_requested("training")
-            episode = dm.env_step(agent)
+            dm.carry_out_refill()
+            episode = runner.step(agent)
             dm.train_steps += 1
             if dm.train_steps >= dm.max_timesteps:
                 # This batch is still trained on and evaluated; then the fit loop ends.
                 dm.trainer.should_stop = True
-            minibatches = tuple(dm.buffer.sample(dm.batch_size) for _ in range(dm.updates_per_step))
+            minibatches = tuple(buffer.sample(dm.batch_size) for _ in range(dm.updates_per_step))
             yield TrainBatch(minibatches, dm.train_steps, episode)
 
 
@@ -371,13 +323,14 @@ class _EvalEpisodes:
         return self.dm.eval_episodes
 
     def __iter__(self) -> Iterator[EvalEpisode]:
-        dm = self.dm
-        assert dm.eval_env is not None
+        dm, runner = self.dm, self.dm.runner
+        assert runner is not None
+        dm.carry_out_refill()
         agent = dm.agent
-        dm._eval_env_at_start = env_state(dm.eval_env)
+        runner.begin_evaluation()
         for index in range(dm.eval_episodes):
             raise_if_stop_requested("evaluation")
-            episode = dm.evaluate_episode(agent)
+            episode = runner.evaluate_episode(agent)
             if index + 1 == dm.eval_episodes:  # Lightning may not ask for more after the last episode
-                dm._eval_env_at_start = None
+                runner.end_evaluation()
             yield episode

@@ -11,7 +11,6 @@ This module is plain torch (no Lightning, no Gymnasium): :class:`NoiseFeatures` 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
 NoiseDistribution = Literal["gaussian", "uniform", "marginals"]
@@ -110,48 +110,30 @@ def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, 
 
 
 class NoiseFeatures(nn.Module):
-    """Draws ``(rows, count)`` noise features on the module's device from its own seeded generator.
+    """Draws ``(rows, count)`` noise features on the module's device from its own seeded stream.
 
-    The generator's seed and state are part of the module's ``state_dict`` (extra state), so a
-    checkpoint continues the same noise stream. Moving the module to another device type re-seeds
-    the generator deterministically from its current state.
+    The stream (:class:`~lightning_sparse_rl.seeding.RandomStream`) is part of the module's ``state_dict``
+    (extra state), so a checkpoint continues the same noise; on another device type it continues by the
+    stream's rule.
 
     Args:
         spec: what to draw.
-        seed: seed of the generator.
+        seed: seed of the stream.
 
     """
 
     def __init__(self, spec: NoiseSpec, seed: int) -> None:
         super().__init__()
         self.spec = spec
-        self.seed = int(seed)
+        self.stream = RandomStream(seed)
         quantiles = torch.tensor(spec.quantiles or (), dtype=torch.float32)
         self.register_buffer("quantiles", quantiles, persistent=False)
         real = quantiles.shape[0] if spec.quantiles else 1
         self.register_buffer("source_feature", torch.arange(spec.count) % real, persistent=False)
-        self._generator: torch.Generator | None = None
-        self._pending_state: Tensor | None = None
-        self._pending_device = "cpu"
 
     def generator(self) -> torch.Generator:
-        """The generator on the module's device (created, restored or re-seeded on first use there)."""
-        device = self.source_feature.device
-        if self._generator is not None and self._generator.device == device:
-            return self._generator
-        state, state_device = self._pending_state, self._pending_device
-        if self._generator is not None:
-            state, state_device = self._generator.get_state(), str(self._generator.device)
-        generator = torch.Generator(device=device)
-        if state is None:
-            generator.manual_seed(self.seed)
-        elif torch.device(state_device).type == device.type:
-            generator.set_state(state)
-        else:
-            digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
-            generator.manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
-        self._generator, self._pending_state = generator, None
-        return generator
+        """The stream's generator on the module's device."""
+        return self.stream.generator(self.source_feature.device)
 
     def forward(self, rows: int) -> Tensor:
         """Fresh noise, shape ``(rows, count)``, float32."""
@@ -170,15 +152,12 @@ class NoiseFeatures(nn.Module):
         return torch.lerp(low, high, position - index)
 
     def get_extra_state(self) -> dict[str, Any]:
-        """Seed and generator state."""
-        if self._generator is not None:
-            return {"seed": self.seed, "state": self._generator.get_state(), "device": str(self._generator.device)}
-        return {"seed": self.seed, "state": self._pending_state, "device": self._pending_device}
+        """The stream's seed, device and state."""
+        return self.stream.state_dict()
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore the seed and generator state (applied on the next draw, on the module's device)."""
-        self.seed = int(state["seed"])
-        self._generator, self._pending_state, self._pending_device = None, state["state"], state["device"]
+        """Restore the stream (applied on the next draw, on the module's device)."""
+        self.stream.load_state_dict(state)
 
 
 class InputFeatures(nn.Module):

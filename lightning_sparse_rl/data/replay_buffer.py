@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import UserInputError
 
@@ -50,7 +51,7 @@ class ReplayBuffer:
         obs_dim: observation size.
         action_dim: action size.
         device: where the storage lives and minibatches are produced.
-        seed: seed of the buffer's own sampling generator.
+        seed: seed of the buffer's own sampling stream (:class:`~lightning_sparse_rl.seeding.RandomStream`).
 
     """
 
@@ -64,8 +65,7 @@ class ReplayBuffer:
         self.row_size = 2 * obs_dim + action_dim + 2  # obs, action, reward, next obs, terminated
         check_buffer_fits(capacity, 4 * self.row_size, self.device)
         self.storage = torch.zeros(capacity, self.row_size, dtype=torch.float32, device=self.device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
+        self.stream = RandomStream(seed)
         self.position = 0
         self.size = 0
         self._row = np.empty(self.row_size, dtype=np.float32)
@@ -87,12 +87,12 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
 
     def state_dict(self) -> dict[str, Any]:
-        """The stored rows ``(size, row)`` (a CPU copy), the write position and the sampling generator's state."""
+        """The stored rows ``(size, row)`` (a CPU copy), the write position and the sampling stream."""
         return {
             "rows": self.storage[: self.size].to("cpu", copy=True),
             "position": self.position,
             "size": self.size,
-            "generator": self.generator.get_state(),
+            "stream": self.stream.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -108,15 +108,10 @@ class ReplayBuffer:
                 f"the saved replay buffer holds {tuple(rows.shape)} rows; this buffer takes at most "
                 f"({self.capacity}, {self.row_size}) (same env, noise features and buffer_size as the saved run)"
             )
-        if state["generator"].numel() != self.generator.get_state().numel():
-            raise ValueError(
-                f"the saved replay buffer sampled on another device type than this run's ({self.device.type}): "
-                "resume on the same kind of device (cpu or gpu)"
-            )
         self.storage[: rows.shape[0]].copy_(rows)
         self.position = state["position"]
         self.size = state["size"]
-        self.generator.set_state(state["generator"])
+        self.stream.load_state_dict(state["stream"])
 
     def clear(self) -> None:
         """Forget every stored transition."""
@@ -127,7 +122,8 @@ class ReplayBuffer:
         """Sample ``batch_size`` transitions uniformly with replacement, on the buffer's device."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        index = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
+        generator = self.stream.generator(self.device)
+        index = torch.randint(self.size, (batch_size,), device=self.device, generator=generator)
         return self.split_rows(self.storage[index])
 
     def split_rows(self, rows: Tensor) -> Transition:
