@@ -1,19 +1,20 @@
-"""Actor and critic networks for SAC and TD3 (MLPs of ``nn.Linear`` layers, as in the original)."""
+"""Member-batched actor and critic networks for SAC and TD3 (MLPs, as in the original, for ``M`` members at once).
+
+Every network holds the networks of all agents of a population as members of :class:`MemberLinear` layers:
+inputs ``(M, B, in)``, outputs ``(M, B, out)``. Member ``m`` is initialised from its own generator, so an
+agent's initial weights depend only on its own seed (stream ``init``), not on the population around it.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from lightning_sparse_rl.sparse import (
-    ConnectionLayer,
-    SparseNetwork,
-    TargetBudget,
-    linear_layers,
-    trainable_weight,
-)
+from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, linear_layers, trainable_weight
 
 #: Hidden activations by their original ``--activation`` names.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -30,41 +31,56 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def mlp(in_dim: int, out_dim: int, hidden_layers: int, hidden_width: int, activation: str) -> nn.Sequential:
-    """``in_dim → hidden_width (× hidden_layers, each followed by the activation) → out_dim``.
+def member_normal(shape: Sequence[int], generators: Sequence[torch.Generator]) -> Tensor:
+    """Standard normal draws of ``shape`` ``(M, ...)``: member ``m``'s from ``generators[m]``."""
+    return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device) for g in generators])
+
+
+class MemberMLP(nn.Module):
+    """``in_dim → hidden_width (× hidden_layers, each followed by the activation) → out_dim`` for ``members``.
 
     With ``out_dim=0`` the network ends after the last hidden activation (a trunk for heads).
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
-    if hidden_layers < 1 or hidden_width < 1:
-        raise ValueError(f"hidden_layers={hidden_layers} and hidden_width={hidden_width} must both be >= 1")
-    layers: list[nn.Module] = []
-    width = in_dim
-    for _ in range(hidden_layers):
-        layers += [nn.Linear(width, hidden_width), ACTIVATIONS[activation]()]
-        width = hidden_width
-    if out_dim > 0:
-        layers.append(nn.Linear(width, out_dim))
-    return nn.Sequential(*layers)
+
+    def __init__(
+        self, members: int, in_dim: int, out_dim: int, hidden_layers: int, hidden_width: int, activation: str
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}")
+        if hidden_layers < 1 or hidden_width < 1:
+            raise ValueError(f"hidden_layers={hidden_layers} and hidden_width={hidden_width} must both be >= 1")
+        sizes = [in_dim] + [hidden_width] * hidden_layers + ([out_dim] if out_dim > 0 else [])
+        self.layers = nn.ModuleList(MemberLinear(members, a, b) for a, b in itertools.pairwise(sizes))
+        self.activation = ACTIVATIONS[activation]()
+        self.hidden_layers = hidden_layers
+
+    def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
+        """``(M, B, in_dim)`` → ``(M, B, out)``; with ``members``, only those members (``x`` holds only theirs)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if members is None else layer.forward_members(x, members)
+            if i < self.hidden_layers:
+                x = self.activation(x)
+        return x
 
 
-def xavier_init_(module: nn.Module) -> None:
-    """Xavier-uniform (gain 1) weights and zero biases for every ``nn.Linear`` (the original SAC init)."""
-    for layer in module.modules():
-        if isinstance(layer, nn.Linear):
-            nn.init.xavier_uniform_(layer.weight, gain=1.0)
-            nn.init.zeros_(layer.bias)
+def init_members_(module: nn.Module, init: str, generators: Sequence[torch.Generator]) -> None:
+    """Initialise every :class:`MemberLinear` of ``module`` (in definition order) from per-member generators.
 
-
-def as_connection_layers(module: nn.Module) -> tuple[ConnectionLayer, ...]:
-    """Each ``nn.Linear`` of ``module`` as its own connection layer (plain MLPs)."""
-    return tuple((layer,) for layer in linear_layers(module))
+    ``generators`` has one generator per agent; a layer with ``c·K`` members (twin critics: ``c = 2``)
+    gives member ``j·K + i`` agent ``i``'s generator. Layer by layer, so agent ``i``'s draws come in the
+    same order whatever ``K`` is.
+    """
+    for layer in linear_layers(module):
+        copies, rest = divmod(layer.members, len(generators))
+        if rest:
+            raise ValueError(f"a layer of {layer.members} members cannot hold {len(generators)} agents")
+        layer.reset_parameters(init, list(generators) * copies)
 
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: TargetBudget | None = None) -> None:
-    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every Linear layer, in place (``θ_source``: the masked weight).
+    """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every layer, in place (``θ_source``: the masked weight).
 
     Unmasked target layers of masked source layers are then kept as sparse as their source
     (:class:`~lightning_sparse_rl.sparse.TargetBudget`; pass the algorithm's, which remembers the layers
@@ -92,13 +108,14 @@ class _ActionScaling(nn.Module):
 
 
 class SquashedGaussianActor(_ActionScaling):
-    """SAC actor: an MLP trunk, a mean head and a log-std head; actions are ``tanh``-squashed.
+    """SAC actor: an MLP trunk and one head for the mean and the log-std; actions are ``tanh``-squashed.
 
-    Shapes: observations ``(B, obs_dim)`` → actions ``(B, action_dim)`` in env units.
+    Shapes: observations ``(M, B, obs_dim)`` → actions ``(M, B, action_dim)`` in env units.
     """
 
     def __init__(
         self,
+        members: int,
         obs_dim: int,
         action_dim: int,
         hidden_layers: int,
@@ -108,24 +125,26 @@ class SquashedGaussianActor(_ActionScaling):
         action_high: tuple[float, ...],
     ) -> None:
         super().__init__(action_low, action_high)
-        self.trunk = mlp(obs_dim, 0, hidden_layers, hidden_width, activation)
-        self.mean = nn.Linear(hidden_width, action_dim)
-        self.log_std = nn.Linear(hidden_width, action_dim)
-        xavier_init_(self)
+        self.trunk = MemberMLP(members, obs_dim, 0, hidden_layers, hidden_width, activation)
+        self.head = MemberLinear(members, hidden_width, 2 * action_dim)  # [mean, log-std]
+        self.action_dim = action_dim
 
-    def connection_layers(self) -> tuple[ConnectionLayer, ...]:
-        """Trunk layers, then the two heads as one output layer ``hidden → 2·action_dim``."""
-        return (*as_connection_layers(self.trunk), (self.mean, self.log_std))
+    def sparse_layers(self) -> tuple[MemberLinear, ...]:
+        """Trunk layers, then the head ``hidden → 2·action_dim``."""
+        return (*self.trunk.layers, self.head)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Mean and clamped log-std of the pre-squash Gaussian, each ``(B, action_dim)``."""
-        h = self.trunk(obs)
-        return self.mean(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        """Mean and clamped log-std of the pre-squash Gaussian, each ``(M, B, action_dim)``."""
+        mean, log_std = self.head(self.trunk(obs)).split(self.action_dim, dim=-1)
+        return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Reparameterised action ``(B, action_dim)`` and its log-probability ``(B,)``."""
+    def sample(self, obs: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
+        """Reparameterised action ``(M, B, action_dim)`` and its log-probability ``(M, B)``.
+
+        Member ``m``'s Gaussian noise comes from ``generators[m]``.
+        """
         mean, log_std = self(obs)
-        eps = torch.randn_like(mean)
+        eps = member_normal(mean.shape, generators)
         u = mean + log_std.exp() * eps
         squashed = torch.tanh(u)
         # log N(u; mean, std) with (u - mean) / std = eps, minus the log-det of the tanh + scaling.
@@ -134,16 +153,17 @@ class SquashedGaussianActor(_ActionScaling):
         return squashed * self.action_scale + self.action_bias, log_prob.sum(dim=-1)
 
     def deterministic(self, obs: Tensor) -> Tensor:
-        """The evaluation action ``tanh(mean)`` in env units, ``(B, action_dim)``."""
+        """The evaluation action ``tanh(mean)`` in env units, ``(M, B, action_dim)``."""
         mean, _ = self(obs)
         return torch.tanh(mean) * self.action_scale + self.action_bias
 
 
 class DeterministicActor(_ActionScaling):
-    """TD3 actor: ``tanh(MLP(obs))`` scaled to the action box; PyTorch's default ``nn.Linear`` init."""
+    """TD3 actor: ``tanh(MLP(obs))`` scaled to the action box; ``(M, B, obs_dim)`` → ``(M, B, action_dim)``."""
 
     def __init__(
         self,
+        members: int,
         obs_dim: int,
         action_dim: int,
         hidden_layers: int,
@@ -153,47 +173,50 @@ class DeterministicActor(_ActionScaling):
         action_high: tuple[float, ...],
     ) -> None:
         super().__init__(action_low, action_high)
-        self.net = mlp(obs_dim, action_dim, hidden_layers, hidden_width, activation)
+        self.net = MemberMLP(members, obs_dim, action_dim, hidden_layers, hidden_width, activation)
 
-    def connection_layers(self) -> tuple[ConnectionLayer, ...]:
+    def sparse_layers(self) -> tuple[MemberLinear, ...]:
         """The MLP's layers, input to output."""
-        return as_connection_layers(self.net)
+        return tuple(self.net.layers)
 
     def forward(self, obs: Tensor) -> Tensor:
-        """Actions ``(B, action_dim)`` in env units."""
+        """Actions ``(M, B, action_dim)`` in env units."""
         return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
 
     def deterministic(self, obs: Tensor) -> Tensor:
-        """The evaluation action (the actor's output, no exploration noise), ``(B, action_dim)``."""
+        """The evaluation action (the actor's output, no exploration noise), ``(M, B, action_dim)``."""
         return self(obs)
 
 
 class TwinQCritic(nn.Module):
-    """Two independent Q networks on ``[obs, action]``: ``(B, obs_dim), (B, action_dim) → 2 × (B,)``."""
+    """The two Q networks of ``agents`` agents as ``2·agents`` members of one batched MLP on ``[obs, action]``.
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_layers: int, hidden_width: int, activation: str) -> None:
+    Members ``0…K−1`` are the agents' Q1, ``K…2K−1`` their Q2: one batched product per layer computes both.
+    Shapes: ``(K, B, obs_dim), (K, B, action_dim) → 2 × (K, B)``.
+    """
+
+    def __init__(
+        self, agents: int, obs_dim: int, action_dim: int, hidden_layers: int, hidden_width: int, activation: str
+    ) -> None:
         super().__init__()
-        self.q1 = mlp(obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
-        self.q2 = mlp(obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
+        self.agents = agents
+        self.net = MemberMLP(2 * agents, obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
 
     def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        """Q1 and Q2 values, each ``(B,)``."""
+        """Q1 and Q2 values, each ``(K, B)``."""
         x = torch.cat([obs, action], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
-
-    def sparse_networks(self, target: TwinQCritic) -> list[SparseNetwork]:
-        """Q1 and Q2 (family ``critic``, dense output) paired with the matching networks of ``target``."""
-        return [
-            SparseNetwork(
-                f"critic.{name}",
-                "critic",
-                as_connection_layers(getattr(self, name)),
-                as_connection_layers(getattr(target, name)),
-                output_may_be_sparse=False,
-            )
-            for name in ("q1", "q2")
-        ]
+        q = self.net(torch.cat([x, x], dim=0)).squeeze(-1)
+        return q[: self.agents], q[self.agents :]
 
     def q1_value(self, obs: Tensor, action: Tensor) -> Tensor:
-        """Q1 alone, ``(B,)`` (TD3's actor loss)."""
-        return self.q1(torch.cat([obs, action], dim=-1)).squeeze(-1)
+        """Q1 alone, ``(K, B)`` (TD3's actor loss): only the Q1 members are computed."""
+        return self.net(torch.cat([obs, action], dim=-1), members=slice(0, self.agents)).squeeze(-1)
+
+    def sparse_networks(self, target: TwinQCritic) -> list[SparseNetwork]:
+        """Q1 and Q2 (family ``critic``, dense output) with the matching members of ``target``."""
+        k = self.agents
+        layers, target_layers = tuple(self.net.layers), tuple(target.net.layers)
+        return [
+            SparseNetwork(f"critic.{name}", "critic", layers, target_layers, False, range(start, start + k))
+            for name, start in (("q1", 0), ("q2", k))
+        ]

@@ -1,7 +1,7 @@
 """A trained agent's acting part as a small file: input features (noise, permutation) and the actor.
 
-``export_policy(module, path)`` writes it from a trained ``SAC``/``TD3``; ``load_policy(path)`` reads
-it back, or builds it from a Lightning checkpoint. Masks are baked into the weights (inactive weights
+``export_policy(module, path, seed)`` writes one agent of a trained ``SAC``/``TD3`` (population); ``load_policy(path)``
+reads it back, or builds it from a Lightning checkpoint. Masks are baked into the weights (inactive weights
 are exact zeros), so the file needs no sparsity machinery and has no critics, targets, optimizer
 state or replay buffer.
 """
@@ -19,18 +19,19 @@ from torch import Tensor, nn
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.networks import DeterministicActor, SquashedGaussianActor
+from lightning_sparse_rl.sparse import linear_layers
 
 if TYPE_CHECKING:
     from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 
-#: Version of the exported policy file layout.
-POLICY_FORMAT = 1
+#: Version of the exported policy file layout (2: member-batched layers; format 1 files are converted on load).
+POLICY_FORMAT = 2
 #: The actor of each algorithm a policy can come from.
 ACTORS: dict[str, type[nn.Module]] = {"SAC": SquashedGaussianActor, "TD3": DeterministicActor}
 
 
 class Policy(nn.Module):
-    """Deterministic acting with a trained actor: ``act(obs (B, d)) → actions (B, action_dim)``.
+    """Deterministic acting with one trained agent's actor: ``act(obs (B, d)) → actions (B, action_dim)``.
 
     Args:
         algorithm: ``SAC`` (squashed Gaussian actor; acts with ``tanh(mean)``) or ``TD3``.
@@ -38,11 +39,18 @@ class Policy(nn.Module):
         hidden_layers: hidden layers of the actor.
         hidden_width: units per hidden layer.
         activation: hidden activation name.
+        seed: the agent's seed (of its population, for the record).
 
     """
 
     def __init__(
-        self, algorithm: str, env_spec: EnvSpec, hidden_layers: int, hidden_width: int, activation: str
+        self,
+        algorithm: str,
+        env_spec: EnvSpec,
+        hidden_layers: int,
+        hidden_width: int,
+        activation: str,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if algorithm not in ACTORS:
@@ -50,8 +58,10 @@ class Policy(nn.Module):
         self.algorithm = algorithm
         self.env_spec = env_spec
         self.architecture = {"hidden_layers": hidden_layers, "hidden_width": hidden_width, "activation": activation}
-        self.input_features = InputFeatures(env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, 0)
+        self.seed = seed
+        self.input_features = InputFeatures(env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, [0])
         self.actor = ACTORS[algorithm](
+            1,
             self.input_features.input_dim,
             env_spec.action_dim,
             hidden_layers,
@@ -62,20 +72,38 @@ class Policy(nn.Module):
         )
 
     @classmethod
-    def from_algorithm(cls, module: OffPolicyAlgorithm) -> Policy:  # a trained SAC or TD3
-        """The acting part of a trained ``SAC``/``TD3`` (masks baked into the weights)."""
+    def from_algorithm(cls, module: OffPolicyAlgorithm, seed: int | None = None) -> Policy:  # a trained SAC or TD3
+        """The acting part of one agent of a trained ``SAC``/``TD3`` (masks baked into the weights).
+
+        Raises:
+            ValueError: ``seed`` is not one of the population's (``None``: the first agent).
+
+        """
+        seeds = list(module.seeds)
+        seed = seeds[0] if seed is None else seed
+        if seed not in seeds:
+            raise ValueError(f"seed={seed} is not an agent of this run: its seeds are {seeds}")
+        agent = seeds.index(seed)
         hp = module.hparams
-        policy = cls(type(module).__name__, module.env_spec, hp.hidden_layers, hp.hidden_width, hp.activation)
-        # Read every entry through attribute access: a masked weight reads as weight ⊙ mask.
-        state = {key: attrgetter(key)(module.actor).detach().cpu() for key in policy.actor.state_dict()}
+        name = type(module).__name__
+        policy = cls(name, module.env_spec, hp.hidden_layers, hp.hidden_width, hp.activation, seed)
+        # Read every entry through attribute access: a masked weight reads as weight ⊙ mask. Layers hold one
+        # member per agent; the action scaling is shared.
+        state = {}
+        for key in policy.actor.state_dict():
+            value = attrgetter(key)(module.actor).detach().cpu()
+            state[key] = value[agent : agent + 1] if key.endswith((".weight", ".bias")) else value
         policy.actor.load_state_dict(state)
-        policy.input_features.load_state_dict(module.input_features.state_dict())
+        features = module.input_features
+        policy.input_features.set_permutation(0, features.permutation[agent].cpu())
+        if features.noise is not None:
+            policy.input_features.noise.streams[0].load_state_dict(features.noise.streams[agent].state_dict())
         return policy
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
         """Deterministic actions ``(B, action_dim)`` in env units for stored-format observations ``(B, d)``."""
-        return self.actor.deterministic(self.input_features(obs))
+        return self.actor.deterministic(self.input_features(obs.unsqueeze(0)))[0]
 
     def act_numpy(self, obs: np.ndarray) -> np.ndarray:
         """The deterministic action ``(action_dim,)`` for one observation ``(d,)`` as the env returns it."""
@@ -83,7 +111,7 @@ class Policy(nn.Module):
 
     def connections(self) -> tuple[int, int]:
         """Non-zero weights and all weights of the actor."""
-        weights = [m.weight for m in self.actor.modules() if isinstance(m, nn.Linear)]
+        weights = [layer.weight for layer in linear_layers(self.actor)]
         return sum(int(w.count_nonzero()) for w in weights), sum(w.numel() for w in weights)
 
     def save(self, path: str | Path) -> None:
@@ -93,13 +121,14 @@ class Policy(nn.Module):
             "algorithm": self.algorithm,
             "env_spec": self.env_spec,
             "architecture": self.architecture,
+            "seed": self.seed,
             "state_dict": self.state_dict(),
         }
         torch.save(payload, path)
 
 
-def export_policy(module: OffPolicyAlgorithm, path: str | Path) -> Policy:  # a trained SAC or TD3
-    """Write ``module``'s acting part to ``path`` (see :class:`Policy`) and return it."""
-    policy = Policy.from_algorithm(module)
+def export_policy(module: OffPolicyAlgorithm, path: str | Path, seed: int | None = None) -> Policy:
+    """Write the acting part of ``module``'s agent ``seed`` (``None``: the first) to ``path`` and return it."""
+    policy = Policy.from_algorithm(module, seed)
     policy.save(path)
     return policy

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from lightning_sparse_rl.algorithms import SAC, TD3, OffPolicyAlgorithm
 from lightning_sparse_rl.persistence.checkpoint_io import verify_checkpoint
@@ -46,13 +48,42 @@ def _read_policy_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_policy(path: str | Path) -> Policy:
+def _format_1_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A format-1 policy state (``nn.Linear`` layers ``(out, in)``, SAC's two heads) in format 2's layout."""
+    converted: dict[str, Tensor] = {}
+    heads: dict[str, Tensor] = {}
+    for key, value in state.items():
+        layer = re.fullmatch(r"actor\.(trunk|net)\.(\d+)\.(weight|bias)", key)
+        head = re.fullmatch(r"actor\.(mean|log_std)\.(weight|bias)", key)
+        if layer:
+            network, index, kind = layer.groups()
+            converted[f"actor.{network}.layers.{int(index) // 2}.{kind}"] = (value.T if kind == "weight" else value)[
+                None
+            ]
+        elif head:
+            heads[".".join(head.groups())] = value
+        elif key == "input_features.permutation":
+            converted[key] = value[None]
+        elif key == "input_features.noise._extra_state":
+            converted[key] = {"streams": [{"seed": value["seed"], "device": value["device"], "state": value["state"]}]}
+        else:
+            converted[key] = value
+    if heads:  # SAC: [mean, log-std] as one head
+        converted["actor.head.weight"] = torch.cat([heads["mean.weight"].T, heads["log_std.weight"].T], dim=1)[None]
+        converted["actor.head.bias"] = torch.cat([heads["mean.bias"], heads["log_std.bias"]])[None]
+    return converted
+
+
+def load_policy(path: str | Path, seed: int | None = None) -> Policy:
     """A :class:`Policy` from an exported policy file or from a Lightning checkpoint of ``SAC``/``TD3``.
+
+    From a checkpoint of a population, ``seed`` picks the agent (``None``: the first). Policy files of
+    format 1 (before populations) are converted.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: ``path`` is neither an exported policy nor a checkpoint of ``SAC``/``TD3``, or a policy
-            file of another format version.
+        ValueError: ``path`` is neither an exported policy nor a checkpoint of ``SAC``/``TD3``, a policy file
+            of an unknown format version, or ``seed`` is not an agent of the file.
 
     """
     path = Path(path)
@@ -63,11 +94,16 @@ def load_policy(path: str | Path) -> Policy:
         if name not in ALGORITHMS:
             raise ValueError(f"{path}: a checkpoint of {name}, not of {sorted(ALGORITHMS)}")
         module = ALGORITHMS[name].load_from_checkpoint(path, map_location="cpu")
-        return Policy.from_algorithm(module).eval()
-    if data["format"] != POLICY_FORMAT:
-        raise ValueError(f"{path}: policy file format {data['format']!r}, this version reads format {POLICY_FORMAT}")
+        return Policy.from_algorithm(module, seed).eval()
+    if data["format"] not in (1, POLICY_FORMAT):
+        raise ValueError(
+            f"{path}: policy file format {data['format']!r}, this version reads formats 1 and {POLICY_FORMAT}"
+        )
     if not POLICY_KEYS <= data.keys():
         raise _not_a_policy(path)
-    policy = Policy(data["algorithm"], data["env_spec"], **data["architecture"])
-    policy.load_state_dict(data["state_dict"])
+    if seed is not None and seed != data.get("seed"):
+        raise ValueError(f"{path} holds one agent (seed {data.get('seed')}), not seed {seed}")
+    policy = Policy(data["algorithm"], data["env_spec"], **data["architecture"], seed=data.get("seed"))
+    state = data["state_dict"] if data["format"] == POLICY_FORMAT else _format_1_state(data["state_dict"])
+    policy.load_state_dict(state)
     return policy.eval()

@@ -1,7 +1,8 @@
 """Random streams derived from one run seed, and the one rule by which their generators are saved and restored.
 
-The run seed is ``seed_everything`` (linked to ``data.seed``). Every consumer has its own stream, seeded
-with ``run seed + offset``, so no two consumers share random numbers:
+The run seed is ``seed_everything`` (linked to ``data.seed``); in a population every agent has its own seed
+(``--seeds``) and derives its own streams from it. Every consumer has its own stream, seeded with
+``seed + offset``, so no two consumers share random numbers:
 
 ========================  =======  ==========================================================
 stream                    offset   consumer
@@ -11,6 +12,8 @@ stream                    offset   consumer
 ``masks``                 2        the initial sparse masks
 ``network_noise``         3        ANF's noise features drawn inside the networks
 ``buffer``                4        replay-buffer sampling
+``init``                  5        the networks' initial weights
+``policy``                6        the policy's sampling (SAC's Gaussian, TD3's exploration and smoothing noise)
 ``eval_env``              10 000   the evaluation env (its own episodes)
 ``marginals``             20 000   the random-policy rollout that estimates ``marginals`` noise
 ``env_noise``             30 000   the train env's noise features (``noise_mode: env``)
@@ -18,8 +21,8 @@ stream                    offset   consumer
 ``permutation``           50 000   the transfer setting's input permutations
 ========================  =======  ==========================================================
 
-The global generators (Python, numpy, torch: network initialisation, SAC's action sampling) are seeded by
-``seed_everything`` itself and saved by :mod:`lightning_sparse_rl.persistence.rng_state`; the envs' numpy
+Nothing in training draws from the global generators (Python, numpy, torch), which ``seed_everything`` seeds
+and :mod:`lightning_sparse_rl.persistence.rng_state` saves for whatever else may use them; the envs' numpy
 generators are part of the env snapshot (:mod:`lightning_sparse_rl.data.env_state`).
 """
 
@@ -37,6 +40,8 @@ STREAM_OFFSETS: dict[str, int] = {
     "masks": 2,
     "network_noise": 3,
     "buffer": 4,
+    "init": 5,
+    "policy": 6,
     "eval_env": 10_000,
     "marginals": 20_000,
     "env_noise": 30_000,
@@ -98,3 +103,8 @@ class RandomStream:
         self.seed = int(state["seed"])
         self._generator = None
         self._saved = None if state["state"] is None else {"device": state["device"], "state": state["state"]}
+
+
+def member_streams(seeds: tuple[int, ...] | list[int], stream: str) -> list[RandomStream]:
+    """One :class:`RandomStream` of ``stream`` per agent seed."""
+    return [RandomStream(stream_seed(seed, stream)) for seed in seeds]

@@ -20,15 +20,15 @@ if TYPE_CHECKING:
 
 
 class Transition(NamedTuple):
-    """A minibatch of transitions; every field has leading dimension ``B`` (batch).
+    """A minibatch of transitions of every agent of a population: leading dimensions ``(K, B)`` (agents, batch).
 
     Attributes:
-        obs: observations, shape ``(B, obs_dim)``.
-        action: actions taken, shape ``(B, action_dim)``.
-        reward: rewards, shape ``(B,)``.
-        next_obs: next observations, shape ``(B, obs_dim)``; for a truncated episode this is the
+        obs: observations, shape ``(K, B, obs_dim)``.
+        action: actions taken, shape ``(K, B, action_dim)``.
+        reward: rewards, shape ``(K, B)``.
+        next_obs: next observations, shape ``(K, B, obs_dim)``; for a truncated episode this is the
             last observation of the episode (not the reset observation).
-        terminated: 1.0 where the episode truly ended (no bootstrapping), else 0.0, shape ``(B,)``.
+        terminated: 1.0 where the episode truly ended (no bootstrapping), else 0.0, shape ``(K, B)``.
             A time-limit truncation is stored as 0.0, so TD targets bootstrap through it.
 
     """
@@ -41,10 +41,10 @@ class Transition(NamedTuple):
 
 
 class Agent(Protocol):
-    """What the DataModule needs from the LightningModule it serves."""
+    """What the DataModule needs from the LightningModule it serves: the policies of its ``K`` agents."""
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """Actions ``(B, action_dim)`` in env units for observations ``(B, obs_dim)``, without grad."""
+        """Actions ``(K, B, action_dim)`` in env units for observations ``(K, B, obs_dim)``, without grad."""
         ...
 
 
@@ -52,7 +52,7 @@ class EpisodeStats(NamedTuple):
     """A finished training episode.
 
     Attributes:
-        index: 0-based number of the episode in the main loop (warm-up episodes are not counted).
+        index: 0-based number of the agent's episode in the main loop (warm-up episodes are not counted).
         episode_return: undiscounted return.
         length: env steps in the episode.
         duration_s: wall-clock seconds the episode took (updates included).
@@ -66,37 +66,40 @@ class EpisodeStats(NamedTuple):
 
 
 class TrainBatch(NamedTuple):
-    """What ``training_step`` receives for one env step.
+    """What ``training_step`` receives for one env step of every agent.
 
     Attributes:
         minibatches: ``updates_per_step`` independent minibatches, already on the module's device.
-        train_step: main-loop env steps taken so far, this one included (1-based; warm-up excluded).
-        episode: the training episode that this step ended, if any.
+        train_step: main-loop env steps taken so far by each agent, this one included (1-based; warm-up
+            excluded).
+        episodes: per agent, the training episode that this step ended, if any.
 
     """
 
     minibatches: tuple[Transition, ...]
     train_step: int
-    episode: EpisodeStats | None
+    episodes: tuple[EpisodeStats | None, ...]
 
 
 class EvalEpisode(NamedTuple):
-    """One deterministic evaluation episode: its undiscounted ``episode_return`` and ``length``."""
+    """One deterministic evaluation episode of every agent: undiscounted ``returns`` and ``lengths``, per agent."""
 
-    episode_return: float
-    length: int
+    returns: tuple[float, ...]
+    lengths: tuple[int, ...]
 
 
 class SparseAlgorithm(Protocol):
     """What the sparsity, connectivity and permutation callbacks need from the algorithm they act on.
 
     Attributes:
+        seeds: the seed of each agent of the population (``K = len(seeds)``).
         gradient_steps: gradient updates so far (our counter, not Lightning's ``global_step``).
-        input_features: the networks' input layout (real and noise features, the current permutation).
+        input_features: the networks' input layout (real and noise features, each agent's permutation).
         device: where the networks live.
 
     """
 
+    seeds: tuple[int, ...]
     gradient_steps: int
     input_features: InputFeatures
     device: torch.device
@@ -118,5 +121,5 @@ class BufferRefill(Protocol):
     """What the feature-permutation callback needs from the data side."""
 
     def request_refill(self, steps: int, mode: RefillMode) -> None:
-        """Ask for the replay buffer to be emptied and refilled with ``steps`` env steps before the next one."""
+        """Ask for the replay buffers to be emptied and refilled with ``steps`` env steps before the next one."""
         ...

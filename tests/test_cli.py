@@ -130,7 +130,7 @@ def test_tutorial_noise_command_maps_to_the_noise_yaml():
         if policy == "ANF-SAC":  # the original's --ann_earlyStopTopologyChange 1e9 means "never"
             from_front["trainer"]["callbacks"][1]["init_args"]["stop_step"] = None
         assert from_front == from_yaml, policy
-        assert cli.model.actor.connection_layers()[0][0].in_features == 170  # 17 real + 153 noise
+        assert cli.model.actor.sparse_layers()[0].in_features == 170  # 17 real + 153 noise
         assert cli.datamodule.env_spec.observation_dim == 17  # the buffer stores the real features only
 
 

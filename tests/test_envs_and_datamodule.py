@@ -52,7 +52,7 @@ def _filled(env_id, steps, seed=0):
     dm.setup("fit")
     for _ in range(steps):
         dm.runner.step(None)
-    return dm, dm.buffer.split_rows(dm.buffer.storage[:steps])
+    return dm, dm.buffer.split_rows(dm.buffer.storage[0, :steps])
 
 
 def test_truncation_is_stored_as_not_terminated_with_the_true_last_observation():
@@ -61,7 +61,7 @@ def test_truncation_is_stored_as_not_terminated_with_the_true_last_observation()
     # Within an episode next_obs[i] == obs[i + 1]; across the truncation it is the final observation.
     assert torch.allclose(rows.next_obs[:199], rows.obs[1:200])
     assert not torch.allclose(rows.next_obs[199], rows.obs[200])
-    assert dm.runner.episodes == 1
+    assert dm.runner.episodes == [1]
 
 
 def test_termination_is_stored_and_followed_by_a_reset():

@@ -24,7 +24,7 @@ from lightning_sparse_rl.data.noise_features import (
     estimate_marginal_quantiles,
     total_input_features,
 )
-from lightning_sparse_rl.sparse import connections_per_input, real_noise_connectivity, set_mask
+from lightning_sparse_rl.sparse import MemberLinear, connections_per_input, real_noise_connectivity, set_mask
 from lightning_sparse_rl.types import Transition
 
 # Pendulum-v1: d = 3 real features, 1 action; fake_features 0.5 → D = 6, 0.75 → D = 12.
@@ -72,24 +72,24 @@ def test_sizes_of_networks_and_buffer_in_network_mode(tmp_path):
     _, module, dm = short_fit(tmp_path, data=PENDULUM_NOISY | {"max_timesteps": 150})
     assert (dm.env_spec.observation_dim, dm.env_spec.real_dim, dm.env_spec.network_noise.count) == (3, 3, 9)
     assert dm.buffer.obs_dim == 3  # only the real features are stored
-    assert module.actor.trunk[0].in_features == 12 and module.critic.q1[0].in_features == 13
+    assert module.actor.trunk.layers[0].in_features == 12 and module.critic.net.layers[0].in_features == 13
 
 
 def test_network_mode_draws_fresh_noise_at_every_forward_pass():
     L.seed_everything(0)
     module = SAC(EnvDataModule("Pendulum-v1", **PENDULUM_NOISY).env_spec, hidden_width=16)
-    obs = torch.randn(64, 3)
+    obs = torch.randn(1, 64, 3)
     first, second = module.observe(obs), module.observe(obs)
-    assert first.shape == (64, 12)
-    assert torch.equal(first[:, :3], obs) and torch.equal(second[:, :3], obs)
-    assert (first[:, 3:] != second[:, 3:]).all()
+    assert first.shape == (1, 64, 12)
+    assert torch.equal(first[..., :3], obs) and torch.equal(second[..., :3], obs)
+    assert (first[..., 3:] != second[..., 3:]).all()
     # Deterministic evaluation actions still see fresh noise (docs/original_code.md §5.3), so they differ slightly.
     assert not torch.equal(module.act(obs, deterministic=True), module.act(obs, deterministic=True))
 
 
 @pytest.mark.parametrize("distribution", ["gaussian", "uniform"])
 def test_noise_has_the_requested_spread(distribution):
-    noise = NoiseFeatures(NoiseSpec(50, distribution, std=2.0), seed=0)(4000)
+    noise = NoiseFeatures(NoiseSpec(50, distribution, std=2.0), [0])(4000)[0]
     assert noise.shape == (4000, 50)
     assert abs(float(noise.std()) - 2.0) < 0.02 and abs(float(noise.mean())) < 0.02
     if distribution == "uniform":
@@ -98,18 +98,21 @@ def test_noise_has_the_requested_spread(distribution):
 
 def test_same_seed_same_noise_and_the_stream_continues_from_a_state_dict():
     spec = NoiseSpec(5, "gaussian")
-    a, b, c = NoiseFeatures(spec, seed=7), NoiseFeatures(spec, seed=7), NoiseFeatures(spec, seed=8)
+    a, b, c = NoiseFeatures(spec, [7]), NoiseFeatures(spec, [7]), NoiseFeatures(spec, [8])
     assert torch.equal(a(10), b(10)) and not torch.equal(a(10), c(10))
-    restored = NoiseFeatures(spec, seed=0)
+    restored = NoiseFeatures(spec, [0])
     restored.load_state_dict(a.state_dict())
     assert torch.equal(restored(10), a(10))
+    # Members of a population draw from their own streams: member 1 of [8, 7] is the stream of 7 alone.
+    pair, alone = NoiseFeatures(spec, [8, 7]), NoiseFeatures(spec, [7])
+    assert torch.equal(pair(10)[1], alone(10)[0])
     # Two models built after the same seed_everything draw the same noise.
     spec_env = EnvDataModule("Pendulum-v1", **PENDULUM_NOISY).env_spec
     models = []
     for _ in range(2):
         L.seed_everything(3)
         models.append(SAC(spec_env, hidden_width=16))
-    obs = torch.zeros(4, 3)
+    obs = torch.zeros(1, 4, 3)
     assert torch.equal(models[0].observe(obs), models[1].observe(obs))
 
 
@@ -120,7 +123,7 @@ def test_marginals_follow_the_real_features_of_a_random_policy_rollout():
     assert quantiles.shape == (3, 101)
     # Pendulum's first two features are cos θ and sin θ, in [-1, 1]; the third is θ' in [-8, 8].
     assert quantiles[:2].min() >= -1.0 and quantiles[:2].max() <= 1.0 and quantiles[2].max() <= 8.0
-    noise = NoiseFeatures(spec, seed=0)(20_000).numpy()
+    noise = NoiseFeatures(spec, [0])(20_000)[0].numpy()
     for column in range(spec.count):
         source = quantiles[column % 3]
         assert source[0] <= noise[:, column].min() and noise[:, column].max() <= source[-1]
@@ -132,39 +135,41 @@ def test_marginals_follow_the_real_features_of_a_random_policy_rollout():
 def test_env_mode_stores_the_noise_in_the_buffer(tmp_path):
     _, module, dm = short_fit(tmp_path, data=PENDULUM_NOISY | {"noise_mode": "env", "max_timesteps": 150})
     assert dm.env_spec.observation_dim == 12 and dm.env_spec.real_dim == 3 and dm.env_spec.network_noise is None
-    assert module.input_features.noise is None and module.actor.trunk[0].in_features == 12
-    stored = dm.buffer.split_rows(dm.buffer.storage[: dm.buffer.size])
+    assert module.input_features.noise is None and module.actor.trunk.layers[0].in_features == 12
+    stored = dm.buffer.split_rows(dm.buffer.storage[0, : dm.buffer.size])
     noise = stored.obs[:, 3:]
     assert (noise != 0).all() and float(noise.std()) == pytest.approx(1.0, abs=0.05)
     # Within an episode, a step's next observation is the next step's observation, noise included.
     assert torch.equal(stored.next_obs[:-1][:50], stored.obs[1:][:50])
-    obs = stored.obs[:8]
+    obs = stored.obs[None, :8]
     assert torch.equal(module.observe(obs), obs)  # the networks add nothing: they read the stored noise
 
 
 def _input_layers(module):
+    """Input layers by network: Q1 and Q2 share one (members 0 and 1), named ``critic``."""
     layers = {}
     for net in module.sparse_networks():
-        layers[net.name] = net.layers[0][0]
+        name = net.family
+        layers[name] = net.layers[0]
         if net.target_layers is not None:
-            layers[f"{net.name}_target"] = net.target_layers[0][0]
+            layers[f"{name}_target"] = net.target_layers[0]
     return layers
 
 
 @pytest.mark.parametrize(
     ("algorithm", "networks"),
     [
-        (SAC, {"actor", "critic.q1", "critic.q2", "critic.q1_target", "critic.q2_target"}),
-        (TD3, {"actor", "actor_target", "critic.q1", "critic.q2", "critic.q1_target", "critic.q2_target"}),
+        (SAC, {"actor", "critic", "critic_target"}),
+        (TD3, {"actor", "actor_target", "critic", "critic_target"}),
     ],
 )
 def test_one_permutation_reaches_actor_critics_and_targets(algorithm, networks):
     L.seed_everything(0)
     module = algorithm(EnvDataModule("Pendulum-v1", fake_features=0.5).env_spec, hidden_width=16)
     permutation = torch.tensor([5, 0, 4, 1, 3, 2])  # column j reads feature permutation[j]
-    module.input_features.set_permutation(permutation)
-    obs = torch.randn(8, 3)
-    batch = Transition(obs, torch.zeros(8, 1), torch.zeros(8), obs, torch.zeros(8))  # next_obs == obs
+    module.input_features.set_permutation(0, permutation)
+    obs = torch.randn(1, 8, 3)
+    batch = Transition(obs, torch.zeros(1, 8, 1), torch.zeros(1, 8), obs, torch.zeros(1, 8))  # next_obs == obs
     seen = []
     hooks = [
         layer.register_forward_pre_hook(lambda m, args, name=name: seen.append((name, args[0])))
@@ -178,11 +183,12 @@ def test_one_permutation_reaches_actor_critics_and_targets(algorithm, networks):
     assert {name for name, _ in seen} == networks
     real_positions = [1, 3, 5]  # where permutation[j] < 3
     for name, x in seen:
-        assert x.shape[1] == (7 if "critic" in name else 6), name  # critics: the action is the last input
-        assert torch.equal(x[:, real_positions], obs), name
-    assert module.input_features.real_columns().tolist() == [False, True, False, True, False, True]
+        assert x.shape[-1] == (7 if "critic" in name else 6), name  # critics: the action is the last input
+        for member in x:  # Q1 and Q2 (or the actor alone)
+            assert torch.equal(member[:, real_positions], obs[0]), name
+    assert module.input_features.real_columns().tolist() == [[False, True, False, True, False, True]]
     with pytest.raises(ValueError, match="not a permutation of range"):
-        module.input_features.set_permutation(torch.tensor([0, 0, 1, 2, 3, 4]))
+        module.input_features.set_permutation(0, torch.tensor([0, 0, 1, 2, 3, 4]))
 
 
 def _permutation_fit(tmp_path, max_timesteps, ckpt_path=None, seed=11):
@@ -203,10 +209,10 @@ def _permutation_fit(tmp_path, max_timesteps, ckpt_path=None, seed=11):
 def test_permutations_every_period_refill_the_buffer_and_survive_a_checkpoint(tmp_path):
     # Pendulum episodes last 200 steps: changes at the first episode end after steps 150, 300 → 200, 400.
     _, module, dm, callback = _permutation_fit(tmp_path / "first", 400)
-    assert len(callback.permutations) == 2 and callback.next_change == 450
+    assert len(callback.permutations[0]) == 2 and callback.next_change == [450]
     identity = list(range(6))
-    assert len({tuple(p) for p in [*callback.permutations, identity]}) == 3
-    assert module.input_features.permutation.tolist() == callback.permutations[-1]
+    assert len({tuple(p) for p in [*callback.permutations[0], identity]}) == 3
+    assert module.input_features.permutation.tolist() == [callback.permutations[0][-1]]
     assert dm.train_steps == 400 and dm.runner.env_steps == 200 + 400 + 2 * 50  # warm-up + training + 2 refills
     assert dm.buffer.size == 50  # emptied and refilled at step 400
 
@@ -214,47 +220,51 @@ def test_permutations_every_period_refill_the_buffer_and_survive_a_checkpoint(tm
     reloaded = SAC.load_from_checkpoint(path)
     assert torch.equal(reloaded.input_features.permutation, module.input_features.permutation)
     assert reloaded.input_features.permuted
-    obs = torch.randn(4, 3)
-    real, permutation = reloaded.input_features.real_columns(), reloaded.input_features.permutation
-    assert torch.equal(reloaded.observe(obs)[:, real], obs[:, permutation[real]])
+    obs = torch.randn(1, 4, 3)
+    real, permutation = reloaded.input_features.real_columns()[0], reloaded.input_features.permutation[0]
+    assert torch.equal(reloaded.observe(obs)[0][:, real], obs[0][:, permutation[real]])
 
     # Resume to 600 steps with another seed: the history, next change and generator come from the
     # checkpoint, so the third permutation (at step 600) is the one of an uninterrupted run.
     _, resumed, _, resumed_callback = _permutation_fit(tmp_path / "resume", 600, ckpt_path=str(path), seed=99)
     _, _, _, straight = _permutation_fit(tmp_path / "straight", 600)
-    assert resumed_callback.permutations[:2] == callback.permutations and len(resumed_callback.permutations) == 3
-    assert resumed_callback.permutations == straight.permutations
-    assert resumed.input_features.permutation.tolist() == straight.permutations[-1]
+    assert resumed_callback.permutations[0][:2] == callback.permutations[0]
+    assert len(resumed_callback.permutations[0]) == 3 and resumed_callback.permutations == straight.permutations
+    assert resumed.input_features.permutation.tolist() == [straight.permutations[0][-1]]
 
 
 def test_a_loaded_permutation_buffer_takes_effect():
-    features = InputFeatures(3, 3, None, seed=0)
-    features.load_state_dict({"permutation": torch.tensor([2, 0, 1])})
-    assert features.permuted and features(torch.tensor([[10.0, 11.0, 12.0]])).tolist() == [[12.0, 10.0, 11.0]]
+    features = InputFeatures(3, 3, None, [0, 1])
+    features.load_state_dict({"permutation": torch.tensor([[2, 0, 1], [0, 1, 2]])})
+    obs = torch.tensor([[[10.0, 11.0, 12.0]], [[10.0, 11.0, 12.0]]])
+    assert features.permuted and features(obs).tolist() == [[[12.0, 10.0, 11.0]], [[10.0, 11.0, 12.0]]]
 
 
 def test_connectivity_of_a_hand_built_mask():
-    layer = torch.nn.Linear(4, 3)
-    mask = torch.tensor([[1, 0, 1, 0], [1, 0, 1, 1], [1, 0, 0, 0]], dtype=torch.bool)
-    set_mask(layer, mask)
+    layer = MemberLinear(2, 4, 3)
+    layer.reset_parameters("default", [torch.Generator().manual_seed(s) for s in (0, 1)])
+    mask = torch.tensor([[1, 0, 1, 0], [1, 0, 1, 1], [1, 0, 0, 0]], dtype=torch.bool).T  # (in, out)
+    set_mask(layer, torch.stack([mask, torch.ones_like(mask)]))
     per_input = connections_per_input(layer)
-    assert per_input.tolist() == [3, 0, 2, 1]
+    assert per_input.tolist() == [[3, 0, 2, 1], [3, 3, 3, 3]]
     real = torch.tensor([True, False, False, True])
-    assert real_noise_connectivity(per_input, real) == (2.0, 1.0)
-    assert math.isnan(real_noise_connectivity(per_input, torch.ones(4, dtype=torch.bool))[1])
-    assert connections_per_input(torch.nn.Linear(4, 3)).tolist() == [3, 3, 3, 3]  # dense
+    assert real_noise_connectivity(per_input[0], real) == (2.0, 1.0)
+    assert math.isnan(real_noise_connectivity(per_input[0], torch.ones(4, dtype=torch.bool))[1])
+    dense = MemberLinear(1, 4, 3)
+    dense.reset_parameters("default", [torch.Generator().manual_seed(2)])
+    assert connections_per_input(dense).tolist() == [[3, 3, 3, 3]]  # dense
 
 
 class _HandMasks(L.Callback):
     """Input-layer masks where input column j has 2·(j+1) connections, and a fixed permutation."""
 
     def setup(self, trainer, pl_module, stage):
-        pl_module.input_features.set_permutation(torch.tensor([5, 0, 4, 1, 3, 2]))
+        pl_module.input_features.set_permutation(0, torch.tensor([5, 0, 4, 1, 3, 2]))
         for net in pl_module.sparse_networks():
-            layer = net.layers[0][0]
-            mask = torch.zeros_like(layer.weight, dtype=torch.bool)
+            layer = net.layers[0]
+            mask = torch.zeros_like(layer.weight, dtype=torch.bool)  # (members, in, out)
             for column in range(layer.in_features):
-                mask[: 2 * (column + 1), column] = True
+                mask[:, column, : 2 * (column + 1)] = True
             set_mask(layer, mask)
 
 
@@ -296,17 +306,17 @@ def test_dense_networks_connect_every_input_with_their_width(tmp_path):
 
 
 def test_input_features_without_noise_or_permutation_are_the_identity():
-    features = InputFeatures(3, 3, None, seed=0)
-    obs = torch.randn(5, 3)
+    features = InputFeatures(3, 3, None, [0])
+    obs = torch.randn(1, 5, 3)
     assert features(obs) is obs and features.input_dim == 3
     with pytest.raises(ValueError, match=r"real_features=4 must be in \[1, observation_dim=3\]"):
-        InputFeatures(3, 4, None, seed=0)
+        InputFeatures(3, 4, None, [0])
 
 
 class _Devices(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module):
         features = pl_module.input_features
-        self.devices = {features.permutation.device.type, features.noise.generator().device.type}
+        self.devices = {features.permutation.device.type, features.noise(1).device.type}
         self.noise = features.noise(3)
 
 
@@ -327,7 +337,8 @@ def test_noise_permutation_and_connectivity_run_on_the_gpu_accelerator(tmp_path)
     )
     assert devices.devices == {"cuda"} and devices.noise.device.type == "cuda"
     assert (
-        len(find_callback(callbacks, FeaturePermutationCallback).permutations) == 2 and dm.buffer.device.type == "cuda"
+        len(find_callback(callbacks, FeaturePermutationCallback).permutations[0]) == 2
+        and dm.buffer.device.type == "cuda"
     )
     assert float(trainer.callback_metrics["connectivity/actor/real"]) == 32.0
     # The CUDA noise stream continues from a checkpoint loaded onto the GPU.

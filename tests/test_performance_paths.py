@@ -26,12 +26,13 @@ def test_actor_step_computes_no_critic_gradients_and_matches_full_backward():
     dm.warm_up()
     model = SAC(dm.env_spec, hidden_width=32)
     batch = dm.buffer.sample(32)
-    state = torch.get_rng_state()
+    state = [stream.state_dict() for stream in model.policy_streams]
     full = model.actor_loss(batch)[0]
     full.backward()
     expected = [p.grad.clone() for p in model.actor.parameters()]
     model.zero_grad(set_to_none=True)
-    torch.set_rng_state(state)
+    for stream, saved in zip(model.policy_streams, state, strict=True):
+        stream.load_state_dict(saved)
     loss = model.actor_loss(batch)[0]
     loss.backward(inputs=list(model.actor.parameters()))
     assert all(p.grad is None for p in model.critic.parameters())

@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
+from PIL import Image, ImageSequence
 
 from lightning_sparse_rl.callbacks import RLProgressReporter
 from lightning_sparse_rl.cli import main as lsrl
@@ -112,8 +113,13 @@ def test_view_records_a_gif_of_a_classic_control_policy(tmp_path, capsys):
     assert "Pendulum-v1 renders at its own size 500x500; --width/--height apply to MuJoCo envs" in out
     assert "Episode 0: return" in out and "200 steps" in out
     frames = imageio.mimread(video, memtest=False)
-    assert len(frames) == 200 and np.asarray(frames[0]).shape[:2] == (500, 500)
+    assert np.asarray(frames[0]).shape[:2] == (500, 500)
     assert np.asarray(frames[-1]).std() > 5  # a scene, not a blank image
+    # 200 steps at Pendulum's 30 frames/s, a GIF delay of 30 ms each (GIF delays are whole centiseconds). Pillow
+    # merges identical consecutive frames (a still pendulum) into one longer frame: the play time must match.
+    with Image.open(video) as gif:
+        durations = [frame.info["duration"] for frame in ImageSequence.Iterator(gif)]
+    assert len(durations) == len(frames) <= 200 and sum(durations) == 200 * 30
 
 
 def test_only_envs_that_take_a_size_get_one():

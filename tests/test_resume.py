@@ -156,7 +156,7 @@ def test_a_truncated_or_corrupted_checkpoint_is_reported(tmp_path):
     _fit(tmp_path, "dense SAC, network noise", 150)
     last = tmp_path / "checkpoints" / "last.ckpt"
     io = RunCheckpointIO()
-    assert io.load_checkpoint(last)["EnvDataModule"]["replay_buffer"]["rows"].shape[0] == 350  # 200 + 150
+    assert io.load_checkpoint(last)["EnvDataModule"]["replay_buffer"]["rows"].shape[:2] == (1, 350)  # 200 + 150
 
     side = next(last.parent.glob("last.buffer-*.pt"))
     data = side.read_bytes()

@@ -1,4 +1,4 @@
-"""The Lightning-free env runner, and the DataModule's refill request (issue 14)."""
+"""The Lightning-free env runner of a population, and the DataModule's refill request."""
 
 from __future__ import annotations
 
@@ -12,65 +12,85 @@ from lightning_sparse_rl.data.runner import EnvRunner
 
 
 class _ConstantAgent:
-    """An :class:`Agent` that pushes with a fixed torque, whatever it observes."""
+    """An :class:`Agent` whose agent ``k`` pushes with torque ``torques[k]``, whatever it observes."""
 
-    def __init__(self, torque: float) -> None:
-        self.torque = torque
+    def __init__(self, *torques: float) -> None:
+        self.torques = torch.tensor(torques)
         self.calls: list[bool] = []
 
     def act(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         self.calls.append(deterministic)
-        return torch.full((obs.shape[0], 1), self.torque)
+        return self.torques[:, None, None].expand(obs.shape[0], obs.shape[1], 1).clone()
 
 
-def _runner(seed: int = 0, capacity: int = 1000) -> EnvRunner:
-    spec = EnvDataModule("Pendulum-v1").env_spec
-    return EnvRunner(spec, seed, ReplayBuffer(capacity, spec.observation_dim, spec.action_dim, "cpu", seed=1))
+def _runner(seeds=(0,), capacity: int = 1000, env_id: str = "Pendulum-v1") -> EnvRunner:
+    spec = EnvDataModule(env_id).env_spec
+    buffer = ReplayBuffer(capacity, spec.observation_dim, spec.action_dim, "cpu", seeds=list(seeds))
+    return EnvRunner(spec, list(seeds), buffer)
 
 
 def test_the_runner_steps_warms_up_and_refills_without_lightning():
     runner = _runner()
     runner.warm_up(250)  # Pendulum episodes last 200 steps: one warm-up episode ends, then a fresh one
-    assert (runner.env_steps, runner.episodes, len(runner.buffer)) == (250, 0, 250)
+    assert (runner.env_steps, runner.episodes, len(runner.buffer)) == (250, [0], 250)
     agent = _ConstantAgent(2.0)
-    finished = [runner.step(agent) for _ in range(200)]
+    finished = [runner.step(agent)[0] for _ in range(200)]
     assert [e.index for e in finished if e is not None] == [0] and finished[-1] is not None
     assert finished[-1].length == 200 and agent.calls == [False] * 200  # training acts stochastically
-    stored = runner.buffer.split_rows(runner.buffer.storage[250:450])
+    stored = runner.buffer.split_rows(runner.buffer.storage[0, 250:450])
     assert torch.all(stored.action == 2.0) and stored.terminated.sum() == 0  # truncation is not termination
     runner.refill(30, None)
-    assert (runner.env_steps, runner.episodes, len(runner.buffer)) == (480, 1, 30)
+    assert (runner.env_steps, runner.episodes, len(runner.buffer)) == (480, [1], 30)
     runner.close()
 
 
-def test_evaluation_is_deterministic_and_restores_the_eval_env_of_an_interrupted_evaluation():
-    runner = _runner()
-    agent = _ConstantAgent(-1.0)
+def test_agents_step_together_each_in_its_own_env_and_rows():
+    """InvertedPendulum: random actions end episodes at different steps for different agents."""
+    runner, alone = _runner((3, 4), env_id="InvertedPendulum-v5"), _runner((4,), env_id="InvertedPendulum-v5")
+    ends = [[], []]
+    for step in range(150):
+        for k, episode in enumerate(runner.step(None)):
+            if episode is not None:
+                ends[k].append(step)
+        alone.step(None)
+    assert ends[0] and ends[1] and ends[0] != ends[1]  # each agent's own episodes
+    assert runner.episodes == [len(ends[0]), len(ends[1])]
+    assert torch.equal(runner.buffer.storage[1], alone.buffer.storage[0])  # agent 1 = the same seed alone
+    rows = runner.buffer.split_rows(runner.buffer.storage[:, :150])
+    for k in range(2):
+        for i in ends[k][:-1]:  # a termination is stored, then the env is reset
+            assert rows.terminated[k, i] == 1.0 and not torch.allclose(rows.next_obs[k, i], rows.obs[k, i + 1])
+
+
+def test_evaluation_is_deterministic_and_restores_the_eval_envs_of_an_interrupted_evaluation():
+    runner = _runner((0, 1))
+    agent = _ConstantAgent(-1.0, 1.0)
     runner.begin_evaluation()
     first = runner.evaluate_episode(agent)
-    saved = runner.state_dict()  # taken mid-evaluation: the eval env as it was when the evaluation began
+    saved = runner.state_dict()  # taken mid-evaluation: the eval envs as they were when the evaluation began
     second = runner.evaluate_episode(agent)
     runner.end_evaluation()
-    assert agent.calls == [True] * 400 and first.length == second.length == 200
-    assert first.episode_return != second.episode_return  # another initial state, same policy
-    again = _runner()
+    assert agent.calls == [True] * 400 and first.lengths == second.lengths == (200, 200)
+    assert first.returns != second.returns  # other initial states, same policies
+    assert first.returns[0] != first.returns[1]  # each agent its own env and policy
+    again = _runner((0, 1))
     again.load_state_dict(saved)
     assert again.evaluate_episode(agent) == first  # the interrupted evaluation is repeated exactly
 
 
 def test_a_restored_runner_continues_the_same_transitions():
-    straight, stopped = _runner(seed=5), _runner(seed=5)
+    straight, stopped = _runner((5, 6)), _runner((5, 6))
     for _ in range(120):
         straight.step(None)
         stopped.step(None)
-    resumed = _runner(seed=99)  # another seed: everything must come from the state
+    resumed = _runner((98, 99))  # other seeds: everything must come from the state
     resumed.load_state_dict(stopped.state_dict())
     for _ in range(150):  # across the episode end at 200
         straight.step(None)
         resumed.step(None)
-    assert (resumed.env_steps, resumed.episodes) == (straight.env_steps, straight.episodes) == (270, 1)
+    assert (resumed.env_steps, resumed.episodes) == (straight.env_steps, straight.episodes) == (270, [1, 1])
     np.testing.assert_array_equal(resumed.obs, straight.obs)
-    assert torch.equal(resumed.buffer.storage[:150], straight.buffer.storage[120:270])
+    assert torch.equal(resumed.buffer.storage[:, :150], straight.buffer.storage[:, 120:270])
 
 
 def test_a_refill_request_waits_for_the_next_step_and_is_part_of_the_checkpoint():
@@ -89,7 +109,7 @@ def test_a_refill_request_waits_for_the_next_step_and_is_part_of_the_checkpoint(
     resumed.carry_out_refill()
     dm.carry_out_refill()
     assert resumed.pending_refill is None and len(resumed.buffer) == 20 and resumed.runner.env_steps == 70
-    assert torch.equal(resumed.buffer.storage[:20], dm.buffer.storage[:20])
+    assert torch.equal(resumed.buffer.storage[:, :20], dm.buffer.storage[:, :20])
     assert resumed.train_steps == 0  # refill steps are not training steps
 
 

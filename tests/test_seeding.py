@@ -28,9 +28,10 @@ def test_dynamic_sparsity_and_permutations_draw_from_different_streams(tmp_path)
     permutation = FeaturePermutationCallback(period=100)
     callbacks = [SparsityDistributionCallback(global_sparsity=0.5), dst, permutation]
     short_fit(tmp_path, seed=3, data={"fake_features": 0.5, "max_timesteps": 150}, trainer={"callbacks": callbacks})
-    assert (dst.seed, permutation.seed) == (3 + 1, 3 + 50_000)
-    first = torch.Generator().manual_seed(dst.seed)
-    second = torch.Generator().manual_seed(permutation.seed)
+    dst_seed, permutation_seed = dst.streams[0].seed, permutation.streams[0].seed
+    assert (dst_seed, permutation_seed) == (3 + 1, 3 + 50_000)
+    first = torch.Generator().manual_seed(dst_seed)
+    second = torch.Generator().manual_seed(permutation_seed)
     assert not torch.equal(torch.randperm(20, generator=first), torch.randperm(20, generator=second))
 
 
@@ -43,11 +44,12 @@ def test_every_consumer_of_a_run_has_its_own_seed(tmp_path):
     data = {"fake_features": 0.5, "max_timesteps": 150}
     _, module, dm = short_fit(tmp_path, seed=3, data=data, trainer={"callbacks": callbacks})
     seeds = {
-        "masks": masks.seed,
-        "dst": dst.seed,
-        "permutation": permutation.seed,
-        "network_noise": module.input_features.noise.stream.seed,
-        "buffer": dm.buffer.stream.seed,
+        "masks": masks.agent_seeds[0],
+        "dst": dst.streams[0].seed,
+        "permutation": permutation.streams[0].seed,
+        "network_noise": module.input_features.noise.streams[0].seed,
+        "buffer": dm.buffer.streams[0].seed,
+        "policy": module.policy_streams[0].seed,
     }
     assert seeds == {name: stream_seed(3, name) for name in seeds}
     assert len(set(seeds.values())) == len(seeds)

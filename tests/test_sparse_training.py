@@ -27,13 +27,9 @@ def _fit(tmp_path, algorithm="sac", sparsity=None, dynamic=None, extra=(), **kwa
 
 
 def _masked(module):
-    return [
-        (net, m)
-        for net in module.sparse_networks()
-        for group in net.layers
-        for m in group
-        if weight_mask(m) is not None
-    ]
+    """(network, layer) for every masked layer, each layer once (Q1 and Q2 share the critic's layers)."""
+    pairs = {layer: net for net in module.sparse_networks() for layer in net.layers if weight_mask(layer) is not None}
+    return [(net, layer) for layer, net in pairs.items()]
 
 
 def _masks(module):
@@ -55,29 +51,28 @@ def test_masks_have_exact_counts_and_independent_twin_critics(tmp_path, algorith
     }
     for net in module.sparse_networks():
         levels = expected[net.family]
-        for group, sparsity, count in zip(net.layers, levels.sparsity, levels.connections, strict=True):
-            for layer in group:
-                assert torch.count_nonzero(layer.bias) > 0  # biases are never masked
+        for layer, sparsity, count in zip(net.layers, levels.sparsity, levels.connections, strict=True):
+            for member in net.members:
+                assert torch.count_nonzero(layer.bias[member]) > 0  # biases are never masked
                 if sparsity == 0:
                     assert weight_mask(layer) is None  # the dense output layer has no mask
                 else:
-                    assert int(weight_mask(layer).sum()) == count
-                    assert int(torch.count_nonzero(layer.weight)) <= count
+                    assert int(weight_mask(layer)[member].sum()) == count
+                    assert int(torch.count_nonzero(layer.weight[member])) <= count
         # Hand check of one level: 4·32 + 32·32 + 32·1 = 1184 weights, 20 % of them = 237 kept (round);
         # minus the dense output leaves 205 spread ∝ (1 − g) over 128 + 1024 → counts 22 and 181.
         if net.family == "critic":
             assert levels.connections == (22, 181, 32)
-    q1, q2 = module.critic.q1, module.critic.q2
-    assert not torch.equal(weight_mask(q1[0]), weight_mask(q2[0]))
+    first = weight_mask(module.critic.net.layers[0])  # Q1 is member 0, Q2 member 1
+    assert not torch.equal(first[0], first[1])
 
 
 def test_targets_start_as_copies_of_the_masked_online_networks(tmp_path):
     _, module, _ = _fit(tmp_path, "td3", data={"max_timesteps": 1})
     for net in module.sparse_networks():
-        for group, target_group in zip(net.layers, net.target_layers, strict=True):
-            for layer, target in zip(group, target_group, strict=True):
-                # One update happened, so the targets moved by τ towards the online weights: same support.
-                assert torch.equal(target.weight != 0, layer.weight != 0) or weight_mask(layer) is None
+        for layer, target in zip(net.layers, net.target_layers, strict=True):
+            # One update happened, so the targets moved by τ towards the online weights: same support.
+            assert torch.equal(target.weight != 0, layer.weight != 0) or weight_mask(layer) is None
 
 
 class _RecordMasks(L.Callback):
@@ -129,13 +124,14 @@ def test_fifty_prune_regrow_cycles_keep_exact_counts_in_online_and_target_networ
     levels = compute_layer_sparsity(0.8, [4, 32, 32, 1], [False, False, True])
     for net, layer in _masked(module):
         if net.family == "critic":
-            assert int(weight_mask(layer).sum()) in levels.connections[:2]
-    for net in module.sparse_networks():  # target networks: as sparse as their online network
-        for group, target_group in zip(net.layers, net.target_layers, strict=True):
-            for layer, target in zip(group, target_group, strict=True):
-                if weight_mask(layer) is not None:
-                    assert int(torch.count_nonzero(target.weight)) == int(weight_mask(layer).sum())
-                    assert weight_mask(target) is None
+            assert weight_mask(layer).sum(dim=(1, 2)).tolist() in ([22, 22], [181, 181])
+    assert levels.connections[:2] == (22, 181)
+    for net in module.sparse_networks():  # target networks: as sparse as their online network, member by member
+        for layer, target in zip(net.layers, net.target_layers, strict=True):
+            if weight_mask(layer) is not None:
+                for member in net.members:
+                    assert int(torch.count_nonzero(target.weight[member])) == int(weight_mask(layer)[member].sum())
+                assert weight_mask(target) is None
 
 
 def test_maskadam_keeps_moments_zero_on_inactive_positions_and_adam_does_not(tmp_path):
@@ -160,11 +156,10 @@ def test_shared_target_masks_follow_the_online_masks(tmp_path):
         tmp_path, "td3", sparsity={"target_sparsity": "shared"}, dynamic={"update_period": 30, "growth": "gradient"}
     )
     for net in module.sparse_networks():
-        for group, target_group in zip(net.layers, net.target_layers, strict=True):
-            for layer, target in zip(group, target_group, strict=True):
-                if weight_mask(layer) is not None:
-                    assert torch.equal(weight_mask(layer), weight_mask(target))
-                    assert not target.weight[~weight_mask(layer)].any()
+        for layer, target in zip(net.layers, net.target_layers, strict=True):
+            if weight_mask(layer) is not None:
+                assert torch.equal(weight_mask(layer), weight_mask(target))
+                assert not target.weight[~weight_mask(layer)].any()
 
 
 def test_new_weight_init_options_give_nonzero_regrown_weights(tmp_path):
@@ -238,4 +233,4 @@ def test_dynamic_sparsity_runs_on_the_gpu_accelerator(tmp_path):
     for net, layer in _masked(module):
         assert weight_mask(layer).device.type == "cuda"
         if net.family == "critic":
-            assert int(weight_mask(layer).sum()) in (22, 181)  # exact counts, as on the CPU
+            assert weight_mask(layer).sum(dim=(1, 2)).tolist() in ([22, 22], [181, 181])  # exact, as on the CPU

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from lightning_sparse_rl.networks import polyak_update
 from lightning_sparse_rl.sparse import (
+    MemberLinear,
     TargetBudget,
     drop_fraction_at,
     prune_and_regrow,
@@ -115,41 +115,53 @@ def test_zero_smallest_nonzero_with_the_entered_hint_matches_the_full_search():
         assert torch.equal(full, hinted) and int(torch.count_nonzero(full)) == int(online_support.sum())
 
 
+def _member_layer(members: int, in_features: int, out_features: int, seed: int) -> MemberLinear:
+    layer = MemberLinear(members, in_features, out_features)
+    layer.reset_parameters("default", [_generator(seed + m) for m in range(members)])
+    return layer
+
+
 def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source():
     gen = _generator(11)
-    source, target = torch.nn.Linear(16, 8), torch.nn.Linear(16, 8)
-    set_mask(source, random_mask((8, 16), 40, gen))
+    source, target = _member_layer(2, 16, 8, 1), _member_layer(2, 16, 8, 5)
+    set_mask(source, torch.stack([random_mask((16, 8), 40, gen), random_mask((16, 8), 40, gen)]))
     with torch.no_grad():
         target.weight.copy_(source.weight)
     for _ in range(3):
         polyak_update(target, source, 0.1)
         assert torch.equal(target.weight != 0, weight_mask(source))  # same pattern, no pruning needed
-    new_mask, _, grown = prune_and_regrow(source.weight, weight_mask(source), 0.25, "random", gen)
-    set_mask(source, new_mask)  # a topology update: the target must be re-sparsified from now on
+    mask = weight_mask(source)
+    new_mask, _, grown = prune_and_regrow(source.weight[1], mask[1], 0.25, "random", gen)
+    mask[1] = new_mask
+    set_mask(source, mask)  # a topology update of member 1: its target must be re-sparsified from now on
     with torch.no_grad():
-        trainable_weight(source)[grown] = 1.0  # regrown connections with large weights
+        trainable_weight(source)[1][grown] = 1.0  # regrown connections with large weights
     polyak_update(target, source, 0.1)
-    assert int(torch.count_nonzero(target.weight)) == 40
+    assert torch.count_nonzero(target.weight, dim=(1, 2)).tolist() == [40, 40]
     for _ in range(200):
         polyak_update(target, source, 0.1)
     assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source
 
 
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
-    """Hand-made 2x3 layers: a source with 2 connections, a dense target; the 4 smallest target entries go."""
-    source, target = nn.Linear(3, 2, bias=False), nn.Linear(3, 2, bias=False)
+    """Hand-made 3x2 members: sources with 2 and 3 connections, dense targets; the smallest entries go."""
+    source, target = MemberLinear(2, 3, 2), MemberLinear(2, 3, 2)
+    values = torch.tensor([[0.5, -0.2], [-0.1, 0.05], [0.3, 0.9]])  # (in, out)
     with torch.no_grad():
-        target.weight.copy_(torch.tensor([[0.5, -0.1, 0.3], [-0.2, 0.05, 0.9]]))
-    set_mask(source, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+        target.weight.copy_(torch.stack([values, values]))
+    masks = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
+    set_mask(source, masks)
     budget = TargetBudget()
     checked = budget.layers_to_check([(target, source)])
     assert checked == [(target, source)]
-    budget.enforce_(checked, [torch.zeros(2, 3, dtype=torch.bool)])
-    assert torch.equal(target.weight, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.9]]))  # |0.5| and |0.9| stay
+    budget.enforce_(checked, [torch.zeros(2, 3, 2, dtype=torch.bool)])
+    kept = torch.tensor([[[0.5, 0.0], [0.0, 0.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.0], [0.3, 0.9]]])
+    assert torch.equal(target.weight, kept)  # member 0 keeps |0.5|, |0.9|; member 1 also |0.3|
     within = budget.layers_to_check([(target, source)])
-    budget.enforce_(within, [target.weight == 0])  # within the budget and inside the mask: remembered
-    assert torch.equal(target.weight, torch.tensor([[0.5, 0.0, 0.0], [0.0, 0.0, 0.9]]))
+    budget.enforce_(within, [target.weight == 0])  # within the budget and inside the masks: remembered
+    assert torch.equal(target.weight, kept)
     assert budget.layers_to_check([(target, source)]) == []  # not checked again
-    set_mask(source, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))  # a topology update: check again
+    masks[0] = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]])
+    set_mask(source, masks)  # a topology update: check again
     assert budget.layers_to_check([(target, source)]) == [(target, source)]
     assert TargetBudget().layers_to_check([(source, target)]) == []  # a masked target needs no budget

@@ -31,7 +31,7 @@ def test_losses_and_episodes_are_logged_once(tmp_path):
     trainer, _, dm = short_fit(tmp_path, data={"max_timesteps": 450, "eval_freq": 450})
     rows = _rows(trainer)
     episodes = [r for r in rows if r.get("train/episode_return")]
-    assert len(episodes) == dm.runner.episodes == 2  # Pendulum: 200-step episodes
+    assert [len(episodes)] == dm.runner.episodes == [2]  # Pendulum: 200-step episodes
     losses = [r for r in rows if r.get("train/critic_loss")]
     assert [int(r["step"]) for r in losses] == list(range(49, 450, 50))
     assert all(float(r["perf/env_steps_per_s"]) > 0 for r in losses[1:])
@@ -50,7 +50,7 @@ def test_target_critic_follows_tau(tmp_path):
 def test_target_update_interval(tmp_path):
     _, module, _ = short_fit(tmp_path, model={"tau": 1.0, "target_update_interval": 7})
     # 300 updates; the last target copy happened at update index 294 (a multiple of 7), six updates ago.
-    assert not torch.equal(module.critic_target.q1[0].weight, module.critic.q1[0].weight)
+    assert not torch.equal(module.critic_target.net.layers[0].weight, module.critic.net.layers[0].weight)
 
 
 def test_automatic_entropy_tuning_moves_alpha(tmp_path):

@@ -83,20 +83,18 @@ def test_exported_policy_reproduces_the_checkpoint_actions(tmp_path, algorithm, 
         data={"fake_features": 0.5, "noise_mode": noise_mode},
         trainer={"callbacks": callbacks, "enable_checkpointing": True},
     )
-    module.input_features.set_permutation(torch.tensor([4, 2, 0, 5, 1, 3]))
+    module.input_features.set_permutation(0, torch.tensor([4, 2, 0, 5, 1, 3]))
     obs = torch.randn(16, dm.env_spec.observation_dim)
     exported = export_policy(module, tmp_path / "policy.pt")
-    expected = module.act(obs, deterministic=True)
+    expected = module.act(obs[None], deterministic=True)[0]
     assert torch.equal(exported.act(obs), expected)  # same weights, permutation and noise generator state
     from_file = load_policy(tmp_path / "policy.pt")
-    assert torch.equal(from_file.input_features.permutation, torch.tensor([4, 2, 0, 5, 1, 3]))
+    assert torch.equal(from_file.input_features.permutation, torch.tensor([[4, 2, 0, 5, 1, 3]]))
     assert from_file.env_spec == dm.env_spec and from_file.algorithm == algorithm.upper()
-    assert torch.equal(from_file.act(obs), expected)
+    assert from_file.seed == 0 and torch.equal(from_file.act(obs), expected)
     # Masks are baked in: the exported input layer has exactly the mask's connections.
-    layer = module.sparse_networks()[0].layers[0][0]
-    assert int(from_file.actor.connection_layers()[0][0].weight.count_nonzero()) == int(
-        torch.count_nonzero(layer.weight)
-    )
+    layer = module.sparse_networks()[0].layers[0]
+    assert int(from_file.actor.sparse_layers()[0].weight.count_nonzero()) == int(torch.count_nonzero(layer.weight))
     # The same agent straight from the checkpoint (saved at the end of the fit, before the permutation).
     from_checkpoint = load_policy(tmp_path / "ckpt" / "last.ckpt")
     assert not from_checkpoint.input_features.permuted
@@ -127,7 +125,8 @@ def test_run_directory_files_and_plots_from_real_runs(tmp_path, capsys):
         assert [int(row["step"]) for row in columns] == [150, 300]
         returns = [float(row["return"]) for row in columns]
         assert np.load(run / "evaluations.npy").tolist() == pytest.approx(returns)
-        assert returns == pytest.approx([row[1] for row in results.evaluations])
+        assert returns == pytest.approx([row[2] for row in results.evaluations])
+        assert {int(row["seed"]) for row in columns} == {seed}
         sparsity = list(csv.DictReader(open(run / "sparsity.csv")))
         assert len(sparsity) == 2 and float(sparsity[0]["sparsity/actor/layer1"]) == pytest.approx(0.8, abs=0.01)
     assert runs[0].parent == runs[1].parent and runs[0] != runs[1]

@@ -13,10 +13,10 @@ from torchmetrics.aggregation import MeanMetric, RunningMean
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
-from lightning_sparse_rl.seeding import stream_seed
+from lightning_sparse_rl.seeding import member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
-from lightning_sparse_rl.validation import check_in_range, check_positive
+from lightning_sparse_rl.validation import MAX_SEED, check_in_range, check_positive, check_seeds
 
 OptimizerName = Literal["adam", "maskadam", "sgd"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
@@ -34,6 +34,12 @@ class OffPolicyAlgorithm(LightningModule):
     ``automatic_optimization`` is off: each :class:`TrainBatch` holds ``updates_per_step``
     minibatches and :meth:`update` runs one full gradient update (all networks) per minibatch.
     ``gradient_steps`` counts those updates (Lightning's ``global_step`` counts optimizer steps).
+
+    A module trains a population of ``K = len(seeds)`` independent agents at once (``K = 1``: one agent):
+    every network is member-batched (:class:`~lightning_sparse_rl.sparse.MemberLinear`), every batch has
+    a leading agent dimension, and each loss is the **sum** of the agents' losses, so each agent's
+    gradients are exactly its own. Agent ``k``'s initial weights, policy noise and noise features come
+    from its own streams of ``seeds[k]`` (:mod:`lightning_sparse_rl.seeding`).
 
     Every network reads :meth:`observe`\ ``(obs)``, not ``obs``: the stored observation with this
     call's own noise features (``env_spec.network_noise``) and the current input permutation
@@ -54,6 +60,8 @@ class OffPolicyAlgorithm(LightningModule):
             Measured in ``benchmarks/throughput.py``: slower on CPU (see README), so off by default.
         compile_mode: ``torch.compile`` mode (:data:`COMPILE_MODES`; ``None``: the default mode);
             ``reduce-overhead`` captures CUDA graphs on a GPU.
+        agent_seeds: the agents' seeds (``lsrl fit`` links them from the DataModule's ``seeds``); ``None``: one
+            agent seeded with ``torch.initial_seed()`` (set by ``seed_everything``).
 
     """
 
@@ -67,6 +75,7 @@ class OffPolicyAlgorithm(LightningModule):
         optimizer: OptimizerName,
         compile: bool = False,
         compile_mode: str | None = None,
+        agent_seeds: list[int] | None = None,
     ) -> None:
         super().__init__()
         if env_spec is None:
@@ -81,22 +90,43 @@ class OffPolicyAlgorithm(LightningModule):
             raise ValueError(f"optimizer={optimizer!r} must be one of {OPTIMIZERS}")
         if compile_mode is not None and compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode={compile_mode!r} must be None or one of {COMPILE_MODES}")
+        if agent_seeds is not None:
+            check_seeds(agent_seeds)
         self.automatic_optimization = False
         self.env_spec = env_spec
-        # The noise features' stream derives from the run seed (torch.initial_seed(), set by seed_everything).
-        noise_seed = stream_seed(torch.initial_seed(), "network_noise")
+        seeds = agent_seeds if agent_seeds is not None else [torch.initial_seed() % MAX_SEED]
+        self.seeds: tuple[int, ...] = tuple(seeds)
         self.input_features = InputFeatures(
-            env_spec.observation_dim, env_spec.real_dim, env_spec.network_noise, noise_seed
+            env_spec.observation_dim,
+            env_spec.real_dim,
+            env_spec.network_noise,
+            [stream_seed(seed, "network_noise") for seed in self.seeds],
         )
+        self.policy_streams = member_streams(self.seeds, "policy")
         self.gradient_steps = 0
         self.target_budget = TargetBudget()  # keeps unmasked targets as sparse as their networks (no state to save)
-        self.eval_return = MeanMetric()  # over an evaluation's episodes
+        self.eval_return = MeanMetric()  # over an evaluation's episodes and agents
         self.eval_length = MeanMetric()
+        self.eval_agent_returns = nn.ModuleList(MeanMetric() for _ in self.seeds)  # each agent's, K > 1
+        self.eval_agent_lengths = nn.ModuleList(MeanMetric() for _ in self.seeds)
         self.recent_return = RunningMean(window=RECENT_EPISODES)  # of training episodes, for the progress bar
         self._last_losses: dict[str, Tensor] = {}
 
+    @property
+    def agents(self) -> int:
+        """``K``, the number of agents trained together."""
+        return len(self.seeds)
+
+    def init_generators(self) -> list[torch.Generator]:
+        """Fresh CPU generators of each agent's ``init`` stream (for the networks' initial weights)."""
+        return [stream.generator("cpu") for stream in member_streams(self.seeds, "init")]
+
+    def policy_generators(self) -> list[torch.Generator]:
+        """Each agent's ``policy`` stream on the module's device (action sampling, exploration noise)."""
+        return [stream.generator(self.device) for stream in self.policy_streams]
+
     def observe(self, obs: Tensor) -> Tensor:
-        """What a network reads for stored observations ``(B, observation_dim)``: ``(B, input_dim)``.
+        """What a network reads for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)``.
 
         Call it once per network call: each call draws fresh noise features (docs/original_code.md §5.3).
         """
@@ -104,15 +134,15 @@ class OffPolicyAlgorithm(LightningModule):
 
     # ----------------------------------------------------------------------------- for subclasses
     def update(self, batch: Transition) -> dict[str, Tensor]:
-        """One gradient update of all networks on ``batch``; returns detached scalar losses by name."""
+        """One gradient update of all networks on ``batch``; returns detached losses by name (means over agents)."""
         raise NotImplementedError
 
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """Actions ``(B, action_dim)`` in env units for ``obs`` ``(B, obs_dim)``; no gradient."""
+        """Actions ``(K, B, action_dim)`` in env units for ``obs`` ``(K, B, obs_dim)``; no gradient."""
         raise NotImplementedError
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
-        """The loss that trains the networks of ``family`` (``actor`` or ``critic``) on ``batch``.
+        """The loss that trains the networks of ``family`` (``actor`` or ``critic``) on ``batch``, summed over agents.
 
         Used by RigL growth for the dense gradient of the current batch.
         """
@@ -185,37 +215,49 @@ class OffPolicyAlgorithm(LightningModule):
         for minibatch in batch.minibatches:
             self._last_losses = self.update(minibatch)
             self.gradient_steps += 1
-        if batch.episode is not None:
+        finished = [(seed, e) for seed, e in zip(self.seeds, batch.episodes, strict=True) if e is not None]
+        if finished:
             # Straight to the loggers: ``self.log`` would repeat the value at every later flush.
             # ``step`` follows Lightning's convention (batches finished before this one).
-            metrics = {
-                "train/episode_return": batch.episode.episode_return,
-                "train/episode_length": batch.episode.length,
-            }
+            metrics: dict[str, float] = {}
+            for seed, episode in finished:
+                suffix = f"/seed_{seed}" if self.agents > 1 else ""
+                metrics[f"train/episode_return{suffix}"] = episode.episode_return
+                metrics[f"train/episode_length{suffix}"] = episode.length
+                self.recent_return.update(episode.episode_return)
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=batch.train_step - 1)
-            self.recent_return.update(batch.episode.episode_return)
             self.log("ret", self.recent_return.compute(), prog_bar=True, logger=False)
         if batch.train_step % self.trainer.log_every_n_steps == 0:
             self.log_dict({f"train/{k}": v for k, v in self._last_losses.items()})
             self.log("train/gradient_steps", float(self.gradient_steps))
 
     def validation_step(self, batch: EvalEpisode, batch_idx: int) -> None:
-        """Add one evaluation episode to ``eval/return`` and ``eval/episode_length``, means over the evaluation."""
-        self.eval_return.update(batch.episode_return)
-        self.eval_length.update(float(batch.length))
+        """Add one evaluation episode of every agent to the means over the evaluation.
+
+        ``eval/return`` and ``eval/episode_length`` average over episodes and agents (``ModelCheckpoint``
+        monitors the return); with ``K > 1`` each agent's means are logged as ``eval/return/seed_S`` and
+        ``eval/episode_length/seed_S``.
+        """
+        self.eval_return.update(torch.tensor(batch.returns, dtype=torch.float64))
+        self.eval_length.update(torch.tensor(batch.lengths, dtype=torch.float64))
         self.log("eval/return", self.eval_return, on_epoch=True, batch_size=1)
         self.log("eval/episode_length", self.eval_length, on_epoch=True, batch_size=1)
+        if self.agents > 1:
+            for k, seed in enumerate(self.seeds):
+                self.eval_agent_returns[k].update(batch.returns[k])
+                self.eval_agent_lengths[k].update(float(batch.lengths[k]))
+                self.log(f"eval/return/seed_{seed}", self.eval_agent_returns[k], on_epoch=True, batch_size=1)
+                self.log(f"eval/episode_length/seed_{seed}", self.eval_agent_lengths[k], on_epoch=True, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the gradient-step counter."""
+        """Store the gradient-step counter and the agents' policy streams."""
         checkpoint["gradient_steps"] = self.gradient_steps
+        checkpoint["policy_streams"] = [stream.state_dict() for stream in self.policy_streams]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the gradient-step counter and register the checkpoint's masks before its weights load.
-
-        Checkpoints written before input permutations existed get the identity permutation.
-        """
-        checkpoint["state_dict"].setdefault("input_features.permutation", self.input_features.permutation.clone())
+        """Restore the gradient-step counter and the policy streams; register the checkpoint's masks first."""
         restore_masks(self, checkpoint["state_dict"])
-        self.gradient_steps = checkpoint.get("gradient_steps", 0)
+        self.gradient_steps = checkpoint["gradient_steps"]
+        for stream, saved in zip(self.policy_streams, checkpoint["policy_streams"], strict=True):
+            stream.load_state_dict(saved)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, polyak_update, xavier_init_
+from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, init_members_, polyak_update
 from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
@@ -25,7 +24,7 @@ def sac_td_target(
     alpha: Tensor | float,
     discount: float,
 ) -> Tensor:
-    """``y = r + γ·(1 − terminated)·(min(Q̄1, Q̄2)(s′, a′) − α·log π(a′|s′))``, all shapes ``(B,)``.
+    """``y = r + γ·(1 − terminated)·(min(Q̄1, Q̄2)(s′, a′) − α·log π(a′|s′))``, all shapes ``(K, B)`` (α: ``(K, 1)``).
 
     A time-limit truncation has ``terminated = 0`` and therefore bootstraps.
     """
@@ -37,7 +36,7 @@ class SAC(OffPolicyAlgorithm):
     """Soft Actor-Critic: squashed Gaussian actor, twin critics, Polyak-averaged target critic.
 
     Defaults are the original's: lr 1e-3, Adam weight decay 2e-4, γ 0.99, τ 0.005, fixed α 0.2,
-    2×256 ReLU, Xavier-uniform init.
+    2×256 ReLU, Xavier-uniform init. Each agent of a population has its own α when it is tuned.
 
     Args:
         env_spec: see :class:`OffPolicyAlgorithm`.
@@ -67,26 +66,28 @@ class SAC(OffPolicyAlgorithm):
         optimizer: OptimizerName = "adam",
         compile: bool = False,
         compile_mode: str | None = None,
+        agent_seeds: list[int] | None = None,
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode, agent_seeds)
         check_at_least("temperature", temperature, 0.0)
         check_positive("target_update_interval", target_update_interval)
         self.save_hyperparameters()
         assert env_spec is not None
-        obs_dim, action_dim = self.input_features.input_dim, env_spec.action_dim
-        self.actor = SquashedGaussianActor(
-            obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
-        )
-        self.critic = TwinQCritic(obs_dim, action_dim, hidden_layers, hidden_width, activation)
-        xavier_init_(self.critic)
+        k, obs_dim, action_dim = self.agents, self.input_features.input_dim, env_spec.action_dim
+        low, high = env_spec.action_low, env_spec.action_high
+        self.actor = SquashedGaussianActor(k, obs_dim, action_dim, hidden_layers, hidden_width, activation, low, high)
+        self.critic = TwinQCritic(k, obs_dim, action_dim, hidden_layers, hidden_width, activation)
+        generators = self.init_generators()
+        init_members_(self.actor, "xavier", generators)
+        init_members_(self.critic, "xavier", generators)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.target_entropy = -float(action_dim)
-        self.log_alpha = nn.Parameter(torch.zeros(())) if automatic_entropy_tuning else None
+        self.log_alpha = nn.Parameter(torch.zeros(k)) if automatic_entropy_tuning else None
 
     @property
     def alpha(self) -> Tensor | float:
-        """The current entropy temperature α (detached)."""
-        return self.log_alpha.detach().exp() if self.log_alpha is not None else self.hparams.temperature
+        """Each agent's entropy temperature α, ``(K, 1)`` (detached), or the fixed ``temperature``."""
+        return self.log_alpha.detach().exp().unsqueeze(1) if self.log_alpha is not None else self.hparams.temperature
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Actor and critic optimizers (+ an Adam for log α without weight decay when tuning)."""
@@ -99,29 +100,30 @@ class SAC(OffPolicyAlgorithm):
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """``tanh(mean)`` when deterministic, else a sample of the policy."""
         obs = self.observe(obs)
-        return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
+        return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs, self.policy_generators())[0]
 
     def sparse_networks(self) -> list[SparseNetwork]:
         """The actor (no target) and the twin critics with their target critics."""
         critics = self.critic.sparse_networks(self.critic_target)
-        return [SparseNetwork("actor", "actor", self.actor.connection_layers(), None, True), *critics]
+        actor = SparseNetwork("actor", "actor", self.actor.sparse_layers(), None, True, range(self.agents))
+        return [actor, *critics]
 
     def critic_loss(self, batch: Transition) -> Tensor:
-        """``MSE(Q1, y) + MSE(Q2, y)`` with the soft TD target ``y`` of :func:`sac_td_target`."""
+        """``Σ_agents MSE(Q1, y) + MSE(Q2, y)`` with the soft TD target ``y`` of :func:`sac_td_target`."""
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(self.observe(batch.next_obs))
+            next_action, next_log_prob = self.actor.sample(self.observe(batch.next_obs), self.policy_generators())
             next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
             target = sac_td_target(
                 batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, self.hparams.discount
             )
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
-        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()
 
     def actor_loss(self, batch: Transition) -> tuple[Tensor, Tensor]:
-        """``mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))`` with ã reparameterised; also returns ``log π`` ``(B,)``."""
-        action, log_prob = self.actor.sample(self.observe(batch.obs))
+        """``Σ_agents mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))``, ã reparameterised; also ``log π`` ``(K, B)``."""
+        action, log_prob = self.actor.sample(self.observe(batch.obs), self.policy_generators())
         q1_pi, q2_pi = self.critic(self.observe(batch.obs), action)
-        return (self.alpha * log_prob - torch.min(q1_pi, q2_pi)).mean(), log_prob
+        return (self.alpha * log_prob - torch.min(q1_pi, q2_pi)).mean(dim=1).sum(), log_prob
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""
@@ -137,12 +139,13 @@ class SAC(OffPolicyAlgorithm):
         actor_loss, log_prob = self.actor_loss(batch)
         self.optimizer_step(actor_optimizer, actor_loss, "actor")
 
-        losses = {"critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach()}
+        k = self.agents
+        losses = {"critic_loss": critic_loss.detach() / k, "actor_loss": actor_loss.detach() / k}
         if self.log_alpha is not None:
-            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            alpha_loss = -(self.log_alpha.unsqueeze(1) * (log_prob.detach() + self.target_entropy)).mean(dim=1).sum()
             self.optimizer_step(optimizers[2], alpha_loss, "entropy temperature (alpha)")
-            losses["alpha_loss"] = alpha_loss.detach()
-            losses["alpha"] = self.log_alpha.detach().exp()
+            losses["alpha_loss"] = alpha_loss.detach() / k
+            losses["alpha"] = self.log_alpha.detach().exp().mean()
 
         if self.gradient_steps % self.hparams.target_update_interval == 0:
             polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, polyak_update
+from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, init_members_, member_normal, polyak_update
 from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
 
 def td3_td_target(reward: Tensor, terminated: Tensor, next_q1: Tensor, next_q2: Tensor, discount: float) -> Tensor:
-    """``y = r + γ·(1 − terminated)·min(Q̄1, Q̄2)(s′, ã′)``, all shapes ``(B,)``; truncation bootstraps."""
+    """``y = r + γ·(1 − terminated)·min(Q̄1, Q̄2)(s′, ã′)``, all shapes ``(K, B)``; truncation bootstraps."""
     return reward + discount * (1.0 - terminated) * torch.min(next_q1, next_q2)
 
 
@@ -54,20 +53,23 @@ class TD3(OffPolicyAlgorithm):
         optimizer: OptimizerName = "adam",
         compile: bool = False,
         compile_mode: str | None = None,
+        agent_seeds: list[int] | None = None,
     ) -> None:
-        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode)
+        super().__init__(env_spec, lr, weight_decay, discount, tau, optimizer, compile, compile_mode, agent_seeds)
         check_at_least("policy_noise", policy_noise, 0.0)
         check_at_least("noise_clip", noise_clip, 0.0)
         check_at_least("expl_noise", expl_noise, 0.0)
         check_positive("policy_freq", policy_freq)
         self.save_hyperparameters()
         assert env_spec is not None
-        obs_dim, action_dim = self.input_features.input_dim, env_spec.action_dim
-        self.actor = DeterministicActor(
-            obs_dim, action_dim, hidden_layers, hidden_width, activation, env_spec.action_low, env_spec.action_high
-        )
+        k, obs_dim, action_dim = self.agents, self.input_features.input_dim, env_spec.action_dim
+        low, high = env_spec.action_low, env_spec.action_high
+        self.actor = DeterministicActor(k, obs_dim, action_dim, hidden_layers, hidden_width, activation, low, high)
+        self.critic = TwinQCritic(k, obs_dim, action_dim, hidden_layers, hidden_width, activation)
+        generators = self.init_generators()  # PyTorch's nn.Linear init, as the original
+        init_members_(self.actor, "default", generators)
+        init_members_(self.critic, "default", generators)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-        self.critic = TwinQCritic(obs_dim, action_dim, hidden_layers, hidden_width, activation)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         low = torch.tensor(env_spec.action_low, dtype=torch.float32)
         high = torch.tensor(env_spec.action_high, dtype=torch.float32)
@@ -84,34 +86,35 @@ class TD3(OffPolicyAlgorithm):
         action = self.actor(self.observe(obs))
         if deterministic:
             return action
-        noise = torch.randn_like(action) * (self.hparams.expl_noise * self.actor.action_scale)
+        scale = self.hparams.expl_noise * self.actor.action_scale
+        noise = member_normal(action.shape, self.policy_generators()) * scale
         return (action + noise).clamp(self.action_low, self.action_high)
 
     def sparse_networks(self) -> list[SparseNetwork]:
         """The actor and the twin critics, each with its target network."""
-        actor = SparseNetwork(
-            "actor", "actor", self.actor.connection_layers(), self.actor_target.connection_layers(), True
-        )
+        layers, target_layers = self.actor.sparse_layers(), self.actor_target.sparse_layers()
+        actor = SparseNetwork("actor", "actor", layers, target_layers, True, range(self.agents))
         critics = self.critic.sparse_networks(self.critic_target)
         return [actor, *critics]
 
     def critic_loss(self, batch: Transition) -> Tensor:
-        """``MSE(Q1, y) + MSE(Q2, y)``, ``y`` from the smoothed target action (:func:`td3_td_target`)."""
+        """``Σ_agents MSE(Q1, y) + MSE(Q2, y)``, ``y`` from the smoothed target action (:func:`td3_td_target`)."""
         scale = self.actor.action_scale
         with torch.no_grad():
             clip = self.hparams.noise_clip * scale
-            noise = (torch.randn_like(batch.action) * (self.hparams.policy_noise * scale)).clamp(-clip, clip)
+            draws = member_normal(batch.action.shape, self.policy_generators())
+            noise = (draws * (self.hparams.policy_noise * scale)).clamp(-clip, clip)
             next_action = (self.actor_target(self.observe(batch.next_obs)) + noise).clamp(
                 self.action_low, self.action_high
             )
             next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
             target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, self.hparams.discount)
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
-        return F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()
 
     def actor_loss(self, batch: Transition) -> Tensor:
-        """``−mean Q1(s, π(s))``."""
-        return -self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))).mean()
+        """``−Σ_agents mean Q1(s, π(s))``."""
+        return -self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))).mean(dim=1).sum()
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""
@@ -122,12 +125,12 @@ class TD3(OffPolicyAlgorithm):
         actor_optimizer, critic_optimizer = self.optimizers()
         critic_loss = self.critic_loss(batch)
         self.optimizer_step(critic_optimizer, critic_loss, "critic")
-        losses = {"critic_loss": critic_loss.detach()}
+        losses = {"critic_loss": critic_loss.detach() / self.agents}
 
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
             actor_loss = self.actor_loss(batch)
             self.optimizer_step(actor_optimizer, actor_loss, "actor")
             polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
             polyak_update(self.actor_target, self.actor, self.hparams.tau, self.target_budget)
-            losses["actor_loss"] = actor_loss.detach()
+            losses["actor_loss"] = actor_loss.detach() / self.agents
         return losses

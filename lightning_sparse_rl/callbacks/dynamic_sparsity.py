@@ -9,12 +9,13 @@ from typing import Any, Literal
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn.utils import parametrize
 
 from lightning_sparse_rl.seeding import RandomStream, stream_seed
 from lightning_sparse_rl.sparse import (
     MaskAdam,
+    MemberLinear,
     SparseNetwork,
     drop_fraction_at,
     is_masked,
@@ -50,8 +51,8 @@ class DynamicSparsityCallback(Callback):
         growth: ``random`` (SET) or ``gradient`` (RigL).
         new_weight_init: regrown weights start at ``zero``, or per element ``unif`` ~ U(±1/√fan_in) or
             ``xavier`` ~ U(±√(6/(fan_in+fan_out))).
-        seed: seed of the regrowth stream; ``None`` derives it from the run seed (``torch.initial_seed()``,
-            stream ``dst`` of :mod:`lightning_sparse_rl.seeding`).
+        seed: seed of the regrowth stream (agent ``k`` of a population: ``seed + k``); ``None`` derives each
+            agent's from its seed (stream ``dst`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -86,15 +87,17 @@ class DynamicSparsityCallback(Callback):
         self.seed = seed
         self.last_update_step = 0
         self.topology_updates = 0
-        self.stream: RandomStream | None = None  # created at fit start, or by a checkpoint's state
+        self.streams: list[RandomStream] = []  # one per agent: created at fit start, or by a checkpoint's state
 
     # ------------------------------------------------------------------------------------------ hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Create the regrowth stream (unless a checkpoint restored it); warn when nothing is masked."""
-        if self.stream is None:
+        """Create each agent's regrowth stream (unless a checkpoint restored them); warn when nothing is masked."""
+        if not self.streams:
             if self.seed is None:
-                self.seed = stream_seed(torch.initial_seed(), "dst")
-            self.stream = RandomStream(self.seed)
+                seeds = [stream_seed(seed, "dst") for seed in pl_module.seeds]
+            else:
+                seeds = [self.seed + k for k in range(len(pl_module.seeds))]
+            self.streams = [RandomStream(seed) for seed in seeds]
         if not masked_layers(pl_module.sparse_networks()):
             warnings.warn(
                 "DynamicSparsityCallback: no layer is masked (every sparsity level is 0), so there is nothing "
@@ -114,7 +117,17 @@ class DynamicSparsityCallback(Callback):
         zeta = drop_fraction_at(self.drop_fraction, due, self.schedule, self.stop_step)
         changed = self.update_topology(trainer, pl_module, batch.minibatches[-1], zeta)
         self.topology_updates += 1
-        metrics = {f"dst/{name}/connections_changed": float(n) for name, n in changed.items()}
+        seeds: tuple[int, ...] = pl_module.seeds
+        metrics: dict[str, float] = {}
+        for name, per_agent in changed.items():
+            metrics[f"dst/{name}/connections_changed"] = float(sum(per_agent)) / len(per_agent)
+            if len(seeds) > 1:
+                metrics.update(
+                    {
+                        f"dst/{name}/connections_changed/seed_{s}": float(n)
+                        for s, n in zip(seeds, per_agent, strict=True)
+                    }
+                )
         metrics["dst/drop_fraction"] = zeta
         metrics["dst/topology_updates"] = float(self.topology_updates)
         for logger in trainer.loggers:
@@ -124,60 +137,72 @@ class DynamicSparsityCallback(Callback):
     @torch.no_grad()
     def update_topology(
         self, trainer: L.Trainer, pl_module: SparseAlgorithm, minibatch: Transition, zeta: float
-    ) -> dict[str, int]:
-        """Prune and regrow a ``zeta`` fraction of every masked layer once; returns connections moved per network."""
-        assert self.stream is not None, "on_fit_start creates the stream"
-        generator = self.stream.generator(pl_module.device)
+    ) -> dict[str, list[int]]:
+        """Prune and regrow a ``zeta`` fraction of every masked layer of every agent once.
+
+        Agent ``k`` draws from its own stream. Returns, per network, the connections moved for each agent.
+        """
+        assert self.streams, "on_fit_start creates the streams"
+        generators = [stream.generator(pl_module.device) for stream in self.streams]
         networks: list[SparseNetwork] = pl_module.sparse_networks()
         grads = self._dense_gradients(pl_module, networks, minibatch) if self.growth == "gradient" else {}
         mask_adams = [opt for opt in trainer.optimizers if isinstance(opt, MaskAdam)]
-        changed: dict[str, int] = {}
+        changed: dict[str, list[int]] = {}
         for net in networks:
-            moved = torch.zeros((), dtype=torch.long, device=pl_module.device)
+            moved = torch.zeros(len(net.members), dtype=torch.long, device=pl_module.device)
             targets = net.target_layers or (None,) * len(net.layers)
-            for group, target_group in zip(net.layers, targets, strict=True):
-                for i, module in enumerate(group):
-                    mask = weight_mask(module)
-                    if mask is None:
-                        continue
-                    new_mask, pruned, grown = prune_and_regrow(
-                        module.weight, mask, zeta, self.growth, generator, grads.get(module)
+            for layer, target in zip(net.layers, targets, strict=True):
+                mask = weight_mask(layer)
+                if mask is None:
+                    continue
+                weight, grad = layer.weight, grads.get(layer)
+                new_mask, pruned, grown = mask.clone(), torch.zeros_like(mask), torch.zeros_like(mask)
+                for agent, member in enumerate(net.members):
+                    new_mask[member], pruned[member], grown[member] = prune_and_regrow(
+                        weight[member],
+                        mask[member],
+                        zeta,
+                        self.growth,
+                        generators[agent],
+                        None if grad is None else grad[member],
                     )
-                    moved += (pruned & ~new_mask).sum()
-                    self._rewire(module, new_mask, pruned, grown, mask_adams, generator)
-                    if target_group is not None and is_masked(target_group[i]):
-                        set_mask(target_group[i], new_mask)
-                        trainable_weight(target_group[i])[grown] = trainable_weight(module)[grown]
-            changed[net.name] = int(moved)
+                    moved[agent] += (pruned[member] & ~new_mask[member]).sum()
+                self._rewire(layer, new_mask, pruned, grown, mask_adams, net.members, generators)
+                if target is not None and is_masked(target):
+                    set_mask(target, new_mask)
+                    trainable_weight(target)[grown] = trainable_weight(layer)[grown]
+            changed[net.name] = moved.tolist()
         return changed
 
     def _rewire(
         self,
-        module: nn.Linear,
+        layer: MemberLinear,
         new_mask: Tensor,
         pruned: Tensor,
         grown: Tensor,
         mask_adams: list[MaskAdam],
-        generator: torch.Generator,
+        members: range,
+        generators: list[torch.Generator],
     ) -> None:
         """Install ``new_mask``: zero pruned weights, initialise grown ones, clear MaskAdam moments."""
-        weight = trainable_weight(module)
-        set_mask(module, new_mask)  # also zeroes every inactive weight
+        weight = trainable_weight(layer)
+        set_mask(layer, new_mask)  # also zeroes every inactive weight
         if self.new_weight_init == "zero":
             weight.masked_fill_(grown, 0.0)
         else:
-            fan_in, fan_out = module.in_features, module.out_features
+            fan_in, fan_out = layer.in_features, layer.out_features
             bound = 1 / math.sqrt(fan_in) if self.new_weight_init == "unif" else math.sqrt(6 / (fan_in + fan_out))
-            draws = torch.rand(int(grown.sum()), generator=generator, device=generator.device)
-            weight[grown] = ((2 * draws - 1) * bound).to(weight.device, weight.dtype)
+            for member, generator in zip(members, generators, strict=True):
+                draws = torch.rand(int(grown[member].sum()), generator=generator, device=generator.device)
+                weight[member][grown[member]] = ((2 * draws - 1) * bound).to(weight.device, weight.dtype)
         for optimizer in mask_adams:
             optimizer.reset_state(weight, pruned | grown)
 
     def _dense_gradients(
         self, pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition
-    ) -> dict[nn.Linear, Tensor]:
+    ) -> dict[MemberLinear, Tensor]:
         """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
-        grads: dict[nn.Linear, Tensor] = {}
+        grads: dict[MemberLinear, Tensor] = {}
         for family in dict.fromkeys(net.family for net in networks):
             layers = masked_layers([net for net in networks if net.family == family])
             if not layers:
@@ -190,20 +215,21 @@ class DynamicSparsityCallback(Callback):
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Counters, seed and the regrowth stream."""
+        """Counters, seed and the agents' regrowth streams."""
         return {
             "last_update_step": self.last_update_step,
             "topology_updates": self.topology_updates,
             "seed": self.seed,
-            "stream": None if self.stream is None else self.stream.state_dict(),
+            "streams": [stream.state_dict() for stream in self.streams],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore counters and the regrowth stream."""
+        """Restore counters and the agents' regrowth streams."""
         self.last_update_step = state_dict["last_update_step"]
         self.topology_updates = state_dict["topology_updates"]
         self.seed = state_dict["seed"]
-        self.stream = None
-        if state_dict["stream"] is not None:
-            self.stream = RandomStream(self.seed)
-            self.stream.load_state_dict(state_dict["stream"])
+        self.streams = []
+        for saved in state_dict["streams"]:
+            stream = RandomStream(saved["seed"])
+            stream.load_state_dict(saved)
+            self.streams.append(stream)

@@ -12,11 +12,13 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_sparse_rl.seeding import RandomStream, stream_seed
 from lightning_sparse_rl.types import BufferRefill, RefillMode, TrainBatch
-from lightning_sparse_rl.validation import check_positive
+from lightning_sparse_rl.validation import UserInputError, check_positive
 
 
 class FeaturePermutationCallback(Callback):
     """Every ``period`` training steps, at the next episode end, permute the networks' input features.
+
+    In a population each agent is permuted at its own episode ends, with its own stream and history.
 
     As the original's ``--adjust_env_period`` (docs/original_code.md §5.4): at the first episode end after step
     ``period`` (then ``2·period``, …) a fresh random permutation of all ``D`` inputs (real and noise)
@@ -40,8 +42,8 @@ class FeaturePermutationCallback(Callback):
         empty_buffer: empty and refill the replay buffer at each permutation.
         refill_timesteps: env steps of the refill.
         refill_mode: ``random`` or ``current``.
-        seed: seed of the permutation stream; ``None`` derives it from the run seed (``torch.initial_seed()``,
-            stream ``permutation`` of :mod:`lightning_sparse_rl.seeding`).
+        seed: seed of the permutation stream (agent ``k`` of a population: ``seed + k``); ``None`` derives each
+            agent's from its seed (stream ``permutation`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -62,41 +64,55 @@ class FeaturePermutationCallback(Callback):
         self.refill_timesteps = int(refill_timesteps)
         self.refill_mode = refill_mode
         self.seed = seed
-        self.next_change = self.period
-        self.permutations: list[list[int]] = []
-        self.stream: RandomStream | None = None  # created at setup, or by a checkpoint's state
+        self.next_change: list[int] = []  # per agent
+        self.permutations: list[list[list[int]]] = []  # per agent, in the order they were applied
+        self.streams: list[RandomStream] = []  # per agent: created at setup, or by a checkpoint's state
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Create the permutation stream (a checkpoint's state replaces it when resuming)."""
+        """Create each agent's permutation stream (a checkpoint's state replaces them when resuming)."""
+        agents = len(pl_module.seeds)
+        if self.empty_buffer and agents > 1:
+            raise UserInputError(
+                f"FeaturePermutationCallback(empty_buffer=True) with a population of {agents} agents: the agents' "
+                "episodes end at different steps, and refilling one agent's buffer alone is not supported yet; "
+                "train the transfer setting with a buffer refill one seed per run"
+            )
         if self.seed is None:
-            self.seed = stream_seed(torch.initial_seed(), "permutation")
-        self.stream = RandomStream(self.seed)
+            seeds = [stream_seed(seed, "permutation") for seed in pl_module.seeds]
+        else:
+            seeds = [self.seed + k for k in range(agents)]
+        self.streams = [RandomStream(seed) for seed in seeds]
+        self.next_change = [self.period] * agents
+        self.permutations = [[] for _ in range(agents)]
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
-        """At an episode end past the next change: permute (and refill the buffer)."""
-        if batch.episode is None or batch.train_step <= self.next_change:
-            return
-        features = pl_module.input_features
-        permutation = self._new_permutation(features.input_dim)
-        features.set_permutation(permutation)
-        self.permutations.append(permutation.tolist())
-        self.next_change += self.period
-        rank_zero_info(
-            f"Environment change at step {batch.train_step}: new permutation of input features "
-            f"({len(self.permutations)} so far)."
-        )
-        for logger in trainer.loggers:
-            logger.log_metrics({"env/permutations": float(len(self.permutations))}, step=batch.train_step - 1)
-        if self.empty_buffer:
-            data: BufferRefill = trainer.datamodule
-            data.request_refill(self.refill_timesteps, self.refill_mode)
+        """At an agent's episode end past its next change: permute its inputs (and refill the buffer)."""
+        seeds, features = pl_module.seeds, pl_module.input_features
+        for agent, episode in enumerate(batch.episodes):
+            if episode is None or batch.train_step <= self.next_change[agent]:
+                continue
+            permutation = self._new_permutation(agent, features.input_dim)
+            features.set_permutation(agent, permutation)
+            history = self.permutations[agent]
+            history.append(permutation.tolist())
+            self.next_change[agent] += self.period
+            who = f" of seed {seeds[agent]}" if len(seeds) > 1 else ""
+            rank_zero_info(
+                f"Environment change at step {batch.train_step}: new permutation of input features{who} "
+                f"({len(history)} so far)."
+            )
+            suffix = f"/seed_{seeds[agent]}" if len(seeds) > 1 else ""
+            for logger in trainer.loggers:
+                logger.log_metrics({f"env/permutations{suffix}": float(len(history))}, step=batch.train_step - 1)
+            if self.empty_buffer:
+                data: BufferRefill = trainer.datamodule
+                data.request_refill(self.refill_timesteps, self.refill_mode)
 
-    def _new_permutation(self, size: int) -> torch.Tensor:
-        seen = {tuple(p) for p in self.permutations} | {tuple(range(size))}
-        assert self.stream is not None, "setup creates the stream"
-        generator = self.stream.generator("cpu")
+    def _new_permutation(self, agent: int, size: int) -> torch.Tensor:
+        seen = {tuple(p) for p in self.permutations[agent]} | {tuple(range(size))}
+        generator = self.streams[agent].generator("cpu")
         if len(seen) >= math.factorial(size):
             raise RuntimeError(f"all {math.factorial(size)} permutations of {size} input features have been used")
         while True:
@@ -105,19 +121,21 @@ class FeaturePermutationCallback(Callback):
                 return permutation
 
     def state_dict(self) -> dict[str, Any]:
-        """Permutation history, next change step, seed and the permutation stream."""
+        """Per agent: permutation history, next change step and permutation stream; and the seed."""
         return {
             "permutations": self.permutations,
             "next_change": self.next_change,
             "seed": self.seed,
-            "stream": None if self.stream is None else self.stream.state_dict(),
+            "streams": [stream.state_dict() for stream in self.streams],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
-        self.permutations = [list(p) for p in state_dict["permutations"]]
-        self.next_change = state_dict["next_change"]
+        self.permutations = [[list(p) for p in history] for history in state_dict["permutations"]]
+        self.next_change = list(state_dict["next_change"])
         self.seed = state_dict["seed"]
-        self.stream = RandomStream(self.seed)
-        if state_dict["stream"] is not None:
-            self.stream.load_state_dict(state_dict["stream"])
+        self.streams = []
+        for saved in state_dict["streams"]:
+            stream = RandomStream(saved["seed"])
+            stream.load_state_dict(saved)
+            self.streams.append(stream)

@@ -27,15 +27,16 @@ class InputConnectivityCallback(Callback):
     noise columns. Real columns follow the current input permutation; the critics' action inputs
     count as real (as the original since 2024-02). A dense network gives its width for both.
 
-    Logged to every logger as ``connectivity/<network>/real`` and ``.../noise`` and written to the
-    run directory (``trainer.log_dir``) after each evaluation, unless ``save_results`` is off:
+    Logged to every logger as ``connectivity/<network>/real`` and ``.../noise`` (means over the agents of a
+    population, each agent's as ``connectivity/<network>/seed_S/...``) and written to the run directory
+    (``trainer.log_dir``) after each evaluation, unless ``save_results`` is off:
 
     * ``connectivity.csv``: training step (0, then one row per evaluation) and the two means per network;
     * ``connectivity.npy``: one row per measurement, ``[actor_real, actor_noise, q1_real, q1_noise,
       q2_real, q2_noise]`` as the original's ``output/connectivity`` files;
-    * ``connectivity_per_feature.npz``: ``steps`` and, per network, connections per input
-      ``(evaluations, n_in)`` in original feature order (real, noise, action inputs);
-    * at the end of training, ``connectivity_heatmap.png`` (features × evaluations).
+    * ``connectivity_per_feature.npz``: ``steps`` and, per network (and agent: ``<network>.seed_S``),
+      connections per input ``(evaluations, n_in)`` in original feature order (real, noise, action inputs);
+    * at the end of training, ``connectivity_heatmap.png`` (features × evaluations; the first agent's).
 
     The history is part of the checkpoint, so a resumed run continues its files.
 
@@ -65,22 +66,32 @@ class InputConnectivityCallback(Callback):
 
     def _measure(self, trainer: L.Trainer, pl_module: SparseAlgorithm) -> dict[str, float]:
         """Record one measurement (and write the files); return the metrics to log."""
-        features = pl_module.input_features
-        real_state = features.real_columns()
+        features, seeds = pl_module.input_features, pl_module.seeds
+        real_state = features.real_columns()  # (K, input_dim)
         metrics: dict[str, float] = {}
         means: list[float] = []
         for net in pl_module.sparse_networks():
-            per_input = connections_per_input(net.layers[0][0])
-            extra = per_input.numel() - features.input_dim  # the critics' action inputs
-            real = torch.cat([real_state, real_state.new_ones(extra)])
-            real_mean, noise_mean = real_noise_connectivity(per_input, real)
+            counts = connections_per_input(net.layers[0])  # (members, n_in)
+            agent_means = []
+            for agent, member in enumerate(net.members):
+                per_input = counts[member]
+                extra = per_input.numel() - features.input_dim  # the critics' action inputs
+                real = torch.cat([real_state[agent], real_state.new_ones(extra)])
+                agent_means.append(real_noise_connectivity(per_input, real))
+                by_feature = per_input.clone()
+                by_feature[features.permutation[agent]] = per_input[: features.input_dim]
+                key = net.name if len(seeds) == 1 else f"{net.name}.seed_{seeds[agent]}"
+                self.per_feature.setdefault(key, []).append(by_feature.to("cpu", torch.int32))
+                if len(seeds) > 1:
+                    prefix = f"connectivity/{net.name}/seed_{seeds[agent]}"
+                    metrics[f"{prefix}/real"], metrics[f"{prefix}/noise"] = agent_means[-1]
+            real_mean = sum(m[0] for m in agent_means) / len(agent_means)
+            noise_mean = sum(m[1] for m in agent_means) / len(agent_means)
             metrics[f"connectivity/{net.name}/real"] = real_mean
             if not math.isnan(noise_mean):
                 metrics[f"connectivity/{net.name}/noise"] = noise_mean
             means += [real_mean, noise_mean]
-            by_feature = per_input.clone()
-            by_feature[features.permutation] = per_input[: features.input_dim]
-            self.per_feature.setdefault(net.name, []).append(by_feature.to("cpu", torch.int32))
+        metrics = {key: value for key, value in metrics.items() if not math.isnan(value)}
         self.steps.append(training_steps(trainer))
         self.means.append(means)
         if self.save_results:
@@ -90,8 +101,8 @@ class InputConnectivityCallback(Callback):
     @rank_zero_only
     def _write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         run_dir = run_directory(trainer)
-        names = list(self.per_feature)
-        header = ["step"] + [f"{name}/{group}" for name in names for group in ("real", "noise")]
+        nets = [net.name for net in pl_module.sparse_networks()]
+        header = ["step"] + [f"{name}/{group}" for name in nets for group in ("real", "noise")]
         write_csv(run_dir / "connectivity.csv", header, [[s, *m] for s, m in zip(self.steps, self.means, strict=True)])
         write_npy(run_dir / "connectivity.npy", np.asarray(self.means, dtype=np.float64))
         arrays = {name: rows.numpy() for name, rows in self._per_feature_arrays().items()}
@@ -108,6 +119,9 @@ class InputConnectivityCallback(Callback):
         if not (self.save_results and self.steps):
             return
         arrays = {name: rows.numpy() for name, rows in self._per_feature_arrays().items()}
+        if len(pl_module.seeds) > 1:  # the first agent's networks
+            first = f".seed_{pl_module.seeds[0]}"
+            arrays = {name.removesuffix(first): rows for name, rows in arrays.items() if name.endswith(first)}
         features = pl_module.input_features
         path = run_directory(trainer) / "connectivity_heatmap.png"
         plot_connectivity_heatmap(self.steps, arrays, features.real_features, features.input_dim, path)

@@ -6,9 +6,11 @@ import datetime as dt
 import time
 from typing import Any
 
+import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.plots import mean_confidence_band
 from lightning_sparse_rl.run_position import training_steps
 from lightning_sparse_rl.types import TrainBatch
 
@@ -22,9 +24,12 @@ class RLProgressReporter(Callback):
 
     Episode line (docs/original_code.md §6.1): ``Total Steps: {t}  Episode Num: {n}  Epi. Steps: {len}  Reward:
     {r}  Epi. Time: {h:mm:ss}  Total Train Time: {h:mm:ss}``; evaluation: ``Evaluation over {n}
-    episode(s): {mean:.3f}`` between lines of dashes. Every ``trainer.log_every_n_steps`` env steps
-    it logs ``perf/env_steps_per_s`` and ``perf/updates_per_s``, measured over that window
-    (evaluation and warm-up excluded), and shows them on the progress bar as ``sps`` and ``ups``.
+    episode(s): {mean:.3f}`` between lines of dashes. A population's episode lines start with ``Seed {s}``
+    and its evaluation is a table (agent, seed, return) with the mean and its 95 % Student-t interval over
+    the agents. Every ``trainer.log_every_n_steps`` env steps it logs ``perf/env_steps_per_s`` (steps of each
+    agent), ``perf/agent_steps_per_s`` (of all agents) and ``perf/updates_per_s``, measured over that
+    window (evaluation and warm-up excluded), and shows agent-steps/s and updates/s on the progress bar
+    as ``sps`` and ``ups``.
 
     The run's clock (``Total Train Time``, ``Total running time``) counts wall-clock time from the start
     of each fit (``on_fit_start``). The best evaluation and the time so far are saved in checkpoints
@@ -60,11 +65,14 @@ class RLProgressReporter(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
-        """Print finished episodes; log throughput at the end of each window."""
-        episode = batch.episode
-        if episode is not None and self.print_episodes:
+        """Print finished episodes (a population's prefixed with the agent's seed); log throughput per window."""
+        seeds = pl_module.seeds
+        for seed, episode in zip(seeds, batch.episodes, strict=True):
+            if episode is None or not self.print_episodes:
+                continue
             rank_zero_info(
-                f"Total Steps: {batch.train_step}  Episode Num: {episode.index}  Epi. Steps: {episode.length}  "
+                (f"Seed {seed}  " if len(seeds) > 1 else "")
+                + f"Total Steps: {batch.train_step}  Episode Num: {episode.index}  Epi. Steps: {episode.length}  "
                 f"Reward: {round(episode.episode_return, 2)}  Epi. Time: {_elapsed(episode.duration_s)}  "
                 f"Total Train Time: {_elapsed(self.running_seconds())}"
             )
@@ -77,8 +85,9 @@ class RLProgressReporter(Callback):
             seconds = max(now - start, 1e-9)
             env_rate, update_rate = (batch.train_step - start_step) / seconds, (updates - start_updates) / seconds
             pl_module.log("perf/env_steps_per_s", env_rate)
+            pl_module.log("perf/agent_steps_per_s", env_rate * len(seeds))
             pl_module.log("perf/updates_per_s", update_rate)
-            pl_module.log("sps", env_rate, prog_bar=True, logger=False)
+            pl_module.log("sps", env_rate * len(seeds), prog_bar=True, logger=False)
             pl_module.log("ups", update_rate, prog_bar=True, logger=False)
             self._window = (now, batch.train_step, updates)
 
@@ -93,7 +102,21 @@ class RLProgressReporter(Callback):
         if self.print_evaluations:
             episodes = int(trainer.num_val_batches[0]) if trainer.num_val_batches else 0
             dashes = "-" * 39
-            rank_zero_info(f"{dashes}\nEvaluation over {episodes} episode(s): {mean_return:.3f}\n{dashes}")
+            seeds = pl_module.seeds
+            if len(seeds) == 1:
+                rank_zero_info(f"{dashes}\nEvaluation over {episodes} episode(s): {mean_return:.3f}\n{dashes}")
+                return
+            returns = np.asarray([float(trainer.callback_metrics[f"eval/return/seed_{s}"]) for s in seeds])
+            mean, half_width = mean_confidence_band(returns[:, None])
+            rows = "\n".join(
+                f"  {k:>5}  {s:>10}  {r:>10.3f}" for k, (s, r) in enumerate(zip(seeds, returns, strict=True))
+            )
+            rank_zero_info(
+                f"{dashes}\nEvaluation over {episodes} episode(s) of {len(seeds)} agents at step {step}\n"
+                f"  agent        seed      return\n{rows}\n"
+                f"  mean {mean[0]:.3f}, 95 % interval [{mean[0] - half_width[0]:.3f}, {mean[0] + half_width[0]:.3f}]"
+                f" (Student t over agents)\n{dashes}"
+            )
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Print the best evaluation and the total running time."""

@@ -17,9 +17,10 @@ from lightning_sparse_rl.run_position import run_directory, training_steps
 class EvaluationResults(Callback):
     """After every evaluation, write the results so far to the run directory (``trainer.log_dir``).
 
-    * ``evaluations.csv``: ``step`` (training env steps), ``return`` (mean undiscounted return of the
-      evaluation episodes) and ``episode_length``;
-    * ``evaluations.npy``: the returns alone, a 1-D array as the original's ``output/results`` files;
+    * ``evaluations.csv``: one row per agent and evaluation: ``step`` (training env steps), ``seed`` (the
+      agent's), ``return`` (mean undiscounted return of its evaluation episodes) and ``episode_length``;
+    * ``evaluations.npy``: the returns alone, ``(evaluations,)`` as the original's ``output/results`` files
+      for one agent, ``(evaluations, K)`` for a population;
     * ``sparsity.csv``: ``step`` and every logged ``sparsity/...`` metric (measured per-layer and
       global sparsity of online and target networks), when sparsity callbacks are present.
 
@@ -40,9 +41,14 @@ class EvaluationResults(Callback):
         metrics = trainer.callback_metrics
         if trainer.sanity_checking or "eval/return" not in metrics:
             return
-        step = training_steps(trainer)
-        length = float(metrics["eval/episode_length"]) if "eval/episode_length" in metrics else float("nan")
-        self.evaluations.append([float(step), float(metrics["eval/return"]), length])
+        step, seeds = training_steps(trainer), pl_module.seeds
+        for seed in seeds:
+            suffix = f"/seed_{seed}" if len(seeds) > 1 else ""
+            length = metrics.get(f"eval/episode_length{suffix}")
+            value = float(metrics[f"eval/return{suffix}"])
+            self.evaluations.append(
+                [float(step), float(seed), value, float("nan") if length is None else float(length)]
+            )
         sparsity = {k: float(v) for k, v in metrics.items() if k.startswith("sparsity/")}
         if sparsity:
             self.sparsity.append({"step": float(step), **sparsity})
@@ -51,9 +57,11 @@ class EvaluationResults(Callback):
 
     @rank_zero_only
     def _write(self, run_dir: Path) -> None:
-        rows = [[int(step), value, length] for step, value, length in self.evaluations]
-        write_csv(run_dir / "evaluations.csv", ["step", "return", "episode_length"], rows)
-        write_npy(run_dir / "evaluations.npy", np.asarray([row[1] for row in self.evaluations]))
+        rows = [[int(step), int(seed), value, length] for step, seed, value, length in self.evaluations]
+        write_csv(run_dir / "evaluations.csv", ["step", "seed", "return", "episode_length"], rows)
+        agents = len({row[1] for row in rows})
+        returns = np.asarray([row[2] for row in rows]).reshape(-1, agents)
+        write_npy(run_dir / "evaluations.npy", returns[:, 0] if agents == 1 else returns)
         if self.sparsity:
             header = list(self.sparsity[-1])
             write_csv(run_dir / "sparsity.csv", header, [[row.get(k, "") for k in header] for row in self.sparsity])

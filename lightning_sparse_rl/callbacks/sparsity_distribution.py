@@ -9,11 +9,13 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
 
 from lightning_sparse_rl.seeding import RandomStream, stream_seed
 from lightning_sparse_rl.sparse import (
     LayerCount,
     LayerSparsity,
+    MemberLinear,
     SparseNetwork,
     active_connections,
     active_count,
@@ -25,7 +27,6 @@ from lightning_sparse_rl.sparse import (
     random_mask,
     set_mask,
     trainable_weight,
-    weight_mask,
 )
 from lightning_sparse_rl.sparse import (
     global_sparsity as measured_global_sparsity,
@@ -34,23 +35,26 @@ from lightning_sparse_rl.sparse import (
 TargetSparsity = Literal["magnitude", "shared"]
 
 
-def layer_counts(layers: tuple[tuple[torch.nn.Linear, ...], ...], count_nonzero: bool = False) -> list[LayerCount]:
-    """Connections per connection layer: a mask's active entries, else all of them.
+def layer_counts(layers: tuple[MemberLinear, ...], member: int, count_nonzero: bool = False) -> list[LayerCount]:
+    """Connections of member ``member`` in each layer: a mask's active entries, else all of them.
 
     With ``count_nonzero`` an unmasked layer counts its non-zero weights (targets kept sparse by magnitude).
     """
     counts = []
-    for group in layers:
-        active = 0
-        for module in group:
-            if is_masked(module):
-                active += int(active_count(module))
-            elif count_nonzero:
-                active += int(torch.count_nonzero(module.weight))
-            else:
-                active += module.in_features * module.out_features
-        counts.append(LayerCount(group[0].in_features, sum(m.out_features for m in group), active))
+    for layer in layers:
+        if is_masked(layer):
+            active = int(active_count(layer)[member])
+        elif count_nonzero:
+            active = int(torch.count_nonzero(layer.weight[member]))
+        else:
+            active = layer.in_features * layer.out_features
+        counts.append(LayerCount(layer.in_features, layer.out_features, active))
     return counts
+
+
+def _seed_suffix(seeds: tuple[int, ...], agent: int) -> str:
+    """``/seed_S`` for agent ``agent`` of a population, nothing for a single agent."""
+    return f"/seed_{seeds[agent]}" if len(seeds) > 1 else ""
 
 
 class SparsityDistributionCallback(Callback):
@@ -59,9 +63,11 @@ class SparsityDistributionCallback(Callback):
     Runs in ``setup``, before optimizers exist, on the algorithm's
     :meth:`~lightning_sparse_rl.algorithms.OffPolicyAlgorithm.sparse_networks`. The actor and the critic
     get levels of their own (``compute_layer_sparsity``); Q1 and Q2 share levels but draw independent
-    masks with exactly ``floor((1 − s)·n_in·n_out)`` connections each. Biases are never masked. Prints a
-    table per network and logs the levels as hyperparameters and the measured sparsity of online and
-    target networks after every evaluation.
+    masks with exactly ``floor((1 − s)·n_in·n_out)`` connections each. In a population every agent's
+    networks have the same levels and masks of their own, drawn from the agent's own stream. Biases are
+    never masked. Prints a table per network and logs the levels as hyperparameters and the measured
+    sparsity of online and target networks after every evaluation (per agent with ``/seed_S`` in a
+    population; the plain keys are the means over agents).
 
     Args:
         global_sparsity: target sparsity of each network's weights, in ``[0, 1)``.
@@ -74,8 +80,8 @@ class SparsityDistributionCallback(Callback):
             stay exactly as sparse as the online network while their pattern may lag behind it.
             ``shared``: targets carry a copy of the online masks (updated with every topology change),
             which is cheaper and keeps the patterns identical.
-        seed: seed of the mask draws; ``None`` derives it from the run seed (``torch.initial_seed()``, stream
-            ``masks`` of :mod:`lightning_sparse_rl.seeding`).
+        seed: seed of the mask draws (agent ``k`` of a population: ``seed + k``); ``None`` derives each
+            agent's from its seed (stream ``masks`` of :mod:`lightning_sparse_rl.seeding`).
 
     """
 
@@ -99,6 +105,7 @@ class SparsityDistributionCallback(Callback):
         self.closeness = closeness
         self.target_sparsity = target_sparsity
         self.seed = seed
+        self.agent_seeds: list[int] = []  # of the mask streams, one per agent (set up with the model)
         self.levels: dict[str, LayerSparsity] = {}
 
     # ------------------------------------------------------------------------------------------ setup
@@ -106,16 +113,22 @@ class SparsityDistributionCallback(Callback):
         """Create the masks (unless the model is already masked), print the tables, log the levels."""
         networks: list[SparseNetwork] = pl_module.sparse_networks()
         already_masked = bool(masked_layers(networks))
+        agents = len(pl_module.seeds)
         if self.seed is None:
-            self.seed = stream_seed(torch.initial_seed(), "masks")
-        generator = RandomStream(self.seed).generator(pl_module.device)
-        for family, members in groupby(networks, key=lambda net: net.family):
-            members = list(members)
+            self.agent_seeds = [stream_seed(seed, "masks") for seed in pl_module.seeds]
+        else:
+            self.agent_seeds = [self.seed + k for k in range(agents)]
+        generators = [RandomStream(seed).generator(pl_module.device) for seed in self.agent_seeds]
+        masks: dict[MemberLinear, Tensor] = {}
+        families = {family: list(members) for family, members in groupby(networks, key=lambda net: net.family)}
+        for family, members in families.items():
             self.levels[family] = self._levels_for(members[0])
             if not already_masked:
                 for net in members:
-                    self._mask_network(net, self.levels[family], generator)
-            self._report(family, members)
+                    self._draw_masks(net, self.levels[family], generators, masks)
+        self._install(networks, masks)
+        for family, members in families.items():
+            self._report(family, members, agents)
         hparams = {
             f"sparsity/{family}/layer{i}": round(s, 6)
             for family, levels in self.levels.items()
@@ -137,34 +150,47 @@ class SparsityDistributionCallback(Callback):
             self.input_layer_sparsity,
         )
 
-    @torch.no_grad()
-    def _mask_network(self, net: SparseNetwork, levels: LayerSparsity, generator: torch.Generator) -> None:
-        for group, sparsity in zip(net.layers, levels.sparsity, strict=True):
+    @staticmethod
+    def _draw_masks(
+        net: SparseNetwork, levels: LayerSparsity, generators: list[torch.Generator], masks: dict[MemberLinear, Tensor]
+    ) -> None:
+        """Draw ``net``'s masks, agent ``k``'s from ``generators[k]``, into ``masks`` (one tensor per layer)."""
+        for layer, sparsity in zip(net.layers, levels.sparsity, strict=True):
             if sparsity == 0.0:
                 continue
-            for module in group:
-                n_active = active_connections(sparsity, module.in_features * module.out_features)
-                set_mask(module, random_mask(tuple(module.weight.shape), n_active, generator))
-        if net.target_layers is None:
-            return
-        # The target starts as an exact copy of the masked online network.
-        for group, target_group in zip(net.layers, net.target_layers, strict=True):
-            for module, target in zip(group, target_group, strict=True):
-                mask = weight_mask(module)
-                if mask is not None and self.target_sparsity == "shared":
-                    set_mask(target, mask.clone())
-                trainable_weight(target).copy_(module.weight)
+            n_active = active_connections(sparsity, layer.in_features * layer.out_features)
+            mask = masks.setdefault(layer, torch.ones_like(layer.weight, dtype=torch.bool))
+            for member, generator in zip(net.members, generators, strict=True):
+                mask[member] = random_mask((layer.in_features, layer.out_features), n_active, generator)
 
-    def _report(self, family: str, members: list[SparseNetwork]) -> None:
+    @torch.no_grad()
+    def _install(self, networks: list[SparseNetwork], masks: dict[MemberLinear, Tensor]) -> None:
+        """Mask the layers; each target starts as an exact copy of its masked online network."""
+        for layer, mask in masks.items():
+            set_mask(layer, mask)
+        pairs = {
+            layer: target
+            for net in networks
+            if net.target_layers is not None
+            for layer, target in zip(net.layers, net.target_layers, strict=True)
+        }
+        for layer, target in pairs.items():
+            if layer in masks:
+                if self.target_sparsity == "shared":
+                    set_mask(target, masks[layer].clone())
+                trainable_weight(target).copy_(layer.weight)
+
+    def _report(self, family: str, members: list[SparseNetwork], agents: int) -> None:
         levels = self.levels[family]
         names = ", ".join(net.name for net in members)
         title = (
             f"{family} [{names}]: {'-'.join(map(str, members[0].layer_sizes))}, {self.distribution}, "
             f"global sparsity requested {self.global_sparsity:g}, achieved {levels.global_sparsity:.5f}"
         )
-        if len(members) > 1:
-            title += f" (each of the {len(members)} networks: same levels, independent masks)"
-        table = format_sparsity_table(title, layer_counts(members[0].layers))
+        networks = len(members) * agents
+        if networks > 1:
+            title += f" (each of the {networks} networks: same levels, independent masks)"
+        table = format_sparsity_table(title, layer_counts(members[0].layers, members[0].members[0]))
         if levels.fallback:
             table += (
                 f"\nNote: global_sparsity {self.global_sparsity:g} cannot be met with input_layer_sparsity "
@@ -176,7 +202,8 @@ class SparsityDistributionCallback(Callback):
     # ------------------------------------------------------------------------------------------ logging
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Log measured per-layer (sparse layers) and global sparsity of each online and target network."""
-        metrics: dict[str, float] = {}
+        seeds: tuple[int, ...] = pl_module.seeds
+        values: dict[str, list[float]] = {}
         for net in pl_module.sparse_networks():
             for name, layers, is_target in (
                 (net.name, net.layers, False),
@@ -184,18 +211,24 @@ class SparsityDistributionCallback(Callback):
             ):
                 if layers is None:
                     continue
-                counts = layer_counts(layers, count_nonzero=is_target)
-                metrics[f"sparsity/{name}/global"] = measured_global_sparsity(counts)
-                for i, (count, group) in enumerate(zip(counts, net.layers, strict=True), start=1):
-                    if is_masked(group[0]):
-                        metrics[f"sparsity/{name}/layer{i}"] = count.sparsity
-        pl_module.log_dict(metrics, on_epoch=True)
+                for agent, member in enumerate(net.members):
+                    counts = layer_counts(layers, member, count_nonzero=is_target)
+                    keys = {f"sparsity/{name}/global": measured_global_sparsity(counts)}
+                    for i, (count, layer) in enumerate(zip(counts, net.layers, strict=True), start=1):
+                        if is_masked(layer):
+                            keys[f"sparsity/{name}/layer{i}"] = count.sparsity
+                    for key, value in keys.items():
+                        values.setdefault(key, []).append(value)
+                        if len(seeds) > 1:
+                            values[key + _seed_suffix(seeds, agent)] = [value]
+        pl_module.log_dict({key: sum(v) / len(v) for key, v in values.items()}, on_epoch=True)
 
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """The mask seed (the masks themselves are module buffers in the model's state)."""
-        return {"seed": self.seed}
+        """The mask seeds (the masks themselves are module buffers in the model's state)."""
+        return {"seed": self.seed, "agent_seeds": self.agent_seeds}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the seed."""
+        """Restore the seeds."""
         self.seed = state_dict["seed"]
+        self.agent_seeds = list(state_dict["agent_seeds"])

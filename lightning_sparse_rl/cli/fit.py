@@ -20,7 +20,7 @@ from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
 from lightning_sparse_rl.cli.errors import RunFinished
-from lightning_sparse_rl.data.datamodule import MAX_SEED, EnvDataModule
+from lightning_sparse_rl.data.datamodule import EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.persistence.checkpoint_io import check_side_files, read_checkpoint
 from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_changes
@@ -28,7 +28,7 @@ from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import RunLock
 from lightning_sparse_rl.run_position import run_directory
 from lightning_sparse_rl.trainer import TRAINER_DEFAULTS, arrange_for_rl
-from lightning_sparse_rl.validation import UserInputError
+from lightning_sparse_rl.validation import MAX_SEED, UserInputError, parse_seeds
 
 #: The trainer defaults of :func:`~lightning_sparse_rl.trainer.make_trainer`, with a CSV log in ``runs/``.
 CLI_TRAINER_DEFAULTS: dict[str, Any] = {
@@ -171,6 +171,14 @@ class SparseRLCLI(LightningCLI):
         """Add the links, the always-on callbacks and ``--force_resume``."""
         parser.link_arguments("data.env_spec", "model.init_args.env_spec", apply_on="instantiate")
         parser.link_arguments("seed_everything", "data.seed")
+        parser.add_argument(
+            "--seeds",
+            type=str | int | list[int] | None,
+            default=None,
+            help="train a population, one agent per seed, in one process: 1-8, 1,3,5 or a YAML list [1, 2, 3]",
+        )
+        parser.link_arguments("seeds", "data.seeds", compute_fn=_population_seeds)
+        parser.link_arguments("data.seeds", "model.init_args.agent_seeds", apply_on="instantiate")
         parser.add_lightning_class_args(RLProgressReporter, "progress")
         parser.add_lightning_class_args(EvaluationResults, "results")
         parser.add_lightning_class_args(RunCheckpoints, "checkpoints")
@@ -347,6 +355,11 @@ def _resume_target(config: Any) -> tuple[Path, Path | None]:
             "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
         )
     return found[-1] / "checkpoints" / "last.ckpt", found[-1]
+
+
+def _population_seeds(seeds: str | int | list[int] | None) -> list[int] | None:
+    """``--seeds`` as a list (``None``: no population)."""
+    return None if seeds is None else parse_seeds(seeds)
 
 
 def _evaluation_pending(checkpoint: dict[str, Any]) -> bool:

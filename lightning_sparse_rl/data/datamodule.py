@@ -48,10 +48,7 @@ from lightning_sparse_rl.persistence.state_encoding import decode, encode
 from lightning_sparse_rl.seeding import stream_seed
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
 from lightning_sparse_rl.types import Agent, EvalEpisode, RefillMode, TrainBatch
-from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
-
-#: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
-MAX_SEED = 2**32
+from lightning_sparse_rl.validation import MAX_SEED, check_at_least, check_in_range, check_positive, check_seeds
 
 
 class EnvDataModule(LightningDataModule):
@@ -62,6 +59,8 @@ class EnvDataModule(LightningDataModule):
             mapped to ``-v5`` with a notice.
         seed: the run seed, from which the envs, the buffer's sampling and the noise draw their own
             streams (:mod:`lightning_sparse_rl.seeding`). The CLI links it to ``seed_everything``.
+        seeds: train a population: one agent per seed, each with its own envs, replay buffer and random
+            streams (``lsrl fit --seeds 1-8``). ``None``: one agent with ``seed``.
         buffer_size: replay capacity in transitions.
         batch_size: minibatch size per gradient update.
         start_timesteps: uniformly random env steps that fill the buffer before training; not
@@ -88,6 +87,7 @@ class EnvDataModule(LightningDataModule):
         self,
         env_id: str = "HalfCheetah-v5",
         seed: int = 0,
+        seeds: list[int] | None = None,
         buffer_size: int = 1_000_000,
         batch_size: int = 100,
         start_timesteps: int = 25_000,
@@ -103,6 +103,8 @@ class EnvDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         check_in_range("seed", seed, 0, MAX_SEED)
+        if seeds is not None:
+            check_seeds(seeds)
         check_positive("buffer_size", buffer_size)
         check_positive("batch_size", batch_size)
         check_positive("max_timesteps", max_timesteps)
@@ -122,6 +124,7 @@ class EnvDataModule(LightningDataModule):
         self.real_spec = env_spec_of(probe, self.env_id)  # the env's own spaces, without noise features
         probe.close()
         self.seed = seed
+        self.seeds: list[int] = list(seeds) if seeds is not None else [seed]
         self.noise_mode = noise_mode
         self.buffer_size = buffer_size
         self.batch_size = batch_size
@@ -182,9 +185,16 @@ class EnvDataModule(LightningDataModule):
             return
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         spec = self.env_spec
-        seed = stream_seed(self.seed, "buffer")
-        self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seed=seed)
-        self.runner = EnvRunner(spec, self.seed, self.buffer)
+        seeds = [stream_seed(seed, "buffer") for seed in self.seeds]
+        self.buffer = ReplayBuffer(self.buffer_size, spec.observation_dim, spec.action_dim, device, seeds)
+        if len(self.seeds) > 1:
+            size = self.buffer.storage.numel() * self.buffer.storage.element_size()
+            rank_zero_info(
+                f"Population of {len(self.seeds)} agents (seeds {', '.join(map(str, self.seeds))}): replay buffers "
+                f"{len(self.seeds)} × {self.buffer_size:,} × {self.buffer.row_size} floats = {size / 2**20:,.1f} MiB "
+                f"on {device}."
+            )
+        self.runner = EnvRunner(spec, self.seeds, self.buffer)
         self._restore_saved()
 
     def teardown(self, stage: str) -> None:
@@ -304,13 +314,13 @@ class _TrainSteps:
         for _ in range(steps):
             raise_if_stop_requested("training")
             dm.carry_out_refill()
-            episode = runner.step(agent)
+            episodes = runner.step(agent)
             dm.train_steps += 1
             if dm.train_steps >= dm.max_timesteps:
                 # This batch is still trained on and evaluated; then the fit loop ends.
                 dm.trainer.should_stop = True
             minibatches = tuple(buffer.sample(dm.batch_size) for _ in range(dm.updates_per_step))
-            yield TrainBatch(minibatches, dm.train_steps, episode)
+            yield TrainBatch(minibatches, dm.train_steps, episodes)
 
 
 class _EvalEpisodes:

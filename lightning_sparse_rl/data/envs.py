@@ -113,13 +113,13 @@ class NoisyObservation(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, noise: NoiseSpec, seed: int) -> None:
         super().__init__(env)
-        self.noise = NoiseFeatures(noise, seed)
+        self.noise = NoiseFeatures(noise, [seed])
         size = env.observation_space.shape[0] + noise.count
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), env.observation_space.dtype)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """``[observation, fresh noise]``."""
-        return np.concatenate([observation, self.noise(1)[0].numpy().astype(observation.dtype)])
+        return np.concatenate([observation, self.noise(1)[0, 0].numpy().astype(observation.dtype)])
 
 
 def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0, **make_kwargs: object) -> gym.Env:

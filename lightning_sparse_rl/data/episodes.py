@@ -1,13 +1,14 @@
 """The one episode loop: evaluation, watching and recording an agent, and the random rollout of ``marginals``.
 
-An agent is an ``act`` function from one observation (as the env returns it) to one action.
+An agent is an ``act`` function from one observation (as the env returns it) to one action, or, for the
+envs of a population stepped together, from their observations to their actions.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -18,6 +19,8 @@ from lightning_sparse_rl.data.envs import EnvSpec, make_env
 
 #: One observation ``(d,)`` → one action ``(action_dim,)`` in env units.
 Act = Callable[[np.ndarray], np.ndarray]
+#: Observations of ``K`` envs ``(K, d)`` → their actions ``(K, action_dim)`` in env units.
+BatchAct = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -38,21 +41,42 @@ class EpisodeRecord:
     observations: list[np.ndarray] = field(default_factory=list)
 
 
+def run_episodes(
+    envs: Sequence[gym.Env],
+    act: BatchAct,
+    obs: Sequence[np.ndarray],
+    *,
+    frames: bool = False,
+    observations: bool = False,
+) -> list[EpisodeRecord]:
+    """Step every env from its ``obs`` (just after a reset) until its episode terminates or is truncated.
+
+    The envs step in lockstep: ``act`` gets the current observations of all envs ``(K, d)`` (an env whose
+    episode has ended repeats its last observation, and its action is discarded) and returns ``(K, action_dim)``.
+    """
+    records = [EpisodeRecord(0.0, 0) for _ in envs]
+    current, done = list(obs), [False] * len(envs)
+    while not all(done):
+        actions = act(np.stack(current))
+        for k, env in enumerate(envs):
+            if done[k]:
+                continue
+            if observations:
+                records[k].observations.append(current[k])
+            current[k], reward, terminated, truncated, _ = env.step(actions[k])
+            records[k].episode_return += float(reward)
+            records[k].length += 1
+            if frames:
+                records[k].frames.append(env.render())
+            done[k] = terminated or truncated
+    return records
+
+
 def run_episode(
     env: gym.Env, act: Act, obs: np.ndarray, *, frames: bool = False, observations: bool = False
 ) -> EpisodeRecord:
-    """Step ``env`` from ``obs`` (just after a reset) with ``act`` until the episode terminates or is truncated."""
-    record, done = EpisodeRecord(0.0, 0), False
-    while not done:
-        if observations:
-            record.observations.append(obs)
-        obs, reward, terminated, truncated, _ = env.step(act(obs))
-        record.episode_return += float(reward)
-        record.length += 1
-        if frames:
-            record.frames.append(env.render())
-        done = terminated or truncated
-    return record
+    """One env's episode from ``obs`` (just after a reset) with ``act`` (:func:`run_episodes` of one env)."""
+    return run_episodes([env], lambda batch: act(batch[0])[None], [obs], frames=frames, observations=observations)[0]
 
 
 def random_policy_observations(env_id: str, steps: int, seed: int) -> np.ndarray:

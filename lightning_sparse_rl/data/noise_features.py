@@ -12,6 +12,7 @@ This module is plain torch (no Lightning, no Gymnasium): :class:`NoiseFeatures` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -110,34 +111,34 @@ def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, 
 
 
 class NoiseFeatures(nn.Module):
-    """Draws ``(rows, count)`` noise features on the module's device from its own seeded stream.
+    """Draws noise features ``(M, rows, count)`` on the module's device, member ``m``'s from its own stream.
 
-    The stream (:class:`~lightning_sparse_rl.seeding.RandomStream`) is part of the module's ``state_dict``
-    (extra state), so a checkpoint continues the same noise; on another device type it continues by the
-    stream's rule.
+    The streams (:class:`~lightning_sparse_rl.seeding.RandomStream`, one per member) are part of the module's
+    ``state_dict`` (extra state), so a checkpoint continues the same noise; on another device type they
+    continue by the streams' rule.
 
     Args:
         spec: what to draw.
-        seed: seed of the stream.
+        seeds: one stream seed per member.
 
     """
 
-    def __init__(self, spec: NoiseSpec, seed: int) -> None:
+    def __init__(self, spec: NoiseSpec, seeds: Sequence[int]) -> None:
         super().__init__()
         self.spec = spec
-        self.stream = RandomStream(seed)
+        self.streams = [RandomStream(seed) for seed in seeds]
         quantiles = torch.tensor(spec.quantiles or (), dtype=torch.float32)
         self.register_buffer("quantiles", quantiles, persistent=False)
         real = quantiles.shape[0] if spec.quantiles else 1
         self.register_buffer("source_feature", torch.arange(spec.count) % real, persistent=False)
 
-    def generator(self) -> torch.Generator:
-        """The stream's generator on the module's device."""
-        return self.stream.generator(self.source_feature.device)
-
     def forward(self, rows: int) -> Tensor:
-        """Fresh noise, shape ``(rows, count)``, float32."""
-        spec, generator, device = self.spec, self.generator(), self.source_feature.device
+        """Fresh noise, shape ``(M, rows, count)``, float32."""
+        device = self.source_feature.device
+        return torch.stack([self._draw(rows, stream.generator(device)) for stream in self.streams])
+
+    def _draw(self, rows: int, generator: torch.Generator) -> Tensor:
+        spec, device = self.spec, self.source_feature.device
         shape = (rows, spec.count)
         if spec.distribution == "gaussian":
             return torch.randn(shape, generator=generator, device=device) * spec.std
@@ -152,65 +153,70 @@ class NoiseFeatures(nn.Module):
         return torch.lerp(low, high, position - index)
 
     def get_extra_state(self) -> dict[str, Any]:
-        """The stream's seed, device and state."""
-        return self.stream.state_dict()
+        """Each member stream's seed, device and state."""
+        return {"streams": [stream.state_dict() for stream in self.streams]}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restore the stream (applied on the next draw, on the module's device)."""
-        self.stream.load_state_dict(state)
+        """Restore the streams (applied on the next draw, on the module's device)."""
+        for stream, saved in zip(self.streams, state["streams"], strict=True):
+            stream.load_state_dict(saved)
 
 
 class InputFeatures(nn.Module):
-    """The networks' input: real observations ``(B, observation_dim)`` → ``(B, input_dim)``.
+    """The networks' input: real observations ``(M, B, observation_dim)`` → ``(M, B, input_dim)``.
 
     In ``network`` noise mode it appends ``noise.count`` fresh noise features (a new draw at every
-    call, so every network and every forward pass sees different noise). Then it reorders all
-    columns by the current permutation: column ``j`` of the output is feature ``permutation[j]`` of
-    ``[observation, noise]``. With no noise and the identity permutation it returns its input.
+    call, so every network and every forward pass sees different noise; each member its own). Then it
+    reorders all columns by the member's current permutation: column ``j`` of member ``m``'s output is
+    feature ``permutation[m, j]`` of ``[observation, noise]``. With no noise and identity permutations it
+    returns its input.
 
     Args:
         observation_dim: size of the stored observations (``d``, or ``D`` when the env adds noise).
         real_features: how many leading observation features are real (task) features.
         noise: noise appended here (``network`` mode), or ``None``.
-        seed: seed of the noise generator.
+        seeds: one noise-stream seed per member (``M = len(seeds)``).
 
     """
 
-    def __init__(self, observation_dim: int, real_features: int, noise: NoiseSpec | None, seed: int) -> None:
+    def __init__(self, observation_dim: int, real_features: int, noise: NoiseSpec | None, seeds: Sequence[int]) -> None:
         super().__init__()
         if not 1 <= real_features <= observation_dim:
             raise ValueError(f"real_features={real_features} must be in [1, observation_dim={observation_dim}]")
         self.observation_dim = observation_dim
         self.real_features = real_features
-        self.noise = NoiseFeatures(noise, seed) if noise is not None else None
+        self.members = len(seeds)
+        self.noise = NoiseFeatures(noise, seeds) if noise is not None else None
         self.input_dim = observation_dim + (noise.count if noise is not None else 0)
-        self.register_buffer("permutation", torch.arange(self.input_dim))
+        self.register_buffer("permutation", torch.arange(self.input_dim).repeat(self.members, 1))
         self.permuted = False  # derived from the buffer: saves a check per forward pass
         self.register_load_state_dict_post_hook(_refresh_permuted)
 
     def forward(self, obs: Tensor) -> Tensor:
-        """``[obs, noise]`` reordered by the permutation, ``(B, input_dim)``."""
+        """``[obs, noise]`` reordered by each member's permutation, ``(M, B, input_dim)``."""
         if self.noise is not None:
-            obs = torch.cat([obs, self.noise(obs.shape[0])], dim=-1)
-        return obs.index_select(-1, self.permutation) if self.permuted else obs
+            obs = torch.cat([obs, self.noise(obs.shape[1])], dim=-1)
+        if not self.permuted:
+            return obs
+        return obs.gather(-1, self.permutation.unsqueeze(1).expand(-1, obs.shape[1], -1))
 
     @torch.no_grad()
-    def set_permutation(self, permutation: Tensor) -> None:
-        """Use ``permutation`` (a permutation of ``range(input_dim)``) from now on."""
+    def set_permutation(self, member: int, permutation: Tensor) -> None:
+        """Member ``member`` uses ``permutation`` (a permutation of ``range(input_dim)``) from now on."""
         permutation = torch.as_tensor(permutation, dtype=torch.long).to(self.permutation.device)
         if permutation.shape != (self.input_dim,) or not torch.equal(
             permutation.sort().values, torch.arange(self.input_dim, device=permutation.device)
         ):
             raise ValueError(f"not a permutation of range({self.input_dim}): {permutation.tolist()}")
-        self.permutation.copy_(permutation)
+        self.permutation[member] = permutation
         _refresh_permuted(self)
 
     def real_columns(self) -> Tensor:
-        """Boolean ``(input_dim,)``: which input columns currently carry a real feature."""
+        """Boolean ``(M, input_dim)``: which input columns of each member currently carry a real feature."""
         return self.permutation < self.real_features
 
 
 def _refresh_permuted(features: InputFeatures, incompatible_keys: object = None) -> None:
     """Recompute ``features.permuted`` from its permutation buffer (also after ``load_state_dict``)."""
     identity = torch.arange(features.input_dim, device=features.permutation.device)
-    features.permuted = not torch.equal(features.permutation, identity)
+    features.permuted = not bool((features.permutation == identity).all())

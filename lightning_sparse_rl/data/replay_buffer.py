@@ -27,91 +27,108 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def check_buffer_fits(capacity: int, row_bytes: int, device: torch.device) -> None:
-    """Refuse a replay buffer that cannot be allocated, before allocating it (one line naming the sizes)."""
-    needed, available = capacity * row_bytes, available_memory(device)
+def check_buffer_fits(members: int, capacity: int, row_bytes: int, device: torch.device) -> None:
+    """Refuse replay buffers that cannot be allocated, before allocating them (one line naming the sizes)."""
+    needed, available = members * capacity * row_bytes, available_memory(device)
     if available is not None and needed > available:
+        population = f"a population of K={members} agents with " if members > 1 else ""
         raise UserInputError(
-            f"buffer_size={capacity:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay buffer "
-            f"on {device}, but only {available:,} bytes ({available / 2**30:.1f} GiB) are available: "
-            "lower --data.buffer_size"
+            f"{population}buffer_size={capacity:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay "
+            f"buffer{'s' if members > 1 else ''} on {device}, but only {available:,} bytes "
+            f"({available / 2**30:.1f} GiB) are available: lower --data.buffer_size"
+            + (" or the number of seeds" if members > 1 else "")
         )
 
 
 class ReplayBuffer:
-    """Circular buffer of transitions stored as one float32 tensor ``(capacity, row)``.
+    """Circular buffers of transitions, one per agent, stored as one float32 tensor ``(K, capacity, row)``.
 
-    One row holds ``[obs, action, reward, next_obs, terminated]``; storing a transition is a single
-    host-to-device copy and sampling a minibatch is a single gather, whatever the device.
-    Sampling is uniform **with** replacement (as SB3 and CleanRL; the original sampled without
-    replacement within a minibatch, which makes no measurable difference at 1e6 capacity).
+    One row holds ``[obs, action, reward, next_obs, terminated]``. The agents of a population step together,
+    so one write position serves all; storing a step of all agents is a single host-to-device copy, and
+    sampling a minibatch for every agent is a single gather, whatever the device. Agent ``k`` samples its
+    own indices from its own stream. Sampling is uniform **with** replacement (as SB3 and CleanRL; the
+    original sampled without replacement within a minibatch, which makes no measurable difference at 1e6
+    capacity).
 
     Args:
-        capacity: maximum number of transitions; the oldest are overwritten first.
+        capacity: maximum number of transitions per agent; the oldest are overwritten first.
         obs_dim: observation size.
         action_dim: action size.
         device: where the storage lives and minibatches are produced.
-        seed: seed of the buffer's own sampling stream (:class:`~lightning_sparse_rl.seeding.RandomStream`).
+        seeds: one sampling-stream seed per agent (:class:`~lightning_sparse_rl.seeding.RandomStream`).
 
     """
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: torch.device | str, seed: int) -> None:
+    def __init__(
+        self, capacity: int, obs_dim: int, action_dim: int, device: torch.device | str, seeds: list[int]
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.members = len(seeds)
         self.capacity = capacity
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.device = torch.device(device)
         self.row_size = 2 * obs_dim + action_dim + 2  # obs, action, reward, next obs, terminated
-        check_buffer_fits(capacity, 4 * self.row_size, self.device)
-        self.storage = torch.zeros(capacity, self.row_size, dtype=torch.float32, device=self.device)
-        self.stream = RandomStream(seed)
+        check_buffer_fits(self.members, capacity, 4 * self.row_size, self.device)
+        self.storage = torch.zeros(self.members, capacity, self.row_size, dtype=torch.float32, device=self.device)
+        self.streams = [RandomStream(seed) for seed in seeds]
+        self._members = torch.arange(self.members, device=self.device).unsqueeze(1)
         self.position = 0
         self.size = 0
-        self._row = np.empty(self.row_size, dtype=np.float32)
+        self._rows = np.empty((self.members, self.row_size), dtype=np.float32)
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray, terminated: bool) -> None:
-        """Store one transition (numpy inputs from the env), overwriting the oldest when full."""
+    def add(
+        self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray, terminated: np.ndarray
+    ) -> None:
+        """Store one step of every agent (numpy, leading dimension ``K``), overwriting the oldest when full."""
         d, a = self.obs_dim, self.action_dim
-        row = self._row
-        row[:d] = obs
-        row[d : d + a] = action
-        row[d + a] = reward
-        row[d + a + 1 : 2 * d + a + 1] = next_obs
-        row[-1] = float(terminated)
-        self.storage[self.position].copy_(torch.from_numpy(row), non_blocking=False)
+        rows = self._rows
+        rows[:, :d] = obs
+        rows[:, d : d + a] = action
+        rows[:, d + a] = reward
+        rows[:, d + a + 1 : 2 * d + a + 1] = next_obs
+        rows[:, -1] = terminated
+        self.storage[:, self.position].copy_(torch.from_numpy(rows), non_blocking=False)
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
     def state_dict(self) -> dict[str, Any]:
-        """The stored rows ``(size, row)`` (a CPU copy), the write position and the sampling stream."""
+        """The stored rows ``(K, size, row)`` (a CPU copy), the write position and the sampling streams."""
         return {
-            "rows": self.storage[: self.size].to("cpu", copy=True),
+            "rows": self.storage[:, : self.size].to("cpu", copy=True),
             "position": self.position,
             "size": self.size,
-            "stream": self.stream.state_dict(),
+            "streams": [stream.state_dict() for stream in self.streams],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` into a buffer of the same capacity and row layout.
+        """Restore :meth:`state_dict` into buffers of the same population, capacity and row layout.
 
         Raises:
-            ValueError: if the saved rows do not fit this buffer.
+            ValueError: if the saved rows do not fit these buffers.
 
         """
         rows = state["rows"]
-        if rows.ndim != 2 or rows.shape[1] != self.row_size or rows.shape[0] > self.capacity:
+        if (
+            rows.ndim != 3
+            or rows.shape[0] != self.members
+            or rows.shape[2] != self.row_size
+            or rows.shape[1] > self.capacity
+        ):
             raise ValueError(
                 f"the saved replay buffer holds {tuple(rows.shape)} rows; this buffer takes at most "
-                f"({self.capacity}, {self.row_size}) (same env, noise features and buffer_size as the saved run)"
+                f"({self.members}, {self.capacity}, {self.row_size}) (same seeds, env, noise features and buffer_size "
+                "as the saved run)"
             )
-        self.storage[: rows.shape[0]].copy_(rows)
+        self.storage[:, : rows.shape[1]].copy_(rows)
         self.position = state["position"]
         self.size = state["size"]
-        self.stream.load_state_dict(state["stream"])
+        for stream, saved in zip(self.streams, state["streams"], strict=True):
+            stream.load_state_dict(saved)
 
     def clear(self) -> None:
         """Forget every stored transition."""
@@ -119,20 +136,24 @@ class ReplayBuffer:
         self.size = 0
 
     def sample(self, batch_size: int) -> Transition:
-        """Sample ``batch_size`` transitions uniformly with replacement, on the buffer's device."""
+        """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch."""
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        generator = self.stream.generator(self.device)
-        index = torch.randint(self.size, (batch_size,), device=self.device, generator=generator)
-        return self.split_rows(self.storage[index])
+        index = torch.stack(
+            [
+                torch.randint(self.size, (batch_size,), device=self.device, generator=stream.generator(self.device))
+                for stream in self.streams
+            ]
+        )
+        return self.split_rows(self.storage[self._members, index])
 
     def split_rows(self, rows: Tensor) -> Transition:
-        """View stored rows ``(B, row)`` as a :class:`Transition` (no copy)."""
+        """View stored rows ``(..., row)`` as a :class:`Transition` (no copy)."""
         d, a = self.obs_dim, self.action_dim
         return Transition(
-            obs=rows[:, :d],
-            action=rows[:, d : d + a],
-            reward=rows[:, d + a],
-            next_obs=rows[:, d + a + 1 : 2 * d + a + 1],
-            terminated=rows[:, -1],
+            obs=rows[..., :d],
+            action=rows[..., d : d + a],
+            reward=rows[..., d + a],
+            next_obs=rows[..., d + a + 1 : 2 * d + a + 1],
+            terminated=rows[..., -1],
         )

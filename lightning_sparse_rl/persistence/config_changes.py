@@ -28,6 +28,7 @@ SAFE_KEYS = frozenset(
 #: trainer settings that change the arithmetic or the loop structure a checkpoint's progress refers to.
 PROTECTED_SECTIONS = (
     "seed_everything",
+    "seeds",
     "model",
     "data",
     "trainer.precision",

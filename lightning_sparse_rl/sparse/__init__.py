@@ -1,4 +1,4 @@
-"""Sparse-network maths, free of Lightning: distributions, masks, prune/regrow, MaskAdam, target budgets."""
+"""Sparse-network maths, free of Lightning: member-batched layers, masks, distributions, prune/regrow, MaskAdam."""
 
 from lightning_sparse_rl.sparse.connectivity import connections_per_input, real_noise_connectivity
 from lightning_sparse_rl.sparse.distribution import (
@@ -18,7 +18,8 @@ from lightning_sparse_rl.sparse.masked_linear import (
     trainable_weight,
     weight_mask,
 )
-from lightning_sparse_rl.sparse.network_view import ConnectionLayer, SparseNetwork, linear_layers, masked_layers
+from lightning_sparse_rl.sparse.member_linear import MemberLinear
+from lightning_sparse_rl.sparse.network_view import SparseNetwork, linear_layers, masked_layers
 from lightning_sparse_rl.sparse.optim import MaskAdam
 from lightning_sparse_rl.sparse.report import LayerCount, format_sparsity_table, global_sparsity
 from lightning_sparse_rl.sparse.target_budget import TargetBudget
@@ -31,10 +32,10 @@ from lightning_sparse_rl.sparse.topology import (
 
 __all__ = [
     "DISTRIBUTION_METHODS",
-    "ConnectionLayer",
     "LayerCount",
     "LayerSparsity",
     "MaskAdam",
+    "MemberLinear",
     "SparseNetwork",
     "TargetBudget",
     "WeightMask",

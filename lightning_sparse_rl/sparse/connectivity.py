@@ -5,20 +5,21 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_sparse_rl.sparse.masked_linear import weight_mask
+from lightning_sparse_rl.sparse.member_linear import MemberLinear
 
 
 @torch.no_grad()
-def connections_per_input(layer: nn.Linear) -> Tensor:
-    """Active connections of each input column of ``layer``, shape ``(in_features,)``, int64.
+def connections_per_input(layer: MemberLinear) -> Tensor:
+    """Active connections of each input row of every member of ``layer``, shape ``(M, in_features)``, int64.
 
     A masked layer counts its mask; an unmasked one its non-zero weights (a dense layer: ``out_features``).
     """
     mask = weight_mask(layer)
     active = mask if mask is not None else layer.weight != 0
-    return active.sum(dim=0)
+    return active.sum(dim=2)
 
 
 def real_noise_connectivity(per_input: Tensor, real: Tensor) -> tuple[float, float]:

@@ -1,6 +1,6 @@
-"""Masks on ``nn.Linear`` weights as ``torch.nn.utils.parametrize`` parametrizations.
+"""Masks on :class:`MemberLinear` weights as ``torch.nn.utils.parametrize`` parametrizations.
 
-A masked layer's ``weight`` is computed as ``original ⊙ mask``: the mask is a 0/1 buffer ``(out, in)`` of
+A masked layer's ``weight`` is computed as ``original ⊙ mask``: the mask is a 0/1 buffer ``(M, in, out)`` of
 the parametrization (stored in the weight's dtype: multiplying by it is several times faster than by a
 boolean tensor), so it is in every ``state_dict``/checkpoint and moves with ``.to(device)``. Gradients
 reach only active positions. The trainable tensor is ``layer.parametrizations.weight.original``.
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+from lightning_sparse_rl.sparse.member_linear import MemberLinear
 
 _MASK_SUFFIX = ".parametrizations.weight.0.mask"
 
@@ -35,7 +37,7 @@ class WeightMask(nn.Module):
         return weight * self.mask
 
 
-def _mask_buffer(layer: nn.Linear) -> Tensor | None:
+def _mask_buffer(layer: MemberLinear) -> Tensor | None:
     if not parametrize.is_parametrized(layer, "weight"):
         return None
     for parametrization in layer.parametrizations.weight:
@@ -44,8 +46,8 @@ def _mask_buffer(layer: nn.Linear) -> Tensor | None:
     return None
 
 
-def weight_mask(layer: nn.Linear) -> Tensor | None:
-    """The layer's mask as a new boolean tensor ``(out, in)``, or ``None`` if the layer is dense.
+def weight_mask(layer: MemberLinear) -> Tensor | None:
+    """The layer's mask as a new boolean tensor ``(M, in, out)``, or ``None`` if the layer is dense.
 
     Change a mask with :func:`set_mask`.
     """
@@ -53,26 +55,26 @@ def weight_mask(layer: nn.Linear) -> Tensor | None:
     return None if mask is None else mask.bool()
 
 
-def mask_version(layer: nn.Linear) -> tuple[int, int]:
+def mask_version(layer: MemberLinear) -> tuple[int, int]:
     """Identity and version of a masked layer's mask: equal values mean the mask has not changed."""
     parametrization = layer.parametrizations.weight[0]
     return id(parametrization), parametrization.version
 
 
-def is_masked(layer: nn.Linear) -> bool:
+def is_masked(layer: MemberLinear) -> bool:
     """Whether ``layer`` carries a mask."""
     return _mask_buffer(layer) is not None
 
 
-def active_count(layer: nn.Linear) -> Tensor:
-    """Number of active connections of a masked layer as a 0-d tensor (no device sync)."""
+def active_count(layer: MemberLinear) -> Tensor:
+    """Active connections of each member of a masked layer, ``(M,)`` (no device sync)."""
     mask = _mask_buffer(layer)
     if mask is None:
         raise ValueError("active_count needs a masked layer")
-    return mask.sum()
+    return mask.sum(dim=(1, 2))
 
 
-def trainable_weight(layer: nn.Linear) -> nn.Parameter:
+def trainable_weight(layer: MemberLinear) -> nn.Parameter:
     """The parameter the optimizer updates: ``original`` for a masked layer, ``weight`` otherwise."""
     if parametrize.is_parametrized(layer, "weight"):
         return layer.parametrizations.weight.original
@@ -80,7 +82,7 @@ def trainable_weight(layer: nn.Linear) -> nn.Parameter:
 
 
 @torch.no_grad()
-def set_mask(layer: nn.Linear, mask: Tensor) -> None:
+def set_mask(layer: MemberLinear, mask: Tensor) -> None:
     """Mask ``layer`` with ``mask`` (registering the parametrization on first use) and zero inactive weights."""
     existing = _mask_buffer(layer)
     if existing is None:
@@ -102,5 +104,5 @@ def restore_masks(module: nn.Module, state_dict: Mapping[str, Tensor]) -> None:
     for key, mask in state_dict.items():
         if key.endswith(_MASK_SUFFIX):
             layer = module.get_submodule(key[: -len(_MASK_SUFFIX)])
-            if isinstance(layer, nn.Linear) and not is_masked(layer):
+            if isinstance(layer, MemberLinear) and not is_masked(layer):
                 set_mask(layer, mask)

@@ -11,13 +11,14 @@ import weakref
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_version, weight_mask
+from lightning_sparse_rl.sparse.member_linear import MemberLinear
 from lightning_sparse_rl.sparse.topology import zero_smallest_nonzero_
 
 #: (target layer, source layer)
-LayerPair = tuple[nn.Linear, nn.Linear]
+LayerPair = tuple[MemberLinear, MemberLinear]
 
 
 class TargetBudget:
@@ -29,7 +30,7 @@ class TargetBudget:
     """
 
     def __init__(self) -> None:
-        self._in_sync: weakref.WeakKeyDictionary[nn.Linear, tuple[int, int]] = weakref.WeakKeyDictionary()
+        self._in_sync: weakref.WeakKeyDictionary[MemberLinear, tuple[int, int]] = weakref.WeakKeyDictionary()
 
     def layers_to_check(self, pairs: Sequence[LayerPair]) -> list[LayerPair]:
         """The pairs whose target is unmasked, whose source is masked, and that are not known to be in sync."""
@@ -52,14 +53,18 @@ class TargetBudget:
         if not checked:
             return
         nonzero = [target.weight != 0 for target, _ in checked]
-        # One device sync for all layers: non-zeros of each target and connections of its source.
+        # One device sync for all layers: per member, non-zeros of each target and connections of its source.
         counts = torch.stack(
-            [torch.stack([nz.sum(), active_count(source)]) for nz, (_, source) in zip(nonzero, checked, strict=True)]
-        )
-        for (target, source), zero_before, is_nonzero, (count, allowed) in zip(
-            checked, was_zero, nonzero, counts.tolist(), strict=True
+            [
+                torch.stack([nz.sum(dim=(1, 2)), active_count(source)], dim=1)
+                for nz, (_, source) in zip(nonzero, checked, strict=True)
+            ]
+        ).tolist()
+        for (target, source), zero_before, is_nonzero, member_counts in zip(
+            checked, was_zero, nonzero, counts, strict=True
         ):
-            if count > allowed:
-                zero_smallest_nonzero_(target.weight, int(count - allowed), entered=zero_before & is_nonzero)
-            elif not is_nonzero.logical_and_(~weight_mask(source)).any():
+            over = [(m, count - allowed) for m, (count, allowed) in enumerate(member_counts) if count > allowed]
+            for m, excess in over:
+                zero_smallest_nonzero_(target.weight[m], int(excess), entered=zero_before[m] & is_nonzero[m])
+            if not over and not is_nonzero.logical_and_(~weight_mask(source)).any():
                 self._in_sync[target] = mask_version(source)

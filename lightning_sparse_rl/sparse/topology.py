@@ -1,7 +1,7 @@
 """Mask maths of dynamic sparse training: random masks, magnitude pruning, random/gradient regrowth.
 
-Pure tensor functions on one weight matrix ``(out, in)`` and its boolean mask of the same shape; they
-run on whatever device the tensors are on. Ties are broken by position: among equal scores the
+Pure tensor functions on one member's weight matrix ``(in, out)`` (``layer.weight[m]``) and its boolean mask
+of the same shape; they run on whatever device the tensors are on. Ties are broken by position: among equal scores the
 lower row-major index is chosen first (stable sorts), so results are exact and reproducible.
 """
 
