@@ -74,11 +74,22 @@ def _format_1_state(state: dict[str, Tensor]) -> dict[str, Tensor]:
     return converted
 
 
+def best_agent_seed(checkpoint: dict[str, Any]) -> int | None:
+    """The seed of the agent with the best return at the last evaluation recorded in ``checkpoint`` (or ``None``)."""
+    results = [v for k, v in checkpoint.get("callbacks", {}).items() if k.startswith("EvaluationResults")]
+    rows = results[0]["evaluations"] if results else []
+    if not rows:
+        return None
+    last = max(row[0] for row in rows)
+    return int(max((row for row in rows if row[0] == last), key=lambda row: row[2])[1])
+
+
 def load_policy(path: str | Path, seed: int | None = None) -> Policy:
     """A :class:`Policy` from an exported policy file or from a Lightning checkpoint of ``SAC``/``TD3``.
 
-    From a checkpoint of a population, ``seed`` picks the agent (``None``: the first). Policy files of
-    format 1 (before populations) are converted.
+    From a checkpoint of a population, ``seed`` picks the agent; ``None``: the agent with the best return at
+    the last evaluation (the first agent when the checkpoint recorded none). Policy files of format 1
+    (before populations) are converted.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -94,7 +105,7 @@ def load_policy(path: str | Path, seed: int | None = None) -> Policy:
         if name not in ALGORITHMS:
             raise ValueError(f"{path}: a checkpoint of {name}, not of {sorted(ALGORITHMS)}")
         module = ALGORITHMS[name].load_from_checkpoint(path, map_location="cpu")
-        return Policy.from_algorithm(module, seed).eval()
+        return Policy.from_algorithm(module, seed if seed is not None else best_agent_seed(data)).eval()
     if data["format"] not in (1, POLICY_FORMAT):
         raise ValueError(
             f"{path}: policy file format {data['format']!r}, this version reads formats 1 and {POLICY_FORMAT}"

@@ -38,7 +38,7 @@ def short_fit(
     )
     data_kwargs.update(data or {})
     dm = EnvDataModule(**data_kwargs)
-    model_kwargs = dict(hidden_width=32)
+    model_kwargs = dict(hidden_width=32, agent_seeds=dm.seeds)  # as lsrl fit links them
     model_kwargs.update(model or {})
     module = ALGORITHMS[algorithm](dm.env_spec, **model_kwargs)
     trainer_kwargs = dict(

@@ -30,6 +30,7 @@ SETTINGS = {
     "dense SAC, network noise": ("sac", {"fake_features": 0.5}, False),
     "sparse DST TD3, env noise": ("td3", {"fake_features": 0.5, "noise_mode": "env"}, True),
     "sparse DST SAC, network noise": ("sac", {"fake_features": 0.5}, True),
+    "population of 3, sparse DST SAC, network noise": ("sac", {"fake_features": 0.5, "seeds": [3, 4, 5]}, True),
 }
 
 
@@ -56,7 +57,7 @@ def _optimizer_tensors(trainer: L.Trainer) -> list[torch.Tensor]:
     ]
 
 
-@pytest.mark.parametrize("name", list(SETTINGS)[:2])
+@pytest.mark.parametrize("name", [*list(SETTINGS)[:2], list(SETTINGS)[3]])
 def test_n_steps_equal_n_over_2_then_resume_for_n_over_2(tmp_path, name):
     """300 steps in one go == 150 steps, checkpoint, a new process-like fit from it for 150 more: bit for bit."""
     straight_trainer, straight, straight_dm = _fit(tmp_path / "straight", name, 300)

@@ -16,6 +16,12 @@ def view(argv: Sequence[str]) -> None:
     parser.add_argument("--record", metavar="VIDEO", help="write a video (.mp4 or .gif) instead of opening a window")
     parser.add_argument("--episodes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="env seed")
+    parser.add_argument(
+        "--agent",
+        type=int,
+        metavar="SEED",
+        help="the agent of this seed of a population (default: the best at the last evaluation)",
+    )
     parser.add_argument("--random-actions", action="store_true", help="uniformly random actions, for comparison")
     parser.add_argument("--width", type=int, default=480, help="video width (pixels)")
     parser.add_argument("--height", type=int, default=360, help="video height (pixels)")
@@ -30,10 +36,11 @@ def view(argv: Sequence[str]) -> None:
         parser.error(f"--episodes {args.episodes} must be >= 1")
     if not args.record and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         parser.error("no display to open a window on: record a video instead, e.g. --record agent.mp4")
-    policy = load_policy(args.path)
+    policy = load_policy(args.path, args.agent)
     nonzero, total = policy.connections()
+    agent = f" (agent of seed {policy.seed})" if policy.seed is not None else ""
     print(
-        f"{policy.algorithm} on {policy.env_spec.env_id}: {policy.input_features.input_dim} inputs, "
+        f"{policy.algorithm}{agent} on {policy.env_spec.env_id}: {policy.input_features.input_dim} inputs, "
         f"actor with {nonzero}/{total} non-zero weights ({100 * (1 - nonzero / total):.1f}% sparse)"
     )
     if args.record:
@@ -65,18 +72,25 @@ def export(argv: Sequence[str]) -> None:
     parser = ToolParser(prog="lsrl export", description=export.__doc__)
     parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("policy", help="the policy file to write (.pt)")
+    parser.add_argument(
+        "--seed", type=int, help="the agent of this seed of a population (default: the best at the last evaluation)"
+    )
     args = parser.parse_args(argv)
     from lightning_sparse_rl.policy_files import load_policy
 
-    load_policy(args.checkpoint).save(args.policy)
-    print(f"Wrote {args.policy}")
+    policy = load_policy(args.checkpoint, args.seed)
+    policy.save(args.policy)
+    print(f"Wrote {args.policy} (the agent of seed {policy.seed})")
 
 
 def plot(argv: Sequence[str]) -> None:
     """``lsrl plot RUN_DIR...``: PNG plots of learning curves, input connectivity and sparsity distributions."""
     parser = ToolParser(prog="lsrl plot", description=plot.__doc__)
     parser.add_argument(
-        "runs", nargs="*", help="run directories (runs/NAME/version_N); runs with the same NAME are seeds of one group"
+        "runs",
+        nargs="*",
+        help="run directories (runs/NAME/version_N); runs with the same NAME, and the agents of a population, are "
+        "seeds of one group",
     )
     parser.add_argument("--out", default="plots", help="folder for the PNG files")
     parser.add_argument("--layers", help="layer sizes of one network, e.g. 17,256,256,6: compare uniform / ER / new")
@@ -85,6 +99,8 @@ def plot(argv: Sequence[str]) -> None:
     args = parser.parse_args(argv)
     if not args.runs and not args.layers:
         parser.error("give run directories, --layers, or both")
+    import numpy as np
+
     from lightning_sparse_rl.persistence.run_files import read_csv_columns
     from lightning_sparse_rl.plots import plot_connectivity, plot_learning_curves, plot_sparsity_distribution
 
@@ -97,7 +113,9 @@ def plot(argv: Sequence[str]) -> None:
             parser.error(f"{run} has no evaluations.csv: not a run directory of lsrl fit")
         group = run.parent.name if run.name.startswith("version_") else run.name
         evaluations = read_csv_columns(run / "evaluations.csv")
-        returns.setdefault(group, []).append((evaluations["step"], evaluations["return"]))
+        for seed in np.unique(evaluations["seed"]):  # each agent of a population is a seed of the group
+            rows = evaluations["seed"] == seed
+            returns.setdefault(group, []).append((evaluations["step"][rows], evaluations["return"][rows]))
         if (run / "connectivity.csv").exists():
             columns = read_csv_columns(run / "connectivity.csv")
             real, noise = connectivity.setdefault(group, ([], []))

@@ -1,0 +1,187 @@
+"""Populations: K agents trained together in one process, each the agent its seed would give alone."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import find_callback, one_line_error, short_fit
+
+from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressReporter, SparsityDistributionCallback
+from lightning_sparse_rl.cli import build_cli, main, run_lsrl
+from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
+from lightning_sparse_rl.policy_files import load_policy
+from lightning_sparse_rl.sparse import compute_layer_sparsity, weight_mask
+from lightning_sparse_rl.validation import UserInputError, parse_seeds
+
+REPO = Path(__file__).resolve().parents[1]
+#: Agent ``i`` of a population and the same seed alone differ only by float rounding: the batched products of
+#: K members and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
+TOLERANCE = 1e-6
+
+pytestmark = pytest.mark.filterwarnings("ignore:layer .* is extremely sparse")
+
+
+def _sparse_fit(tmp_path: Path, algorithm: str, seeds: list[int], steps: int = 60):
+    callbacks = [
+        RLProgressReporter(False, False),
+        SparsityDistributionCallback(global_sparsity=0.5),
+        DynamicSparsityCallback(update_period=20),
+    ]
+    data = {"fake_features": 0.5, "max_timesteps": steps, "eval_freq": steps, "seeds": seeds, "start_timesteps": 100}
+    return short_fit(tmp_path, algorithm, seed=seeds[0], data=data, trainer={"callbacks": callbacks})
+
+
+@pytest.mark.parametrize("algorithm", ["sac", "td3"])
+def test_an_agent_of_a_population_is_the_agent_of_its_seed_alone(tmp_path, algorithm):
+    """60 updates with network noise, 50 % masks and 3 DST topology updates: agent 1 of [1, 2, 3] = seed 2 alone."""
+    trainer, population, dm = _sparse_fit(tmp_path / "population", algorithm, [1, 2, 3])
+    _, alone, _ = _sparse_fit(tmp_path / "alone", algorithm, [2])
+    assert find_callback(trainer.callbacks, DynamicSparsityCallback).topology_updates == 3
+    assert population.gradient_steps == alone.gradient_steps == 60
+    for network, agents in (("actor", 3), ("critic", 3)):
+        layers = getattr(population, network).modules()
+        single = dict(getattr(alone, network).named_modules())
+        for name, layer in zip(dict(getattr(population, network).named_modules()), layers, strict=True):
+            if not hasattr(layer, "members"):
+                continue
+            copies = layer.members // agents  # the critic: Q1 of every agent, then Q2
+            for copy in range(copies):
+                mine, theirs = copy * agents + 1, copy
+                other = copy * agents  # agent 0
+                torch.testing.assert_close(
+                    layer.weight[mine], single[name].weight[theirs], rtol=0, atol=TOLERANCE, msg=f"{network}.{name}"
+                )
+                torch.testing.assert_close(layer.bias[mine], single[name].bias[theirs], rtol=0, atol=TOLERANCE)
+                assert (layer.weight[mine] - layer.weight[other]).abs().max() > 0.05  # other seeds, other agents
+                mask = weight_mask(layer)
+                if mask is not None:  # masks and their DST updates: the same, exactly
+                    assert torch.equal(mask[mine], weight_mask(single[name])[theirs])
+                    assert not torch.equal(mask[mine], mask[other])
+    # Each agent its own noise stream, envs and buffer rows.
+    assert not torch.equal(dm.buffer.storage[0], dm.buffer.storage[1])
+    noise = population.input_features.noise(4)
+    assert not torch.equal(noise[0], noise[1])
+
+
+def test_each_agent_keeps_exact_connection_counts_through_dynamic_sparse_training(tmp_path):
+    _, module, _ = _sparse_fit(tmp_path, "td3", [7, 8, 9], steps=100)
+    levels = compute_layer_sparsity(0.5, [7, 32, 32, 1], [False, False, True])
+    for net in module.sparse_networks():
+        if net.family != "critic":
+            continue
+        for layer, count in zip(net.layers, levels.connections, strict=True):
+            mask = weight_mask(layer)
+            if mask is not None:
+                assert mask[list(net.members)].sum(dim=(1, 2)).tolist() == [count] * 3
+                for member in net.members:  # targets as sparse as their online network, agent by agent
+                    target = net.target_layers[net.layers.index(layer)]
+                    assert int(torch.count_nonzero(target.weight[member])) == count
+
+
+@pytest.mark.slow
+def test_a_population_of_three_learns_pendulum(tmp_path):
+    """Every agent clears the single-run test's bar (tests/test_learning.py), trained together in one process."""
+    data = {"start_timesteps": 1000, "eval_freq": 1000, "eval_episodes": 5, "batch_size": 128}
+    data |= {"max_timesteps": 5000, "seeds": [0, 1, 2]}
+    trainer, _, _ = short_fit(tmp_path, "sac", data=data, model={"hidden_width": 64})
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    for seed in (0, 1, 2):
+        returns = [float(r[f"eval/return/seed_{seed}"]) for r in rows if r.get(f"eval/return/seed_{seed}")]
+        assert len(returns) == 5 and returns[0] < -600, (seed, returns)
+        assert max(returns) > -250 and returns[-1] > -350, (seed, returns)
+    means = [float(r["eval/return"]) for r in rows if r.get("eval/return")]
+    assert means[-1] > -350
+
+
+def _population_run(tmp_path: Path, *extra: str) -> list[str]:
+    logger = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}}]
+    return [
+        "fit", "--config", str(REPO / "configs/ds_sac.yaml"),
+        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "100", "--data.max_timesteps", "200",
+        "--data.eval_freq", "100", "--data.eval_episodes", "2", "--model.hidden_width", "16",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
+        "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", *extra,
+    ]  # fmt: skip
+
+
+def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_path, caplog, capsys):
+    caplog.set_level(logging.INFO, logger="lightning.pytorch")
+    cli = build_cli(_population_run(tmp_path, "--seeds", "4-6"))
+    assert cli.datamodule.seeds == [4, 5, 6] and cli.model.seeds == (4, 5, 6)
+    run_dir = Path(cli.trainer.log_dir)
+    with open(run_dir / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), int(r["seed"])) for r in rows] == [(s, k) for s in (100, 200) for k in (4, 5, 6)]
+    final = {int(r["seed"]): float(r["return"]) for r in rows if r["step"] == "200"}
+    mean = float(cli.trainer.callback_metrics["eval/return"])
+    assert mean == pytest.approx(sum(final.values()) / 3, abs=1e-3)  # what ModelCheckpoint monitors
+    log = caplog.text
+    assert "Population of 3 agents (seeds 4, 5, 6): replay buffers 3 × 1,000,000" in log
+    assert "Evaluation over 2 episode(s) of 3 agents at step 200" in log and "95 % interval" in log
+    assert "Seed 5  Total Steps:" in log  # the tutorial's episode lines, one per agent
+    assert (run_dir / "sparsity.csv").exists()
+    with open(run_dir / "sparsity.csv") as f:
+        header = next(csv.reader(f))
+    assert "sparsity/actor/global/seed_6" in header
+    assert yaml_seeds(run_dir) == "4-6"
+
+    # Export: the best agent at the last evaluation by default, any agent by its seed.
+    last = run_dir / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    run_lsrl(["export", str(last), str(tmp_path / "best.pt")])
+    best = max(final, key=final.get)
+    assert f"(the agent of seed {best})" in capsys.readouterr().out
+    run_lsrl(["export", str(last), str(tmp_path / "five.pt"), "--seed", "5"])
+    five = load_policy(tmp_path / "five.pt")
+    assert five.seed == 5 and load_policy(last, 5).actor.state_dict().keys() == five.actor.state_dict().keys()
+    obs = torch.randn(4, 3)
+    assert torch.equal(five.act(obs), load_policy(last, 5).act(obs))
+    assert not torch.equal(five.act(obs), load_policy(last, 4).act(obs))
+    error = one_line_error(capsys, main, ["export", str(last), str(tmp_path / "x.pt"), "--seed", "9"])
+    assert error == "error: seed=9 is not an agent of this run: its seeds are [4, 5, 6]"
+
+
+def yaml_seeds(run_dir: Path) -> object:
+    """The ``seeds`` recorded in the run's config.yaml."""
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["seeds"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("3-1", "seeds='3-1' must be a range (1-8), a comma-separated list (1,3,5) or a YAML list ([1, 2, 3])"),
+        ("1,1", "seeds=[1, 1] must be distinct: two agents with one seed would be the same agent"),
+        ("a-b", "seeds='a-b' must be a range"),
+    ],
+)
+def test_bad_seeds_are_one_line_errors(tmp_path, capsys, value, message):
+    error = one_line_error(capsys, main, _population_run(tmp_path, "--seeds", value))
+    assert error.startswith(f"error: {message}"), error
+
+
+def test_seed_lists_ranges_and_yaml_lists():
+    assert parse_seeds("1-8") == list(range(1, 9))
+    assert parse_seeds("1,3,5") == [1, 3, 5] and parse_seeds("[2, 4]") == [2, 4]
+    assert parse_seeds([7, 9]) == [7, 9] and parse_seeds(3) == [3]
+    with pytest.raises(UserInputError, match=r"seed=4294967296 must be in \[0, 4294967296\)"):
+        parse_seeds([2**32])
+
+
+def test_a_population_that_does_not_fit_is_refused_with_its_size(monkeypatch):
+    """8 agents × 1e6 rows × (2·17 + 6 + 2) float32 = 1,344,000,000 bytes, with 1 GiB free."""
+    monkeypatch.setattr("lightning_sparse_rl.data.replay_buffer.available_memory", lambda device: 2**30)
+    with pytest.raises(UserInputError) as refused:
+        ReplayBuffer(1_000_000, 17, 6, "cpu", seeds=list(range(8)))
+    assert str(refused.value) == (
+        "a population of K=8 agents with buffer_size=1,000,000 needs 1,344,000,000 bytes (1.3 GiB) for the replay "
+        "buffers on cpu, but only 1,073,741,824 bytes (1.0 GiB) are available: lower --data.buffer_size or the "
+        "number of seeds"
+    )
