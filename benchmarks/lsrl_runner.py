@@ -48,10 +48,17 @@ def patched_config(
     out: str,
     sparsity: dict[str, Any] | None,
     model_args: dict[str, Any],
+    agents: int = 1,
+    precision: str | None = None,
 ) -> dict[str, Any]:
-    """``configs/<config>.yaml`` with the benchmark's settings and a :class:`ThroughputClock`."""
+    """``configs/<config>.yaml`` with the benchmark's settings and a :class:`ThroughputClock`.
+
+    ``agents > 1`` trains a population (seeds ``seed … seed + agents − 1``); ``precision`` is the trainer's.
+    """
     cfg = yaml.safe_load((CONFIGS / f"{config}.yaml").read_text())
     cfg["seed_everything"] = seed
+    if agents > 1:
+        cfg["seeds"] = list(range(seed, seed + agents))
     cfg["model"]["init_args"].update(model_args)
     cfg["data"].update(
         batch_size=batch_size,
@@ -62,6 +69,8 @@ def patched_config(
     )
     trainer = cfg["trainer"]
     trainer.update(accelerator=accelerator, default_root_dir=root)
+    if precision is not None:
+        trainer["precision"] = precision
     for logger in trainer.get("logger", []):
         logger["init_args"]["save_dir"] = root
     for callback in trainer["callbacks"]:
@@ -82,15 +91,29 @@ def run(
     device: str,
     sparsity: dict[str, Any] | None = None,
     model_args: dict[str, Any] | None = None,
+    agents: int = 1,
+    precision: str | None = None,
 ) -> float:
-    """``lsrl fit`` of the patched ``config``; returns the clock's env steps/s."""
+    """``lsrl fit`` of the patched ``config``; returns the clock's env steps/s (of each agent)."""
     from lightning_sparse_rl.cli import build_cli
 
     with tempfile.TemporaryDirectory() as root:
         out = str(Path(root) / "rate.json")
         accelerator = "gpu" if device.startswith("cuda") else "cpu"
         cfg = patched_config(
-            config, batch_size, learning_starts, skip, steps, seed, accelerator, root, out, sparsity, model_args or {}
+            config,
+            batch_size,
+            learning_starts,
+            skip,
+            steps,
+            seed,
+            accelerator,
+            root,
+            out,
+            sparsity,
+            model_args or {},
+            agents,
+            precision,
         )
         path = Path(root) / "config.yaml"
         path.write_text(yaml.safe_dump(cfg))

@@ -6,7 +6,8 @@ products (GEMMs), the optimizer, other tensor operators (elementwise, reductions
 ``env.step``, and the rest (Python: Lightning's loop and hooks, autograd's engine, our own code), then the
 operators with the most self time.
 
-Usage: ``python benchmarks/profile_step.py [--config sac] [--threads 1] [--steps 300] [--compile]``
+Usage: ``python benchmarks/profile_step.py [--config sac] [--threads 1] [--steps 300] [--compile] [--agents 8]
+[--precision bf16-mixed]``
 """
 
 from __future__ import annotations
@@ -63,15 +64,14 @@ class StepProfiler(Callback):
         self._summary: dict[str, Any] = {}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Label MuJoCo's step in the profile."""
-        env = trainer.datamodule.runner.train_env
-        step = env.step
+        """Label MuJoCo's steps (of every agent's env) in the profile."""
+        for env in trainer.datamodule.runner.train_envs:
 
-        def labelled_step(action: Any) -> Any:
-            with record_function("env.step"):
-                return step(action)
+            def labelled_step(action: Any, step: Any = env.step) -> Any:
+                with record_function("env.step"):
+                    return step(action)
 
-        env.step = labelled_step
+            env.step = labelled_step
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         """Close the "between steps" interval and open the ``training_step`` one."""
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=300)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--compile", action="store_true", help="model.compile: true")
+    parser.add_argument("--agents", type=int, default=1, help="a population of this many agents")
+    parser.add_argument("--precision", default=None, help="the trainer's precision, e.g. bf16-mixed")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -139,7 +141,19 @@ def main() -> None:
         sparsity = json.loads(args.sparsity) if args.sparsity else None
         model_args = {"compile": True} if args.compile else {}
         cfg = lsrl_runner.patched_config(
-            args.config, 256, 5000, args.skip, 2 * args.steps, 0, "cpu", root, out, sparsity, model_args
+            args.config,
+            256,
+            5000,
+            args.skip,
+            2 * args.steps,
+            0,
+            "cpu",
+            root,
+            out,
+            sparsity,
+            model_args,
+            args.agents,
+            args.precision,
         )
         callbacks = cfg["trainer"]["callbacks"]
         profiler = {"skip": args.skip, "steps": args.steps, "out": out}

@@ -3,6 +3,9 @@
 Every network holds the networks of all agents of a population as members of :class:`MemberLinear` layers:
 inputs ``(M, B, in)``, outputs ``(M, B, out)``. Member ``m`` is initialised from its own generator, so an
 agent's initial weights depend only on its own seed (stream ``init``), not on the population around it.
+
+Under ``bf16-mixed`` precision (autocast) the matrix products run in bf16; every network returns float32, so
+what follows (squashing, log-probabilities, TD targets, losses) is computed in float32.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class SquashedGaussianActor(_ActionScaling):
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and clamped log-std of the pre-squash Gaussian, each ``(M, B, action_dim)``."""
-        mean, log_std = self.head(self.trunk(obs)).split(self.action_dim, dim=-1)
+        mean, log_std = self.head(self.trunk(obs)).float().split(self.action_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def sample(self, obs: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
@@ -181,7 +184,7 @@ class DeterministicActor(_ActionScaling):
 
     def forward(self, obs: Tensor) -> Tensor:
         """Actions ``(M, B, action_dim)`` in env units."""
-        return torch.tanh(self.net(obs)) * self.action_scale + self.action_bias
+        return torch.tanh(self.net(obs).float()) * self.action_scale + self.action_bias
 
     def deterministic(self, obs: Tensor) -> Tensor:
         """The evaluation action (the actor's output, no exploration noise), ``(M, B, action_dim)``."""
@@ -205,12 +208,12 @@ class TwinQCritic(nn.Module):
     def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Q1 and Q2 values, each ``(K, B)``."""
         x = torch.cat([obs, action], dim=-1)
-        q = self.net(torch.cat([x, x], dim=0)).squeeze(-1)
+        q = self.net(torch.cat([x, x], dim=0)).float().squeeze(-1)
         return q[: self.agents], q[self.agents :]
 
     def q1_value(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q1 alone, ``(K, B)`` (TD3's actor loss): only the Q1 members are computed."""
-        return self.net(torch.cat([obs, action], dim=-1), members=slice(0, self.agents)).squeeze(-1)
+        return self.net(torch.cat([obs, action], dim=-1), members=slice(0, self.agents)).float().squeeze(-1)
 
     def sparse_networks(self, target: TwinQCritic) -> list[SparseNetwork]:
         """Q1 and Q2 (family ``critic``, dense output) with the matching members of ``target``."""

@@ -106,6 +106,16 @@ def test_tutorial_flags_reach_the_objects():
     assert cli.trainer.checkpoint_callback is None
 
 
+def test_tutorial_seeds_flag_trains_a_population():
+    args = build_parser().parse_args(
+        ["--policy", "SAC", "--env", "Pendulum-v1", "--seeds", "2-4", "--wandb_mode", "disabled"]
+    )
+    translated = to_lsrl_args(args)
+    assert "--seeds=2-4" in translated
+    cli, _ = _config(translated[1:])
+    assert cli.datamodule.seeds == [2, 3, 4] and cli.model.seeds == (2, 3, 4)
+
+
 def test_tutorial_front_rejects_later_features_clearly(capsys):
     error = one_line_error(capsys, main, ["--sac_type", "Deterministic", "--wandb_mode", "disabled"])
     assert "--sac_type Deterministic: the deterministic SAC variant is not implemented yet" in error

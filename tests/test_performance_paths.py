@@ -83,3 +83,16 @@ def test_benchmark_runs_a_real_lsrl_fit_of_a_shipped_config(tmp_path):
 
     rate = lsrl_runner.run("sac", batch_size=32, learning_starts=100, skip=5, steps=10, seed=0, device="cpu")
     assert rate > 0
+    population = lsrl_runner.patched_config("td3", 32, 100, 5, 10, 0, "cpu", "r", "o", None, {}, 4, "bf16-mixed")
+    assert population["seeds"] == [0, 1, 2, 3] and population["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_the_population_suite_picks_its_cases_and_counts_agent_steps():
+    sys.path.insert(0, str(BENCHMARKS))
+    import throughput
+
+    names = throughput.population_case_names([1, 8], cuda_graphs=False)
+    assert "lsrl SAC K=8 bf16" in names and "lsrl TD3 K=8 fp32 DST 90%" in names and "2x plain TD3" in names
+    assert "lsrl SAC K=4 fp32" not in names and not any("CUDA graphs" in name for name in names)
+    assert "lsrl SAC K=1 fp32 CUDA graphs" in throughput.population_case_names([32], cuda_graphs=True)
+    assert throughput.agents_of("lsrl SAC K=16 bf16") == 16 and throughput.agents_of("2x SB3 SAC") == 2

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from helpers import find_callback, one_line_error, short_fit
@@ -15,7 +16,7 @@ from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressRep
 from lightning_sparse_rl.cli import build_cli, main, run_lsrl
 from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 from lightning_sparse_rl.policy_files import load_policy
-from lightning_sparse_rl.sparse import compute_layer_sparsity, weight_mask
+from lightning_sparse_rl.sparse import compute_layer_sparsity, linear_layers, weight_mask
 from lightning_sparse_rl.validation import UserInputError, parse_seeds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +146,9 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     assert not torch.equal(five.act(obs), load_policy(last, 4).act(obs))
     error = one_line_error(capsys, main, ["export", str(last), str(tmp_path / "x.pt"), "--seed", "9"])
     assert error == "error: seed=9 is not an agent of this run: its seeds are [4, 5, 6]"
+    run_lsrl(["view", str(last), "--agent", "6", "--record", str(tmp_path / "six.gif")])
+    assert "SAC (agent of seed 6) on Pendulum-v1" in capsys.readouterr().out
+    assert (tmp_path / "six.gif").stat().st_size > 10_000
 
 
 def yaml_seeds(run_dir: Path) -> object:
@@ -185,3 +189,50 @@ def test_a_population_that_does_not_fit_is_refused_with_its_size(monkeypatch):
         "buffers on cpu, but only 1,073,741,824 bytes (1.0 GiB) are available: lower --data.buffer_size or the "
         "number of seeds"
     )
+
+
+class _Dtypes(L.Callback):
+    """The dtypes seen inside the updates: layer outputs, losses, parameters and optimizer moments."""
+
+    def __init__(self):
+        self.outputs, self.losses = set(), set()
+
+    def on_train_start(self, trainer, pl_module):
+        for layer in linear_layers(pl_module):
+            layer.register_forward_hook(lambda module, args, out: self.outputs.add(out.dtype))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses |= {loss.dtype for loss in pl_module._last_losses.values()}  # computed under autocast
+
+
+def test_bf16_mixed_runs_the_products_in_bf16_and_keeps_weights_moments_targets_and_losses_in_fp32(tmp_path):
+    dtypes = _Dtypes()
+    callbacks = [RLProgressReporter(False, False), dtypes]
+    trainer, module, _ = short_fit(
+        tmp_path, data={"seeds": [1, 2]}, trainer={"callbacks": callbacks, "precision": "bf16-mixed"}
+    )
+    assert torch.bfloat16 in dtypes.outputs  # the updates' matrix products (acting stays fp32)
+    assert dtypes.losses == {torch.float32}
+    assert {p.dtype for p in module.parameters()} == {torch.float32}
+    assert {p.dtype for p in module.critic_target.parameters()} == {torch.float32}
+    moments = [v for opt in trainer.optimizers for state in opt.state.values() for v in state.values()]
+    assert moments and {v.dtype for v in moments if v.dim() > 0} == {torch.float32}
+    assert module.gradient_steps == 300 and torch.isfinite(trainer.callback_metrics["eval/return"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_population_trains_on_the_gpu_with_everything_on_the_device(tmp_path):
+    callbacks = [
+        RLProgressReporter(False, False),
+        SparsityDistributionCallback(global_sparsity=0.5),
+        DynamicSparsityCallback(update_period=20),
+    ]
+    data = {"fake_features": 0.5, "max_timesteps": 100, "eval_freq": 100, "seeds": [1, 2, 3]}
+    trainer, module, dm = short_fit(
+        tmp_path, "sac", seed=1, data=data, trainer={"callbacks": callbacks, "accelerator": "gpu", "devices": 1}
+    )
+    assert dm.buffer.storage.device.type == "cuda" and module.input_features.noise(1).device.type == "cuda"
+    masks = [weight_mask(layer) for layer in linear_layers(module)]
+    assert all(mask.device.type == "cuda" for mask in masks if mask is not None)
+    assert find_callback(trainer.callbacks, DynamicSparsityCallback).topology_updates == 5
+    assert torch.isfinite(trainer.callback_metrics["eval/return"])

@@ -26,6 +26,9 @@ COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", 
 
 #: Training episodes in the progress bar's running mean return (``ret``).
 RECENT_EPISODES = 10
+#: Off the CPU, losses are checked for NaN/Inf on the device and read by the host once per this many gradient
+#: steps (a read per optimizer step would stall the device 2-3 times per update).
+DEVICE_FINITE_CHECK_STEPS = 100
 
 
 class OffPolicyAlgorithm(LightningModule):
@@ -111,6 +114,8 @@ class OffPolicyAlgorithm(LightningModule):
         self.eval_agent_lengths = nn.ModuleList(MeanMetric() for _ in self.seeds)
         self.recent_return = RunningMean(window=RECENT_EPISODES)  # of training episodes, for the progress bar
         self._last_losses: dict[str, Tensor] = {}
+        self._all_finite: Tensor | None = None  # off the CPU: whether every loss since the last check was finite
+        self._finite_checked_at = 0  # gradient step of the last such check
 
     @property
     def agents(self) -> int:
@@ -171,14 +176,21 @@ class OffPolicyAlgorithm(LightningModule):
         through the critic, but the critic's weight gradients (a third of that backward pass) are
         not computed, as nothing would use them.
 
+        On the CPU the loss is checked before the step; on another device the check stays on the device and
+        :meth:`training_step` reads it every :data:`DEVICE_FINITE_CHECK_STEPS` gradient steps.
+
         Raises:
-            FloatingPointError: ``loss`` (of ``network``) is NaN or infinite. Before raising, the state is
-                saved as ``last_finite.ckpt`` in the run's checkpoint folder: no weight has been touched by
-                a non-finite loss (earlier optimizer steps of this gradient step may have run).
+            FloatingPointError: on the CPU, ``loss`` (of ``network``) is NaN or infinite. Before raising, the
+                state is saved as ``last_finite.ckpt`` in the run's checkpoint folder: no weight has been
+                touched by a non-finite loss (earlier optimizer steps of this gradient step may have run).
 
         """
-        if not torch.isfinite(loss):
-            self._stop_on_non_finite_loss(network, float(loss))
+        finite = torch.isfinite(loss)
+        if loss.device.type == "cpu":
+            if not finite:
+                self._stop_on_non_finite_loss(network, float(loss))
+        else:
+            self._all_finite = finite if self._all_finite is None else self._all_finite & finite
         optimizer.zero_grad(set_to_none=True)
         params = [p for group in optimizer.param_groups for p in group["params"]]
         self.manual_backward(loss, inputs=params)
@@ -193,6 +205,21 @@ class OffPolicyAlgorithm(LightningModule):
             f"{self.gradient_steps + 1}); training stopped before this optimizer step, with the state saved in {path}. "
             "Try a lower lr, or check the env's rewards and observations for NaN/Inf."
         )
+
+    def _check_finite_on_device(self) -> None:
+        """Raise if a loss since the last check was NaN/Inf (off the CPU: one host read per check)."""
+        if self._all_finite is None or self.gradient_steps - self._finite_checked_at < DEVICE_FINITE_CHECK_STEPS:
+            return
+        first = self._finite_checked_at + 1
+        self._finite_checked_at = self.gradient_steps
+        if not bool(self._all_finite):
+            raise FloatingPointError(
+                f"a loss was NaN or infinite between gradient steps {first} and {self.gradient_steps} (losses are "
+                f"checked on the device every {DEVICE_FINITE_CHECK_STEPS} gradient steps, so the weights may have "
+                "been updated with it): training stopped. Resume from the run's last.ckpt with a lower lr, or check "
+                "the env's rewards and observations for NaN/Inf."
+            )
+        self._all_finite = None
 
     def compile_losses(self) -> None:
         """Replace ``critic_loss`` and ``actor_loss`` by their ``torch.compile`` versions (``compile: true``)."""
@@ -215,6 +242,7 @@ class OffPolicyAlgorithm(LightningModule):
         for minibatch in batch.minibatches:
             self._last_losses = self.update(minibatch)
             self.gradient_steps += 1
+        self._check_finite_on_device()
         finished = [(seed, e) for seed, e in zip(self.seeds, batch.episodes, strict=True) if e is not None]
         if finished:
             # Straight to the loggers: ``self.log`` would repeat the value at every later flush.

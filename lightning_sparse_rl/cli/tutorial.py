@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", default="ANF-SAC", choices=POLICIES)
     p.add_argument("--env", default="HalfCheetah-v3", help="Gymnasium id; -v2/-v3 MuJoCo ids run as -v5")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="train a population in one process, one agent per seed: 1-8 or 1,3,5 (lsrl fit --seeds)",
+    )
     p.add_argument("--start_timesteps", type=float, default=25e3, help="random warm-up steps before training")
     p.add_argument("--eval_freq", type=float, default=5e3)
     p.add_argument("--eval_episodes", type=int, default=5)
@@ -225,6 +230,8 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     callbacks.append({"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}})
 
     out = ["fit", f"--seed_everything={args.seed}", f"--model=lightning_sparse_rl.{algorithm}"]
+    if args.seeds is not None:
+        out.append(f"--seeds={args.seeds}")
     out += [f"--model.{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in model.items()]
     out += [f"--data.{k}={v}" for k, v in data.items()]
     out.append(f"--trainer.logger={json.dumps(loggers) if loggers else 'false'}")
