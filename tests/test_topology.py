@@ -15,6 +15,7 @@ from lightning_sparse_rl.sparse import (
     set_mask,
     trainable_weight,
     weight_mask,
+    zero_smallest_beyond_,
     zero_smallest_nonzero_,
 )
 
@@ -165,3 +166,18 @@ def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_a
     set_mask(source, masks)  # a topology update: check again
     assert budget.layers_to_check([(target, source)]) == [(target, source)]
     assert TargetBudget().layers_to_check([(source, target)]) == []  # a masked target needs no budget
+
+
+def test_zero_smallest_beyond_keeps_each_members_largest_entries_without_host_counts():
+    weight = torch.tensor([[[0.0, -3.0, 0.2], [0.01, 0.0, -0.5]], [[1.0, 2.0, 3.0], [0.0, 0.0, -4.0]]])
+    zero_smallest_beyond_(weight, torch.tensor([2, 3]))
+    assert weight.tolist() == [[[0.0, -3.0, 0.0], [0.0, 0.0, -0.5]], [[0.0, 2.0, 3.0], [0.0, 0.0, -4.0]]]
+    gen = _generator(3)
+    for _ in range(20):  # the same as the host-count search, member by member
+        target = torch.randn(3, 32, 16, generator=gen) * (torch.rand(3, 32, 16, generator=gen) < 0.4)
+        allowed = torch.randint(50, 150, (3,), generator=gen)
+        expected = target.clone()
+        for m in range(3):
+            zero_smallest_nonzero_(expected[m], int(torch.count_nonzero(expected[m])) - int(allowed[m]))
+        zero_smallest_beyond_(target, allowed)
+        assert torch.equal(target, expected)

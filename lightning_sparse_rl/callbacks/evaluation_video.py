@@ -19,6 +19,8 @@ from lightning_sparse_rl.video import frames_per_second, use_headless_rendering,
 class EvaluationVideo(Callback):
     """Every ``every_n_evaluations`` evaluations, film one deterministic episode of the current policy.
 
+    In a population, the first agent's (``seeds[0]``).
+
     The episode runs on a separate rendering env (headless MuJoCo, the tracking camera) with a copy
     of the policy, so training and its random streams are untouched. The video goes to
     ``<run dir>/videos/eval_step<N>.mp4`` and, as ``eval/video``, to wandb (the file) and TensorBoard

@@ -27,6 +27,7 @@ from lightning_sparse_rl.sparse.topology import (
     drop_fraction_at,
     prune_and_regrow,
     random_mask,
+    zero_smallest_beyond_,
     zero_smallest_nonzero_,
 )
 
@@ -58,5 +59,6 @@ __all__ = [
     "set_mask",
     "trainable_weight",
     "weight_mask",
+    "zero_smallest_beyond_",
     "zero_smallest_nonzero_",
 ]

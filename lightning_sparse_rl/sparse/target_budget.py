@@ -15,7 +15,7 @@ from torch import Tensor
 
 from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_version, weight_mask
 from lightning_sparse_rl.sparse.member_linear import MemberLinear
-from lightning_sparse_rl.sparse.topology import zero_smallest_nonzero_
+from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_, zero_smallest_nonzero_
 
 #: (target layer, source layer)
 LayerPair = tuple[MemberLinear, MemberLinear]
@@ -27,6 +27,10 @@ class TargetBudget:
     Once a target layer's non-zeros all lie inside its source's mask, Polyak steps can only add non-zeros inside
     the mask, so the count cannot exceed the budget: the layer is not checked again until the mask changes
     (its version). The memory is this object's (an algorithm owns one); a fresh one checks every layer.
+
+    Off the CPU the budget is enforced without reading anything on the host (:func:`zero_smallest_beyond_`,
+    a sort per checked layer): checked layers are then checked at every Polyak step, as host reads would
+    stall the device.
     """
 
     def __init__(self) -> None:
@@ -51,6 +55,10 @@ class TargetBudget:
 
         """
         if not checked:
+            return
+        if checked[0][0].weight.device.type != "cpu":
+            for target, source in checked:
+                zero_smallest_beyond_(target.weight, active_count(source))
             return
         nonzero = [target.weight != 0 for target, _ in checked]
         # One device sync for all layers: per member, non-zeros of each target and connections of its source.

@@ -116,6 +116,21 @@ def zero_smallest_nonzero_(weight: Tensor, count: int, entered: Tensor | None = 
     flat.index_fill_(0, torch.topk(magnitude, count, largest=False).indices, 0.0)
 
 
+def zero_smallest_beyond_(weight: Tensor, allowed: Tensor) -> None:
+    """Keep at most ``allowed[m]`` non-zeros in member ``m`` of ``weight`` ``(M, ...)``: zero its smallest beyond.
+
+    The counts stay on the device (no host read): every member's non-zero magnitudes are ranked with one
+    sort, and those ranked at or beyond ``allowed[m]`` from the largest are zeroed. Ties are broken by the
+    sort. Equals :func:`zero_smallest_nonzero_` per member with ``count = non-zeros − allowed`` (up to ties).
+    """
+    flat = weight.data.view(weight.shape[0], -1)
+    magnitude = flat.abs()
+    order = torch.sort(magnitude, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
+    flat.masked_fill_(rank >= allowed.unsqueeze(1), 0.0)
+
+
 def _positions(flat_indices: Tensor, like: Tensor) -> Tensor:
     """A boolean tensor shaped like ``like`` that is ``True`` at ``flat_indices``."""
     out = torch.zeros(like.numel(), dtype=torch.bool, device=like.device)
