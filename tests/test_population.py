@@ -236,3 +236,10 @@ def test_a_population_trains_on_the_gpu_with_everything_on_the_device(tmp_path):
     assert all(mask.device.type == "cuda" for mask in masks if mask is not None)
     assert find_callback(trainer.callbacks, DynamicSparsityCallback).topology_updates == 5
     assert torch.isfinite(trainer.callback_metrics["eval/return"])
+
+
+def test_a_model_built_for_another_number_of_agents_is_refused(tmp_path):
+    with pytest.raises(
+        UserInputError, match=r"the DataModule steps 3 agents \(seeds \[1, 2, 3\]\) but the model has 1"
+    ):
+        short_fit(tmp_path, data={"seeds": [1, 2, 3]}, model={"agent_seeds": [1]})

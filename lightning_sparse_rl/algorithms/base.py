@@ -16,7 +16,7 @@ from lightning_sparse_rl.run_position import checkpoint_directory, training_step
 from lightning_sparse_rl.seeding import member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
-from lightning_sparse_rl.validation import MAX_SEED, check_in_range, check_positive, check_seeds
+from lightning_sparse_rl.validation import MAX_SEED, UserInputError, check_in_range, check_positive, check_seeds
 
 OptimizerName = Literal["adam", "maskadam", "sgd"]
 OPTIMIZERS: tuple[str, ...] = ("adam", "maskadam", "sgd")
@@ -232,6 +232,15 @@ class OffPolicyAlgorithm(LightningModule):
             setattr(self, name, torch.compile(getattr(self, name), mode=self.hparams.compile_mode))
 
     # ----------------------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str) -> None:
+        """Refuse a DataModule that steps another number of agents than this module trains."""
+        seeds = getattr(self.trainer.datamodule, "seeds", None) if self._trainer is not None else None
+        if seeds is not None and len(seeds) != self.agents:
+            raise UserInputError(
+                f"the DataModule steps {len(seeds)} agents (seeds {list(seeds)}) but the model has {self.agents} "
+                f"(agent_seeds {list(self.seeds)}): build the model with agent_seeds=data.seeds"
+            )
+
     def on_train_start(self) -> None:
         """Compile the losses if asked (after the sparsity callbacks have registered their masks)."""
         if self.hparams.compile and "critic_loss" not in self.__dict__:

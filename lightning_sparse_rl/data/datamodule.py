@@ -61,7 +61,7 @@ class EnvDataModule(LightningDataModule):
             streams (:mod:`lightning_sparse_rl.seeding`). The CLI links it to ``seed_everything``.
         seeds: train a population: one agent per seed, each with its own envs, replay buffer and random
             streams (``lsrl fit --seeds 1-8``). ``None``: one agent with ``seed``.
-        buffer_size: replay capacity in transitions.
+        buffer_size: replay capacity in transitions, per agent.
         batch_size: minibatch size per gradient update.
         start_timesteps: uniformly random env steps that fill the buffer before training; not
             counted in ``max_timesteps`` (as the original).
