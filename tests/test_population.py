@@ -146,6 +146,8 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     assert not torch.equal(five.act(obs), load_policy(last, 4).act(obs))
     error = one_line_error(capsys, main, ["export", str(last), str(tmp_path / "x.pt"), "--seed", "9"])
     assert error == "error: seed=9 is not an agent of this run: its seeds are [4, 5, 6]"
+    run_lsrl(["plot", str(run_dir), "--out", str(tmp_path / "plots")])  # the agents are the seeds of one group
+    assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 10_000
     run_lsrl(["view", str(last), "--agent", "6", "--record", str(tmp_path / "six.gif")])
     assert "SAC (agent of seed 6) on Pendulum-v1" in capsys.readouterr().out
     assert (tmp_path / "six.gif").stat().st_size > 10_000
