@@ -98,6 +98,13 @@ class RandomStream:
         saved = self._saved or {"device": "cpu", "state": None}
         return {"seed": self.seed, "device": saved["device"], "state": saved["state"]}
 
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RandomStream:
+        """A stream restored from :meth:`state_dict` (its seed included)."""
+        stream = cls(state["seed"])
+        stream.load_state_dict(state)
+        return stream
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; applied on the next :meth:`generator` call, on that call's device."""
         self.seed = int(state["seed"])
@@ -108,3 +115,15 @@ class RandomStream:
 def member_streams(seeds: tuple[int, ...] | list[int], stream: str) -> list[RandomStream]:
     """One :class:`RandomStream` of ``stream`` per agent seed."""
     return [RandomStream(stream_seed(seed, stream)) for seed in seeds]
+
+
+def agent_stream_seeds(agent_seeds: tuple[int, ...] | list[int], stream: str, seed: int | None = None) -> list[int]:
+    """Each agent's seed of ``stream``: derived from the agent's seed, or ``seed + k`` for agent ``k`` when given."""
+    if seed is None:
+        return [stream_seed(agent_seed, stream) for agent_seed in agent_seeds]
+    return [seed + k for k in range(len(agent_seeds))]
+
+
+def agent_suffix(agent_seeds: tuple[int, ...] | list[int], seed: int) -> str:
+    """The metric-name suffix of the agent with ``seed``: ``/seed_S`` in a population, nothing for one agent."""
+    return f"/seed_{seed}" if len(agent_seeds) > 1 else ""

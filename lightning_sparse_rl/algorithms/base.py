@@ -13,7 +13,7 @@ from torchmetrics.aggregation import MeanMetric, RunningMean
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
-from lightning_sparse_rl.seeding import member_streams, stream_seed
+from lightning_sparse_rl.seeding import agent_suffix, member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
 from lightning_sparse_rl.validation import MAX_SEED, UserInputError, check_in_range, check_positive, check_seeds
@@ -258,7 +258,7 @@ class OffPolicyAlgorithm(LightningModule):
             # ``step`` follows Lightning's convention (batches finished before this one).
             metrics: dict[str, float] = {}
             for seed, episode in finished:
-                suffix = f"/seed_{seed}" if self.agents > 1 else ""
+                suffix = agent_suffix(self.seeds, seed)
                 metrics[f"train/episode_return{suffix}"] = episode.episode_return
                 metrics[f"train/episode_length{suffix}"] = episode.length
                 self.recent_return.update(episode.episode_return)

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.nn.utils import parametrize
 
-from lightning_sparse_rl.seeding import RandomStream, stream_seed
+from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds
 from lightning_sparse_rl.sparse import (
     MaskAdam,
     MemberLinear,
@@ -93,11 +93,7 @@ class DynamicSparsityCallback(Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Create each agent's regrowth stream (unless a checkpoint restored them); warn when nothing is masked."""
         if not self.streams:
-            if self.seed is None:
-                seeds = [stream_seed(seed, "dst") for seed in pl_module.seeds]
-            else:
-                seeds = [self.seed + k for k in range(len(pl_module.seeds))]
-            self.streams = [RandomStream(seed) for seed in seeds]
+            self.streams = [RandomStream(seed) for seed in agent_stream_seeds(pl_module.seeds, "dst", self.seed)]
         if not masked_layers(pl_module.sparse_networks()):
             warnings.warn(
                 "DynamicSparsityCallback: no layer is masked (every sparsity level is 0), so there is nothing "
@@ -228,8 +224,4 @@ class DynamicSparsityCallback(Callback):
         self.last_update_step = state_dict["last_update_step"]
         self.topology_updates = state_dict["topology_updates"]
         self.seed = state_dict["seed"]
-        self.streams = []
-        for saved in state_dict["streams"]:
-            stream = RandomStream(saved["seed"])
-            stream.load_state_dict(saved)
-            self.streams.append(stream)
+        self.streams = [RandomStream.from_state(saved) for saved in state_dict["streams"]]

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.seeding import RandomStream, stream_seed
+from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds, agent_suffix
 from lightning_sparse_rl.types import BufferRefill, RefillMode, TrainBatch
 from lightning_sparse_rl.validation import UserInputError, check_positive
 
@@ -77,11 +77,7 @@ class FeaturePermutationCallback(Callback):
                 "episodes end at different steps, and refilling one agent's buffer alone is not supported yet; "
                 "train the transfer setting with a buffer refill one seed per run"
             )
-        if self.seed is None:
-            seeds = [stream_seed(seed, "permutation") for seed in pl_module.seeds]
-        else:
-            seeds = [self.seed + k for k in range(agents)]
-        self.streams = [RandomStream(seed) for seed in seeds]
+        self.streams = [RandomStream(seed) for seed in agent_stream_seeds(pl_module.seeds, "permutation", self.seed)]
         self.next_change = [self.period] * agents
         self.permutations = [[] for _ in range(agents)]
 
@@ -103,7 +99,7 @@ class FeaturePermutationCallback(Callback):
                 f"Environment change at step {batch.train_step}: new permutation of input features{who} "
                 f"({len(history)} so far)."
             )
-            suffix = f"/seed_{seeds[agent]}" if len(seeds) > 1 else ""
+            suffix = agent_suffix(seeds, seeds[agent])
             for logger in trainer.loggers:
                 logger.log_metrics({f"env/permutations{suffix}": float(len(history))}, step=batch.train_step - 1)
             if self.empty_buffer:
@@ -134,8 +130,4 @@ class FeaturePermutationCallback(Callback):
         self.permutations = [[list(p) for p in history] for history in state_dict["permutations"]]
         self.next_change = list(state_dict["next_change"])
         self.seed = state_dict["seed"]
-        self.streams = []
-        for saved in state_dict["streams"]:
-            stream = RandomStream(saved["seed"])
-            stream.load_state_dict(saved)
-            self.streams.append(stream)
+        self.streams = [RandomStream.from_state(saved) for saved in state_dict["streams"]]

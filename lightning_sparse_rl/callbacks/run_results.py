@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from lightning_sparse_rl.persistence.run_files import write_csv, write_npy
 from lightning_sparse_rl.run_position import run_directory, training_steps
+from lightning_sparse_rl.seeding import agent_suffix
 
 
 class EvaluationResults(Callback):
@@ -43,7 +44,7 @@ class EvaluationResults(Callback):
             return
         step, seeds = training_steps(trainer), pl_module.seeds
         for seed in seeds:
-            suffix = f"/seed_{seed}" if len(seeds) > 1 else ""
+            suffix = agent_suffix(seeds, seed)
             length = metrics.get(f"eval/episode_length{suffix}")
             value = float(metrics[f"eval/return{suffix}"])
             self.evaluations.append(

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from lightning_sparse_rl.seeding import RandomStream, stream_seed
+from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds, agent_suffix
 from lightning_sparse_rl.sparse import (
     LayerCount,
     LayerSparsity,
@@ -50,11 +50,6 @@ def layer_counts(layers: tuple[MemberLinear, ...], member: int, count_nonzero: b
             active = layer.in_features * layer.out_features
         counts.append(LayerCount(layer.in_features, layer.out_features, active))
     return counts
-
-
-def _seed_suffix(seeds: tuple[int, ...], agent: int) -> str:
-    """``/seed_S`` for agent ``agent`` of a population, nothing for a single agent."""
-    return f"/seed_{seeds[agent]}" if len(seeds) > 1 else ""
 
 
 class SparsityDistributionCallback(Callback):
@@ -114,10 +109,7 @@ class SparsityDistributionCallback(Callback):
         networks: list[SparseNetwork] = pl_module.sparse_networks()
         already_masked = bool(masked_layers(networks))
         agents = len(pl_module.seeds)
-        if self.seed is None:
-            self.agent_seeds = [stream_seed(seed, "masks") for seed in pl_module.seeds]
-        else:
-            self.agent_seeds = [self.seed + k for k in range(agents)]
+        self.agent_seeds = agent_stream_seeds(pl_module.seeds, "masks", self.seed)
         generators = [RandomStream(seed).generator(pl_module.device) for seed in self.agent_seeds]
         masks: dict[MemberLinear, Tensor] = {}
         families = {family: list(members) for family, members in groupby(networks, key=lambda net: net.family)}
@@ -220,7 +212,7 @@ class SparsityDistributionCallback(Callback):
                     for key, value in keys.items():
                         values.setdefault(key, []).append(value)
                         if len(seeds) > 1:
-                            values[key + _seed_suffix(seeds, agent)] = [value]
+                            values[key + agent_suffix(seeds, seeds[agent])] = [value]
         pl_module.log_dict({key: sum(v) / len(v) for key, v in values.items()}, on_epoch=True)
 
     # ------------------------------------------------------------------------------------------ state
