@@ -54,50 +54,27 @@ def plot_connectivity_heatmap(
     fig.savefig(path, dpi=100)
 
 
-#: Two-sided 95 % Student-t quantiles t(0.975, df) for df = 1 … 30 (beyond: 1.96).
-_T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def mean_confidence_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over runs and the half-width of its 95 % Student-t confidence interval.
-
-    Args:
-        curves: ``(runs, T)`` values; with a single run the half-width is 0.
-
-    Returns:
-        ``(mean, half_width)``, each ``(T,)``.
-
-    """
-    runs = curves.shape[0]
-    mean = curves.mean(axis=0)
-    if runs < 2:
-        return mean, np.zeros_like(mean)
-    t = _T_975[runs - 2] if runs - 1 <= len(_T_975) else 1.96
-    return mean, t * curves.std(axis=0, ddof=1) / np.sqrt(runs)
-
-
 #: A run's curve: training steps ``(T,)`` and values ``(T,)``.
 Curve = tuple[np.ndarray, np.ndarray]
 
 
 def _band(ax, label: str, curves: Sequence[Curve], **style) -> None:
-    """Draw the mean of ``curves`` at the steps they all have, with its 95 % band."""
+    """Draw the mean of ``curves`` at the steps they all have, with its 95 % bootstrap interval (rliable)."""
+    from lightning_sparse_rl.report.statistics import mean_curves
+
     steps = curves[0][0]
     for other, _ in curves[1:]:
         steps = np.intersect1d(steps, other)
-    values = [vals[np.searchsorted(run_steps, steps)] for run_steps, vals in curves]
-    mean, half = mean_confidence_band(np.stack(values))
+    values = np.stack([vals[np.searchsorted(run_steps, steps)] for run_steps, vals in curves])
+    mean, interval = mean_curves({label: values[:, None, :]})[label]
     (line,) = ax.plot(steps, mean, label=f"{label} (n={len(curves)})", **style)
-    ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    ax.fill_between(steps, interval[0], interval[1], color=line.get_color(), alpha=0.2)
 
 
 def _bands_figure(
     bands: Sequence[tuple[str, Sequence[Curve], dict]], ylabel: str, title: str, path: str | Path
 ) -> None:
-    """One axes of mean ± 95 % CI bands over training steps, saved as ``path``."""
+    """One axes of means over runs with 95 % bootstrap intervals over training steps, saved as ``path``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
@@ -114,13 +91,13 @@ def _bands_figure(
 
 
 def plot_learning_curves(groups: Mapping[str, Sequence[Curve]], path: str | Path) -> None:
-    """Evaluation return over training steps: per group (policy) the mean over seeds and its 95 % CI."""
+    """Evaluation return over training steps: per group (policy) the mean over seeds and its 95 % bootstrap interval."""
     bands = [(label, curves, {}) for label, curves in groups.items()]
-    _bands_figure(bands, "evaluation return", "Learning curves (mean and 95% confidence interval over seeds)", path)
+    _bands_figure(bands, "evaluation return", "Learning curves (mean over seeds, 95% bootstrap interval)", path)
 
 
 def plot_connectivity(groups: Mapping[str, tuple[Sequence[Curve], Sequence[Curve]]], path: str | Path) -> None:
-    """Actor connections per real and per noise input over training, per group: mean and 95 % CI."""
+    """Actor connections per real and per noise input over training, per group: mean and 95 % bootstrap interval."""
     bands = []
     for label, (real, noise) in groups.items():
         bands += [(f"{label}, real features", real, {}), (f"{label}, noise features", noise, {"linestyle": "--"})]

@@ -11,7 +11,7 @@ want=$(cat setup.cfg pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" \
     || .venv/bin/python -c "import torch" # keep a torch build the user installed on purpose
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev,sweep]"
   echo "$want" > "$stamp"
 fi
 echo "lightning-sparse-rl is installed in $(pwd)/.venv"

@@ -141,13 +141,12 @@ def test_run_directory_files_and_plots_from_real_runs(tmp_path, capsys):
 
 
 def test_mean_confidence_band_matches_the_student_t_interval():
-    from lightning_sparse_rl.plots import mean_confidence_band
+    from lightning_sparse_rl.callbacks.progress import mean_confidence_band
 
-    curves = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]])
-    mean, half = mean_confidence_band(curves)
-    assert mean.tolist() == [3.0, 2.0]
-    assert half[0] == pytest.approx(4.303 * 2.0 / np.sqrt(3)) and half[1] == 0.0
-    assert mean_confidence_band(curves[:1])[1].tolist() == [0.0, 0.0]
+    mean, half = mean_confidence_band(np.array([1.0, 3.0, 5.0]))
+    assert mean == 3.0
+    assert half == pytest.approx(4.303 * 2.0 / np.sqrt(3), rel=1e-4)  # t(0.975, 2) = 4.303 from a printed table
+    assert mean_confidence_band(np.array([7.0])) == (7.0, 0.0)
 
 
 def test_evaluation_videos_go_to_the_run_directory_and_tensorboard(tmp_path):

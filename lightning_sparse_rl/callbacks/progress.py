@@ -10,9 +10,18 @@ import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-from lightning_sparse_rl.plots import mean_confidence_band
 from lightning_sparse_rl.run_position import training_steps
 from lightning_sparse_rl.types import TrainBatch
+
+
+def mean_confidence_band(values: np.ndarray) -> tuple[float, float]:
+    """The mean of ``values`` ``(n,)`` and the half-width of its 95 % Student-t interval (0 for one value)."""
+    from scipy import stats
+
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def _elapsed(seconds: float) -> str:
@@ -107,14 +116,14 @@ class RLProgressReporter(Callback):
                 rank_zero_info(f"{dashes}\nEvaluation over {episodes} episode(s): {mean_return:.3f}\n{dashes}")
                 return
             returns = np.asarray([float(trainer.callback_metrics[f"eval/return/seed_{s}"]) for s in seeds])
-            mean, half_width = mean_confidence_band(returns[:, None])
+            mean, half_width = mean_confidence_band(returns)
             rows = "\n".join(
                 f"  {k:>5}  {s:>10}  {r:>10.3f}" for k, (s, r) in enumerate(zip(seeds, returns, strict=True))
             )
             rank_zero_info(
                 f"{dashes}\nEvaluation over {episodes} episode(s) of {len(seeds)} agents at step {step}\n"
                 f"  agent        seed      return\n{rows}\n"
-                f"  mean {mean[0]:.3f}, 95 % interval [{mean[0] - half_width[0]:.3f}, {mean[0] + half_width[0]:.3f}]"
+                f"  mean {mean:.3f}, 95 % interval [{mean - half_width:.3f}, {mean + half_width:.3f}]"
                 f" (Student t over agents)\n{dashes}"
             )
 

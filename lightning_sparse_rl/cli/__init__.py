@@ -13,6 +13,7 @@ from lightning.pytorch.cli import ArgsType
 
 from lightning_sparse_rl.cli.errors import run_reporting_errors
 from lightning_sparse_rl.cli.fit import SparseRLCLI, build_cli
+from lightning_sparse_rl.cli.sweep import sweep
 from lightning_sparse_rl.cli.tools import TOOLS
 
 __all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl"]
@@ -24,8 +25,9 @@ def run_lsrl(argv: list[str]) -> None:
     # passes its translated arguments on purpose.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
-    if argv and argv[0] in TOOLS:
-        TOOLS[argv[0]](argv[1:])
+    tools = {**TOOLS, "sweep": sweep}
+    if argv and argv[0] in tools:
+        tools[argv[0]](argv[1:])
         return
     build_cli(argv)
 

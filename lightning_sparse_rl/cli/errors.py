@@ -71,7 +71,8 @@ def _jsonargparse_reason(error: BaseException) -> str | None:
     return f"{'.'.join(keys)}: {reason}" if keys else reason
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An error as one line: the OS's reason and file, jsonargparse's key and reason, or the message."""
     if isinstance(error, OSError) and error.strerror and error.errno not in (None, errno.ENOENT):
         return error.strerror if error.filename is None else f"{error.strerror}: {error.filename}"
     return " ".join((_jsonargparse_reason(error) or str(error)).split()) or type(error).__name__
@@ -116,7 +117,7 @@ def run_reporting_errors(command: Callable[[list[str]], None], argv: Sequence[st
     except (*USER_ERRORS, OSError) as error:
         if debug or not _is_user_error(error):
             raise
-        print(f"error: {_one_line(error)}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -369,11 +369,11 @@ def _evaluation_pending(checkpoint: dict[str, Any]) -> bool:
     return total.get("started", 0) > total.get("processed", 0)
 
 
-def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
-    """Parse ``args`` (``sys.argv[1:]`` when ``None``) and, with ``run``, execute the subcommand."""
-    return SparseRLCLI(
-        OffPolicyAlgorithm,
-        EnvDataModule,
+def cli_options(args: ArgsType = None, run: bool = True) -> dict[str, Any]:
+    """The arguments of :class:`SparseRLCLI` that make ``lsrl fit`` (``args``: ``sys.argv[1:]`` when ``None``)."""
+    return dict(
+        model_class=OffPolicyAlgorithm,
+        datamodule_class=EnvDataModule,
         subclass_mode_model=True,
         seed_everything_default=42,
         trainer_defaults=CLI_TRAINER_DEFAULTS,
@@ -383,3 +383,8 @@ def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
         args=args,
         run=run,
     )
+
+
+def build_cli(args: ArgsType = None, run: bool = True) -> SparseRLCLI:
+    """Parse ``args`` (``sys.argv[1:]`` when ``None``) and, with ``run``, execute the subcommand."""
+    return SparseRLCLI(**cli_options(args, run))

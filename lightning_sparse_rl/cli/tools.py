@@ -1,4 +1,4 @@
-"""``lsrl view``, ``lsrl export`` and ``lsrl plot``: tools that work on what a run wrote."""
+"""``lsrl view``, ``lsrl export``, ``lsrl plot`` and ``lsrl report``: tools that work on what runs wrote."""
 
 from __future__ import annotations
 
@@ -141,5 +141,48 @@ def plot(argv: Sequence[str]) -> None:
         print(f"Wrote {path}")
 
 
+def report(argv: Sequence[str]) -> None:
+    """``lsrl report SWEEP_DIR`` (or run folders): mean, median, IQM with 95 % bootstrap intervals, curves, profiles."""
+    parser = ToolParser(prog="lsrl report", description=report.__doc__)
+    parser.add_argument(
+        "paths", nargs="+", help="a sweep folder of lsrl sweep, or run folders (runs/NAME/version_N: NAME is the group)"
+    )
+    parser.add_argument("--out", help="folder for report.md, report.json and figures (default: SWEEP_DIR/report)")
+    parser.add_argument(
+        "--steps", default="", help="training steps to report besides the final one, e.g. 100000,200000"
+    )
+    parser.add_argument("--reps", type=int, default=50_000, help="bootstrap replications of the tables")
+    parser.add_argument("--curve-reps", type=int, default=2_000, help="bootstrap replications of curves and profiles")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    parser.add_argument("--scores", help="YAML of ENV_ID: [random, reference] for normalised scores")
+    args = parser.parse_args(argv)
+    try:
+        steps = [int(step) for step in args.steps.split(",") if step.strip()]
+    except ValueError:
+        parser.error(f"--steps {args.steps}: give comma-separated integers, e.g. 100000,200000")
+    if args.reps < 1 or args.curve_reps < 1:
+        parser.error(f"--reps {args.reps} and --curve-reps {args.curve_reps} must be >= 1")
+    from lightning_sparse_rl.report.build import ReportSettings, build_report
+    from lightning_sparse_rl.report.normalization import load_reference_scores
+    from lightning_sparse_rl.report.runs import load_results, sweep_provenance
+
+    agents = load_results(args.paths)
+    header = ["Command: `lsrl report " + " ".join(argv) + "`", *sweep_provenance(args.paths)]
+    settings = ReportSettings(
+        steps=steps,
+        reps=args.reps,
+        curve_reps=args.curve_reps,
+        seed=args.seed,
+        references=load_reference_scores(args.scores) if args.scores else {},
+        header=header,
+    )
+    single_sweep = len(args.paths) == 1 and (Path(args.paths[0]) / "trials.json").exists()
+    out = Path(args.out or (Path(args.paths[0]) / "report" if single_sweep else "report"))
+    content = build_report(agents, out, settings)
+    print((out / "report.md").read_text())
+    for path in content["files"]:
+        print(f"Wrote {path}")
+
+
 #: ``lsrl`` subcommands that are not LightningCLI's.
-TOOLS = {"view": view, "export": export, "plot": plot}
+TOOLS = {"view": view, "export": export, "plot": plot, "report": report}

@@ -1,0 +1,145 @@
+"""``lsrl sweep``: a grid of ``lsrl fit`` configurations × environments on Ray Tune, a population of seeds per trial."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_sparse_rl.cli.errors import ToolParser, one_line
+from lightning_sparse_rl.cli.fit import SparseRLCLI, cli_options
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
+from lightning_sparse_rl.provenance import machine_description, source_commit
+from lightning_sparse_rl.sweep.spec import Resources, Trial, expand_trials, load_sweep_file, trial_config
+from lightning_sparse_rl.validation import UserInputError
+
+#: The sweep's trials, resources and retries, as ``lsrl sweep`` expanded and checked them (what ``--resume`` reads).
+TRIALS_FILE = "trials.json"
+#: A copy of the sweep file in the sweep folder.
+SWEEP_COPY = "sweep.yaml"
+
+
+class _SettingsCheck(SparseRLCLI):
+    """``lsrl fit``'s parser, without instantiating anything: checks a trial's arguments as ``lsrl fit`` would."""
+
+    def _set_seed(self) -> None:
+        """Nothing is seeded by a check."""
+
+    def instantiate_classes(self) -> None:
+        """Nothing is instantiated by a check."""
+
+
+def check_trials(trials: Sequence[Trial], sweep_dir: Path) -> None:
+    """Parse every trial's ``lsrl fit`` arguments with ``lsrl fit``'s own parser; fill in ``max_timesteps``.
+
+    Raises:
+        UserInputError: the first trial whose settings ``lsrl fit`` refuses, naming it and the key.
+
+    """
+    checker: SparseRLCLI | None = None
+    with tempfile.TemporaryDirectory() as scratch:
+        for trial in trials:
+            config_file = Path(scratch) / f"{trial.name}.yaml"
+            config_file.write_text(yaml.safe_dump(trial_config(trial, sweep_dir / "trials" / trial.name)))
+            args = ["--config", str(config_file), *trial.fit_args]
+            try:
+                if checker is None:
+                    checker = _SettingsCheck(**cli_options(args, run=False))
+                else:
+                    checker.parse_arguments(checker.parser, args)
+            except (ValueError, TypeError, KeyError, SystemExit) as err:
+                reason = one_line(err).replace(str(config_file), Path(trial.config_file).name)
+                raise UserInputError(f"trial {trial.name}: {reason}") from None
+            trial.max_timesteps = int(checker.config["data"]["max_timesteps"])
+
+
+def _write_json(path: Path, content: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(content, indent=1) + "\n").encode())
+
+
+def sweep(argv: Sequence[str]) -> None:
+    """``lsrl sweep SWEEP_FILE`` (or ``--resume SWEEP_DIR``): run a grid of trials on Ray Tune."""
+    parser = ToolParser(prog="lsrl sweep", description=sweep.__doc__)
+    parser.add_argument("sweep_file", nargs="?", help="the sweep file (YAML; see configs/sweeps/)")
+    parser.add_argument("--dir", help="the sweep folder (default: runs/sweeps/NAME, NAME the sweep file's)")
+    parser.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep folder's unfinished trials")
+    parser.add_argument("--address", help="a Ray cluster: auto, or ray://HOST:10001 (default: a local Ray instance)")
+    parser.add_argument("--cpus-per-trial", type=float, help="CPUs of each trial (threads of its lsrl fit)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPUs of each trial (a fraction shares a GPU)")
+    parser.add_argument("--max-failures", type=int, help="retries of a trial whose process or node died")
+    args = parser.parse_args(argv)
+    if (args.sweep_file is None) == (args.resume is None):
+        parser.error("give a sweep file, or --resume SWEEP_DIR")
+    if args.resume:
+        sweep_dir = Path(args.resume)
+        if not (sweep_dir / TRIALS_FILE).is_file():
+            parser.error(f"--resume {sweep_dir}: not a sweep folder (no {TRIALS_FILE})")
+        saved = json.loads((sweep_dir / TRIALS_FILE).read_text())
+        trials = [Trial.from_dict(trial) for trial in saved["trials"]]
+        resources, max_failures = Resources(**saved["resources"]), saved["max_failures"]
+        if args.cpus_per_trial or args.gpus_per_trial or args.max_failures is not None:
+            parser.error("--resume continues with the sweep's own resources and retries; give no other options")
+    else:
+        spec = load_sweep_file(args.sweep_file)
+        resources = Resources(
+            spec.resources.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
+            spec.resources.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial,
+        )
+        if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0:
+            parser.error(f"cpus per trial {resources.cpus_per_trial:g} must be > 0, gpus per trial >= 0")
+        max_failures = spec.max_failures if args.max_failures is None else args.max_failures
+        if max_failures < 0:
+            parser.error(f"--max-failures {max_failures} must be >= 0")
+        sweep_dir = Path(args.dir or Path("runs") / "sweeps" / spec.path.stem).resolve()
+        if (sweep_dir / TRIALS_FILE).exists():
+            parser.error(f"{sweep_dir} already holds a sweep: continue it with --resume {sweep_dir}, or give --dir")
+        trials = expand_trials(spec)
+        print(f"Checking the settings of {len(trials)} trials with lsrl fit's parser ...", flush=True)
+        check_trials(trials, sweep_dir)
+    try:
+        from lightning_sparse_rl.sweep.engine import run_trials, start_ray
+    except ImportError as err:
+        raise UserInputError(
+            f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
+        ) from None
+    if not args.resume:
+        for trial in trials:
+            folder = sweep_dir / "trials" / trial.name
+            config = yaml.safe_dump(trial_config(trial, folder), sort_keys=False)
+            atomic_write_bytes(folder / "trial.yaml", config.encode())
+        shutil.copyfile(spec.path, sweep_dir / SWEEP_COPY)
+        saved = {
+            "command": "lsrl sweep " + " ".join(argv),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "commit": source_commit(),
+            "machine": machine_description(),
+            "sweep_file": str(spec.path.resolve()),
+            "resources": resources.__dict__,
+            "max_failures": max_failures,
+            "trials": [trial.to_dict() for trial in trials],
+        }
+        _write_json(sweep_dir / TRIALS_FILE, saved)
+    where = start_ray(args.address)
+    print(
+        f"Sweep {sweep_dir}: {len(trials)} trials × {len(trials[0].seeds)} seeds on {where}; "
+        f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial:g} GPUs per trial, "
+        f"up to {max_failures} retries each. Logs: {sweep_dir}/trials/NAME/fit.log",
+        flush=True,
+    )
+    statuses = run_trials(sweep_dir, trials, resources, max_failures, resume=bool(args.resume))
+    finished = [name for name, status in statuses.items() if status == "TERMINATED"]
+    failed = [name for name, status in statuses.items() if status == "ERROR"]
+    print(f"{len(finished)} of {len(trials)} trials finished. Report: lsrl report {sweep_dir}")
+    if failed:
+        print(f"Failed after {max_failures} retries: {', '.join(failed)} (see their fit.log)", file=sys.stderr)
+        sys.exit(1)
+    if len(finished) < len(trials):
+        print(f"Unfinished trials remain; continue with: lsrl sweep --resume {sweep_dir}", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,309 @@
+"""``lsrl report``: tables, curves and profiles of a sweep's or runs' evaluation returns, as Markdown, JSON and PNG.
+
+Per environment and configuration, the evaluation return's mean, median and IQM with 95 % stratified bootstrap
+intervals, sample-efficiency curves, probabilities of improvement, performance profiles and
+(for ANF runs) input connectivity; across environments the same on normalised scores. Written as ``report.md``,
+``report.json`` and PNG figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
+from lightning_sparse_rl.report.figures import plot_bands, plot_intervals, plot_probabilities
+from lightning_sparse_rl.report.normalization import ReferenceScores, reference_scores
+from lightning_sparse_rl.report.runs import AgentResult, common_steps, returns_at
+from lightning_sparse_rl.report.statistics import (
+    AGGREGATES,
+    Estimate,
+    aggregate_estimates,
+    iqm_curves,
+    mean_curves,
+    performance_profiles,
+    probabilities_of_improvement,
+)
+
+#: Thresholds of a performance profile.
+PROFILE_POINTS = 101
+
+
+@dataclass
+class ReportSettings:
+    """What a report computes.
+
+    Attributes:
+        steps: training steps to report besides the final one (those every run of an environment reached).
+        reps: bootstrap replications of the tables' intervals (rliable's default 50 000).
+        curve_reps: bootstrap replications of curves and profiles (per step; rliable's examples use 2 000).
+        seed: the bootstrap's seed.
+        references: reference scores beyond the built-in table (:mod:`~lightning_sparse_rl.report.normalization`).
+        header: lines printed under the title (command, commit, machine).
+
+    """
+
+    steps: list[int] = field(default_factory=list)
+    reps: int = 50_000
+    curve_reps: int = 2_000
+    seed: int = 0
+    references: dict[str, ReferenceScores] = field(default_factory=dict)
+    header: list[str] = field(default_factory=list)
+
+
+def _file_part(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+
+
+def _by(agents: Sequence[AgentResult], key: str) -> dict[str, list[AgentResult]]:
+    groups: dict[str, list[AgentResult]] = {}
+    for agent in agents:
+        groups.setdefault(getattr(agent, key), []).append(agent)
+    return groups
+
+
+def _estimates_json(estimates: Mapping[str, Estimate]) -> dict[str, dict[str, float]]:
+    return {name: asdict(estimate) for name, estimate in estimates.items()}
+
+
+def _curve_json(x: np.ndarray, value: np.ndarray, interval: np.ndarray) -> dict[str, list[float]]:
+    return {"steps": x.tolist(), "value": value.tolist(), "low": interval[0].tolist(), "high": interval[1].tolist()}
+
+
+class _Report:
+    """Builds the Markdown lines, the JSON content and the figures of one report."""
+
+    def __init__(self, out_dir: Path, settings: ReportSettings) -> None:
+        self.out = out_dir
+        self.settings = settings
+        self.lines: list[str] = []
+        self.figures: list[Path] = []
+
+    def figure(self, name: str) -> Path:
+        path = self.out / name
+        self.figures.append(path)
+        return path
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        self.lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        self.lines += ["| " + " | ".join(row) + " |" for row in rows]
+        self.lines.append("")
+
+    def aggregate_table(self, scores: Mapping[str, np.ndarray], digits: int, what: str) -> dict[str, Any]:
+        estimates = aggregate_estimates(scores, self.settings.reps, self.settings.seed)
+        rows = [
+            [name, "×".join(map(str, scores[name].shape)), *(estimates[name][a].as_text(digits) for a in AGGREGATES)]
+            for name in scores
+        ]
+        self.table(["configuration", what, "mean", "median", "IQM"], rows)
+        return {name: {"runs": int(scores[name].size), **_estimates_json(estimates[name])} for name in scores}
+
+    def improvement(self, scores: Mapping[str, np.ndarray], figure: str, title: str) -> dict[str, dict[str, float]]:
+        pairs = {f"{x} > {y}": (scores[x], scores[y]) for x, y in itertools.combinations(scores, 2)}
+        if not pairs:
+            return {}
+        estimates = probabilities_of_improvement(pairs, self.settings.curve_reps, self.settings.seed)
+        named = [(x, y, estimates[f"{x} > {y}"]) for x, y in itertools.combinations(scores, 2)]
+        self.table(["X", "Y", "P(X > Y)"], [[x, y, estimate.as_text(2)] for x, y, estimate in named])
+        plot_probabilities(named, self.figure(figure), title)
+        return {key: asdict(estimate) for key, estimate in estimates.items()}
+
+    def profile(self, scores: Mapping[str, np.ndarray], figure: str, xlabel: str, title: str) -> dict[str, Any]:
+        values = np.concatenate([s.ravel() for s in scores.values()])
+        thresholds = np.linspace(values.min(), values.max(), PROFILE_POINTS)
+        profiles = performance_profiles(scores, thresholds, self.settings.curve_reps, self.settings.seed)
+        bands = {name: (thresholds, value, interval) for name, (value, interval) in profiles.items()}
+        plot_bands(bands, self.figure(figure), xlabel=xlabel, ylabel="fraction of runs > τ", title=title, steps=False)
+        return {name: _curve_json(*band) for name, band in bands.items()}
+
+    def curves(self, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], figure: str, ylabel: str, title: str):
+        iqm = iqm_curves({name: c for name, (_, c) in curves.items()}, self.settings.curve_reps, self.settings.seed)
+        bands = {name: (curves[name][0], *iqm[name]) for name in curves}
+        plot_bands(bands, self.figure(figure), xlabel="training steps", ylabel=ylabel, title=title)
+        return {name: _curve_json(*band) for name, band in bands.items()}
+
+
+def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) -> dict[str, Any]:
+    settings, lines = report.settings, report.lines
+    configurations = _by(agents, "configuration")
+    steps = common_steps(agents)
+    lines += [f"## {env_id}", ""]
+    result: dict[str, Any] = {"configurations": {name: len(group) for name, group in configurations.items()}}
+    if len(steps) == 0:
+        lines += ["No evaluation step is common to all runs yet.", ""]
+        return result
+    final = int(steps[-1])
+    chosen = [s for s in settings.steps if s in steps and s != final]
+    missing = [s for s in settings.steps if s not in steps]
+    result["final_step"] = final
+    result["at_steps"] = {}
+    for step in [final, *chosen]:
+        heading = "the last step every run reached" if step == final else "chosen"
+        lines += [f"### Evaluation return at {step:,} training steps ({heading})", ""]
+        scores = {name: returns_at(group, np.array([step])) for name, group in configurations.items()}
+        result["at_steps"][str(step)] = report.aggregate_table(scores, 0, "runs×tasks")
+    if missing:
+        lines += [f"Not reached by every run: {', '.join(f'{s:,}' for s in missing)} steps.", ""]
+    final_scores = {name: returns_at(group, np.array([final])) for name, group in configurations.items()}
+    name = _file_part(env_id)
+    if len(configurations) > 1:
+        lines += [f"### Probability of improvement at {final:,} steps", ""]
+        result["probability_of_improvement"] = report.improvement(
+            final_scores, f"probability_of_improvement_{name}.png", f"{env_id}, {final:,} steps"
+        )
+    curves = {}
+    for configuration, group in configurations.items():
+        own = common_steps(group)
+        curves[configuration] = (own, returns_at(group, own)[:, None, :])
+    result["sample_efficiency"] = report.curves(
+        curves, f"sample_efficiency_{name}.png", "evaluation return (IQM)", f"{env_id}: IQM and 95% interval"
+    )
+    result["performance_profile"] = report.profile(
+        final_scores, f"performance_profile_{name}.png", "evaluation return τ", f"{env_id}, {final:,} steps"
+    )
+    lines += [
+        f"Figures: `sample_efficiency_{name}.png` (IQM over runs at each evaluation, 95 % interval), "
+        f"`performance_profile_{name}.png` (fraction of runs above each return at {final:,} steps)"
+        + (f", `probability_of_improvement_{name}.png`." if len(configurations) > 1 else "."),
+        "",
+    ]
+    connectivity = _connectivity(report, env_id, configurations)
+    if connectivity:
+        result["connectivity"] = connectivity
+    return result
+
+
+def _connectivity(report: _Report, env_id: str, configurations: Mapping[str, Sequence[AgentResult]]) -> dict:
+    with_counts = {name: group for name, group in configurations.items() if all(a.connectivity for a in group)}
+    if not with_counts:
+        return {}
+    curves, final_rows, result = {}, [], {}
+    for configuration, group in with_counts.items():
+        steps = group[0].connectivity_steps
+        for agent in group[1:]:
+            steps = np.intersect1d(steps, agent.connectivity_steps)
+        for kind in ("real", "noise"):
+            values = np.stack([a.connectivity[kind][np.searchsorted(a.connectivity_steps, steps)] for a in group])
+            if not np.isnan(values).all():
+                curves[f"{configuration}, {kind}"] = (steps, values[:, None, :])
+    means = mean_curves({key: c for key, (_, c) in curves.items()}, report.settings.curve_reps, report.settings.seed)
+    for key, (steps, _) in curves.items():
+        value, interval = means[key]
+        final_rows.append(
+            [key, f"{int(steps[-1]):,}", f"{value[-1]:.1f} [{interval[0, -1]:.1f}, {interval[1, -1]:.1f}]"]
+        )
+        result[key] = _curve_json(steps, value, interval)
+    name = _file_part(env_id)
+    report.lines += [f"### Actor connections per input feature ({env_id})", ""]
+    report.table(["configuration, inputs", "at step", "mean [95 % interval]"], final_rows)
+    plot_bands(
+        {key: (steps, *means[key]) for key, (steps, _) in curves.items()},
+        report.figure(f"connectivity_{name}.png"),
+        xlabel="training steps",
+        ylabel="active connections per input",
+        title=f"{env_id}: actor connections per real / noise input (mean, 95% interval)",
+    )
+    report.lines += [f"Figure: `connectivity_{name}.png`.", ""]
+    return result
+
+
+def _normalized(report: _Report, by_env: Mapping[str, Sequence[AgentResult]]) -> dict[str, Any]:
+    """Across environments with reference scores: the configurations that ran in all of them, equally often."""
+    references = {env: reference_scores(env, report.settings.references) for env in by_env}
+    envs = [env for env, scores in references.items() if scores is not None]
+    if len(envs) < 2:
+        return {}
+    groups = {env: _by(by_env[env], "configuration") for env in envs}
+    shared = [c for c in groups[envs[0]] if all(c in groups[env] for env in envs)]
+    shared = [c for c in shared if len({len(groups[env][c]) for env in envs}) == 1]
+    if not shared:
+        return {}
+    steps = common_steps([agent for env in envs for c in shared for agent in groups[env][c]])
+    finals = {env: int(common_steps(by_env[env])[-1]) for env in envs}
+    scores, curves = {}, {}
+    for configuration in shared:
+        columns, curve_columns = [], []
+        for env in envs:
+            group = sorted(groups[env][configuration], key=lambda agent: agent.seed)
+            columns.append(references[env].normalize(returns_at(group, np.array([finals[env]]))[:, 0]))
+            if len(steps):
+                curve_columns.append(references[env].normalize(returns_at(group, steps)))
+        scores[configuration] = np.stack(columns, axis=1)
+        if curve_columns:
+            curves[configuration] = (steps, np.stack(curve_columns, axis=1))
+    lines = report.lines
+    lines += [
+        "## All environments, normalised",
+        "",
+        "Score = (return − random) / (reference − random), 0 a random policy, 1 the reference; each environment at "
+        "its last common step ("
+        + ", ".join(f"{env} {finals[env]:,}" for env in envs)
+        + "). References: "
+        + "; ".join(
+            f"{env}: {references[env].random:g} / {references[env].reference:g} ({references[env].source})"
+            for env in envs
+        )
+        + ".",
+        "",
+    ]
+    result: dict[str, Any] = {"environments": envs, "final_steps": finals}
+    result["aggregates"] = report.aggregate_table(scores, 3, "runs×envs")
+    if len(shared) > 1:
+        lines += ["### Probability of improvement (averaged over environments)", ""]
+        result["probability_of_improvement"] = report.improvement(
+            scores, "probability_of_improvement_normalized.png", "all environments"
+        )
+    plot_intervals(
+        {c: aggregate_estimates({c: scores[c]}, report.settings.reps, report.settings.seed)[c] for c in scores},
+        report.figure("aggregates_normalized.png"),
+        xlabel="normalised score",
+        title="All environments: aggregates with 95% stratified bootstrap intervals",
+    )
+    result["performance_profile"] = report.profile(
+        scores, "performance_profile_normalized.png", "normalised score τ", "All environments"
+    )
+    if curves:
+        result["sample_efficiency"] = report.curves(
+            curves, "sample_efficiency_normalized.png", "normalised score (IQM)", "All environments: IQM, 95% interval"
+        )
+    lines += [
+        "Figures: `aggregates_normalized.png`, `performance_profile_normalized.png`"
+        + (", `sample_efficiency_normalized.png`" if curves else "")
+        + (", `probability_of_improvement_normalized.png`." if len(shared) > 1 else "."),
+        "",
+    ]
+    return result
+
+
+def build_report(agents: Sequence[AgentResult], out_dir: str | Path, settings: ReportSettings) -> dict[str, Any]:
+    """Write ``report.md``, ``report.json`` and the figures of ``agents`` to ``out_dir``; returns the JSON content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = _Report(out, settings)
+    report.lines += ["# Report", "", *[f"{line}  " for line in settings.header], ""]
+    report.lines += [
+        "Evaluation return: the mean undiscounted return of each agent's deterministic evaluation episodes. One run "
+        "= one agent (one seed). Intervals: 95 % stratified bootstrap (rliable; "
+        f"{settings.reps:,} replications for tables, {settings.curve_reps:,} for curves and profiles, seed "
+        f"{settings.seed}). IQM: the mean of the middle 50 % of runs. P(X > Y): the probability that a run of X "
+        "scores higher than a run of Y.",
+        "",
+    ]
+    by_env = _by(agents, "env_id")
+    content: dict[str, Any] = {"settings": {**asdict(settings), "references": None}, "environments": {}}
+    for env_id, group in by_env.items():
+        content["environments"][env_id] = _environment(report, env_id, group)
+    normalized = _normalized(report, by_env)
+    if normalized:
+        content["normalized"] = normalized
+    atomic_write_bytes(out / "report.md", "\n".join(report.lines).encode())
+    atomic_write_bytes(out / "report.json", (json.dumps(content, indent=1) + "\n").encode())
+    content["files"] = [str(out / "report.md"), str(out / "report.json"), *map(str, report.figures)]
+    return content

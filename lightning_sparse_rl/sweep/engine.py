@@ -1,0 +1,160 @@
+"""Running a sweep's trials on Ray Tune: a local Ray instance by default, or an existing cluster by address.
+
+Each trial is a Tune trial of :func:`~lightning_sparse_rl.sweep.trial.run_trial` with the sweep's resources;
+Tune schedules them (as many at once as the cluster's CPUs and GPUs allow), retries a trial whose worker died
+(``FailureConfig(max_failures)``) and keeps the experiment's state in ``SWEEP_DIR/ray``, from which
+``lsrl sweep --resume`` restores it (finished trials are not run again).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from lightning_sparse_rl.sweep.spec import Resources, Trial
+from lightning_sparse_rl.sweep.trial import run_trial
+from lightning_sparse_rl.validation import UserInputError
+
+#: Tune's experiment folder inside the sweep folder.
+RAY_FOLDER = "ray"
+#: Tune's experiment name (its state is ``SWEEP_DIR/ray/tune``).
+EXPERIMENT = "tune"
+#: Seconds between two prints of the trial table while nothing finishes.
+TABLE_SECONDS = 30.0
+
+
+class SweepEngineError(UserInputError):
+    """Ray could not be started or reached (the message says which address and why)."""
+
+
+def start_ray(address: str | None) -> str:
+    """Start a local Ray instance sized to this machine (``address`` ``None``) or connect to a cluster.
+
+    Returns:
+        a description of where the sweep runs, for the console.
+
+    Raises:
+        SweepEngineError: the cluster at ``address`` cannot be reached.
+
+    """
+    import ray
+
+    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    try:
+        if address is None:
+            ray.init(address="local", include_dashboard=False, **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        raise SweepEngineError(f"cannot reach a Ray cluster at {address}: {' '.join(str(err).split())}") from None
+    resources = ray.cluster_resources()
+    where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
+    return f"{where} ({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)"
+
+
+class TrialTable(tune.Callback):
+    """Tune callback: a compact table of the trials (name, status, steps, last evaluation, retries).
+
+    Printed when a trial starts, finishes or fails, and every :data:`TABLE_SECONDS` otherwise.
+    """
+
+    def __init__(self) -> None:
+        self.printed = -math.inf
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Print the table."""
+        self.print_table(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Print the table."""
+        self.print_table(trials)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Print the table."""
+        self.print_table(trials)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """Say that a failed trial is retried."""
+        print(f"Trial {_name(trial)} failed (failure {trial.num_failures}); Ray retries it from its last checkpoint.")
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        """Print the table if it was last printed :data:`TABLE_SECONDS` ago."""
+        if time.monotonic() - self.printed >= TABLE_SECONDS:
+            self.print_table(trials)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Print the final table."""
+        self.print_table(trials)
+
+    def print_table(self, trials: Sequence[Any]) -> None:
+        """Print one line per trial."""
+        self.printed = time.monotonic()
+        width = max([len(_name(trial)) for trial in trials] + [5])
+        lines = [f"{'trial':<{width}}  {'status':<10}  {'steps':>17}  {'last eval':>10}  retries"]
+        for trial in trials:
+            result = trial.last_result or {}
+            value = result.get("eval_return")
+            shown = "-" if value is None or value != value else f"{value:.1f}"
+            steps = f"{result.get('env_steps', 0)}/{trial.config['point']['trial']['max_timesteps']}"
+            lines.append(f"{_name(trial):<{width}}  {trial.status:<10}  {steps:>17}  {shown:>10}  {trial.num_failures}")
+        counts = collections.Counter(trial.status for trial in trials)
+        summary = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()))
+        print(f"{time.strftime('%H:%M:%S')} trials: {summary}", *lines, sep="\n", flush=True)
+
+
+def _name(trial: Any) -> str:
+    return trial.config["point"]["trial"]["name"]
+
+
+def run_trials(
+    sweep_dir: Path, trials: Sequence[Trial], resources: Resources, max_failures: int, resume: bool
+) -> dict[str, str]:
+    """Run (or, with ``resume``, continue) the trials on the Ray instance :func:`start_ray` connected to.
+
+    Returns:
+        each trial's Tune status by name (``TERMINATED`` when finished, ``ERROR`` after ``max_failures``
+        retries, ``PENDING``/``RUNNING`` when the sweep was interrupted).
+
+    """
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console output off (verbose=0): ours is TrialTable
+    trainable = tune.with_resources(run_trial, resources.as_ray())
+    storage = str((sweep_dir / RAY_FOLDER).resolve())
+    experiment = os.path.join(storage, EXPERIMENT)
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(
+            experiment, trainable, resume_unfinished=True, resume_errored=True, restart_errored=False
+        )
+    else:
+        threads = max(1, math.floor(resources.cpus_per_trial))
+        space = [{"sweep_dir": str(sweep_dir.resolve()), "threads": threads, "trial": t.to_dict()} for t in trials]
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"point": tune.grid_search(space)},
+            tune_config=tune.TuneConfig(
+                trial_name_creator=_name,
+                trial_dirname_creator=_name,
+            ),
+            run_config=tune.RunConfig(
+                name=EXPERIMENT,
+                storage_path=storage,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                verbose=0,
+                callbacks=[TrialTable()],
+            ),
+        )
+    results = tuner.fit()
+    return {result.config["point"]["trial"]["name"]: _status(result) for result in results}
+
+
+def _status(result: Any) -> str:
+    if result.error is not None:
+        return "ERROR"
+    return "TERMINATED" if (result.metrics or {}).get("finished") else "UNFINISHED"

@@ -1,0 +1,311 @@
+"""Sweep files: a base ``lsrl fit`` config, a grid of settings, seeds and environments, expanded into trials.
+
+A sweep file is YAML::
+
+    config: ../sac_noise90.yaml          # the base lsrl fit config (relative to this file)
+    seeds: 1-5                           # every trial trains these seeds as one population
+    environments: [HalfCheetah-v5]       # data.env_id; one trial per environment and grid point
+    grid:                                # every combination of these values is a grid point
+      config: [../anf_sac_noise90.yaml, ../sac_noise90.yaml]
+      model.lr: [0.001, 0.0003]
+    set:                                 # settings of every trial
+      data.max_timesteps: 300000
+    resources: {cpus_per_trial: 1, gpus_per_trial: 0}
+    max_failures: 3
+
+``grid`` may also be a list of such mappings: the union of their grids (as scikit-learn's parameter grids),
+for comparisons whose points have different keys (dense SAC vs DST at several sparsity levels).
+
+Keys are those of ``lsrl fit`` (``data.fake_features``, ``model.lr``, ``model`` for the algorithm class,
+``trainer.precision``), plus two of the sweep's own:
+
+* ``config``: the base config file of the grid point;
+* ``trainer.callbacks.CLASS.ARG``: argument ``ARG`` of the callback of class ``CLASS`` in the base config's
+  ``trainer.callbacks`` (e.g. ``trainer.callbacks.SparsityDistributionCallback.global_sparsity``).
+
+This module only reads and expands; whether each trial's settings are valid is decided by ``lsrl fit``'s own
+parser before any trial starts (``lsrl sweep``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_sparse_rl.validation import UserInputError, parse_seeds
+
+#: The keys a sweep file may have.
+SWEEP_KEYS = ("config", "seeds", "environments", "grid", "set", "resources", "max_failures")
+#: The grid key that chooses the base config.
+CONFIG_KEY = "config"
+#: The prefix of grid keys that set a callback's argument by the callback's class name.
+CALLBACK_PREFIX = "trainer.callbacks."
+#: The folder of a trial's run inside its trial folder (the CSV logger's ``version_0``).
+RUN_FOLDER = "version_0"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial reserves on a Ray node (fractional GPUs let trials share one)."""
+
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+
+    def as_ray(self) -> dict[str, float]:
+        """The resource request for ``tune.with_resources``."""
+        return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+
+
+@dataclass
+class Trial:
+    """One grid point in one environment: one ``lsrl fit`` of a population of the sweep's seeds.
+
+    Attributes:
+        name: the trial's folder name in ``SWEEP_DIR/trials`` (environment and settings, file-name safe).
+        env_id: the Gymnasium id (``data.env_id``).
+        configuration: the grid point without the environment, e.g. ``config=anf_sac_noise90`` (what a report
+            compares); ``default`` when the grid is empty.
+        settings: the grid point's keys and values (``config`` as the file's path).
+        config_file: the base config file (absolute path).
+        seeds: the population's seeds.
+        fit_args: ``lsrl fit`` arguments after ``--config TRIAL_CONFIG`` (seeds, env, settings).
+        max_timesteps: ``data.max_timesteps`` of the trial, as ``lsrl fit`` resolves it (filled in by the check
+            of the settings; ``0`` before).
+
+    """
+
+    name: str
+    env_id: str
+    configuration: str
+    settings: dict[str, Any]
+    config_file: str
+    seeds: list[int]
+    fit_args: list[str]
+    max_timesteps: int = 0
+    callback_settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trial as plain data (JSON, Ray's trial config)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trial:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep file (see the module docs)."""
+
+    path: Path
+    grids: list[dict[str, list[Any]]]
+    seeds: list[int]
+    environments: list[str]
+    settings: dict[str, Any]
+    resources: Resources
+    max_failures: int
+
+
+def _fail(path: Path, message: str) -> UserInputError:
+    return UserInputError(f"sweep file {path}: {message}")
+
+
+def _as_list(path: Path, key: str, value: Any) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise _fail(path, f"{key}: [] gives no value to sweep over")
+    return values
+
+
+def load_sweep_file(path: str | Path) -> SweepSpec:
+    """Read and check a sweep file's structure (not yet whether ``lsrl fit`` accepts its settings).
+
+    Raises:
+        UserInputError: a missing file, invalid YAML, an unknown top-level key, a grid that is not a mapping of
+            lists, seeds that :func:`~lightning_sparse_rl.validation.parse_seeds` refuses, a missing config file.
+
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"sweep file {path} does not exist")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _fail(path, f"not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(content, dict):
+        raise _fail(path, f"must hold keys ({', '.join(SWEEP_KEYS)}), not a {type(content).__name__}")
+    unknown = sorted(set(content) - set(SWEEP_KEYS))
+    if unknown:
+        raise _fail(path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(SWEEP_KEYS)}")
+    grids_given = content.get("grid") or {}
+    grids = []
+    for grid in grids_given if isinstance(grids_given, list) else [grids_given]:
+        if not isinstance(grid, dict):
+            raise _fail(path, f"grid must map keys to lists of values, not {grid!r}")
+        grids.append({str(key): _as_list(path, f"grid.{key}", value) for key, value in grid.items()})
+    settings = content.get("set") or {}
+    if not isinstance(settings, dict):
+        raise _fail(path, f"set must map keys to values, not {settings!r}")
+    for grid in grids:
+        if CONFIG_KEY not in grid:
+            if CONFIG_KEY not in content:
+                raise _fail(path, "no base config: give config: FILE (or config: [...] in the grid)")
+            grid[CONFIG_KEY] = [content[CONFIG_KEY]]
+    if not grids:
+        if CONFIG_KEY not in content:
+            raise _fail(path, "no base config: give config: FILE")
+        grids = [{CONFIG_KEY: _as_list(path, CONFIG_KEY, content[CONFIG_KEY])}]
+    for grid in grids:
+        grid[CONFIG_KEY] = [str(_config_path(path, str(file))) for file in grid[CONFIG_KEY]]
+    if "seeds" not in content:
+        raise _fail(path, "give the seeds of every trial's population, e.g. seeds: 1-5")
+    try:
+        seeds = parse_seeds(content["seeds"])
+    except UserInputError as err:
+        raise _fail(path, str(err)) from None
+    resources_given = content.get("resources") or {}
+    try:
+        resources = Resources(**resources_given)
+    except TypeError:
+        raise _fail(path, f"resources: {resources_given!r}; allowed keys: cpus_per_trial, gpus_per_trial") from None
+    max_failures = content.get("max_failures", 3)
+    if not isinstance(max_failures, int) or max_failures < 0:
+        raise _fail(path, f"max_failures={max_failures!r} must be an integer >= 0")
+    environments = (
+        [str(env) for env in _as_list(path, "environments", content.get("environments") or [])]
+        if ("environments" in content)
+        else []
+    )
+    return SweepSpec(path, grids, seeds, environments, dict(settings), resources, max_failures)
+
+
+def _config_path(sweep_file: Path, config: str) -> Path:
+    """A base config named in a sweep file: relative to the sweep file's folder (an absolute path as it is)."""
+    file = Path(config) if Path(config).is_absolute() else sweep_file.parent / config
+    if not file.is_file():
+        raise _fail(sweep_file, f"config file {config} does not exist (paths are relative to the sweep file)")
+    return file.resolve()
+
+
+def _short_value(key: str, value: Any) -> str:
+    if key == CONFIG_KEY:
+        return Path(str(value)).stem
+    if isinstance(value, str) and re.fullmatch(r"[\w.]+\.[A-Z]\w*", value):  # a class path: its class name
+        return value.rsplit(".", 1)[1]
+    return str(value)
+
+
+def _short_keys(keys: Sequence[str]) -> dict[str, str]:
+    """Each key's last dotted part, unless two keys share it (then the whole key)."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return {key: (short if last.count(short) == 1 else key) for key, short in zip(keys, last, strict=True)}
+
+
+def _file_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+
+
+def cli_value(value: Any) -> str:
+    """A value as ``lsrl fit`` reads it on the command line (YAML: ``0.9``, ``true``, ``[1, 2]``, ``null``)."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
+
+
+def expand_trials(spec: SweepSpec) -> list[Trial]:
+    """The sweep's trials: for every grid point of every grid, one per environment (in file order).
+
+    Raises:
+        UserInputError: two grid points that are the same trial.
+
+    """
+    seeds_arg = ",".join(map(str, spec.seeds))
+    trials: list[Trial] = []
+    for grid in spec.grids:
+        keys = list(grid)
+        varied = [key for key in keys if len(grid[key]) > 1 or len(spec.grids) > 1]
+        for values in itertools.product(*(grid[key] for key in keys)):
+            point = dict(zip(keys, values, strict=True))
+            both = sorted(set(point) & set(spec.settings))
+            if both:
+                raise _fail(spec.path, f"{', '.join(both)}: in both grid and set; give each key in one of them")
+            # the grid's values first: a class given there (model: ...) is known when set's arguments are read
+            settings = {**{k: v for k, v in point.items() if k != CONFIG_KEY}, **spec.settings}
+            short = _short_keys([key for key in keys if key in varied])
+            configuration = ",".join(f"{short[key]}={_short_value(key, point[key])}" for key in short) or "default"
+            for env_id in spec.environments or [_base_env(point[CONFIG_KEY])]:
+                args = [f"--seeds={seeds_arg}"]
+                if spec.environments:
+                    args.append(f"--data.env_id={env_id}")
+                callbacks = {k: v for k, v in settings.items() if k.startswith(CALLBACK_PREFIX)}
+                args += [f"--{key}={cli_value(value)}" for key, value in settings.items() if key not in callbacks]
+                trials.append(
+                    Trial(
+                        name=_file_name(f"{env_id}__{configuration}"),
+                        env_id=env_id,
+                        configuration=configuration,
+                        settings=point,
+                        config_file=str(point[CONFIG_KEY]),
+                        seeds=list(spec.seeds),
+                        fit_args=args,
+                        callback_settings=callbacks,
+                    )
+                )
+    names = [trial.name for trial in trials]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise _fail(spec.path, f"grid points repeat a trial: {', '.join(repeated)}")
+    return trials
+
+
+def _base_env(config_file: str) -> str:
+    content = yaml.safe_load(Path(config_file).read_text()) or {}
+    env_id = (content.get("data") or {}).get("env_id")
+    if not env_id:
+        raise UserInputError(f"{config_file} names no data.env_id: give the sweep file environments: [...]")
+    return str(env_id)
+
+
+def trial_config(trial: Trial, trial_dir: Path) -> dict[str, Any]:
+    """The trial's config file content: its base config, its callback settings, and logs in ``trial_dir``.
+
+    CSV and TensorBoard loggers write to ``trial_dir/version_0`` (a base config without a logger gets the CSV
+    logger there); ``trainer.default_root_dir`` is ``trial_dir``.
+
+    Raises:
+        UserInputError: a callback setting names a class that the base config's ``trainer.callbacks`` lacks.
+
+    """
+    config = copy.deepcopy(yaml.safe_load(Path(trial.config_file).read_text()) or {})
+    trainer = config.setdefault("trainer", {})
+    callbacks = trainer.get("callbacks") or []
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    for key, value in trial.callback_settings.items():
+        class_name, _, argument = key.removeprefix(CALLBACK_PREFIX).partition(".")
+        matches = [c for c in callbacks if isinstance(c, dict) and str(c.get("class_path", "")).endswith(class_name)]
+        if not argument or not matches:
+            raise UserInputError(
+                f"{key}: {trial.config_file} has no callback {class_name} in trainer.callbacks "
+                f"(keys {CALLBACK_PREFIX}CLASS.ARGUMENT set an argument of a callback the base config has)"
+            )
+        for callback in matches:
+            callback.setdefault("init_args", {})[argument] = value
+    trainer["callbacks"] = callbacks
+    loggers = trainer.get("logger")
+    if loggers in (None, True):
+        loggers = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger"}]
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith(("CSVLogger", "TensorBoardLogger")):
+            logger.setdefault("init_args", {}).update(save_dir=str(trial_dir), name="", version=0)
+    trainer["logger"] = loggers
+    trainer["default_root_dir"] = str(trial_dir)
+    trainer.setdefault("enable_progress_bar", False)  # the log is a file: the episode and evaluation lines suffice
+    return config
