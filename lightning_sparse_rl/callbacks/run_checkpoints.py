@@ -37,8 +37,9 @@ class RunCheckpoints(Callback):
     of an evaluation. There the DataModule raises :class:`~lightning_sparse_rl.stop_request.StopRequested`;
     this callback writes ``last.ckpt`` (a stop mid-evaluation saves the state from before that evaluation,
     which the resumed run repeats) and the exception ends the fit (loggers are finalised; ``lsrl`` exits with
-    status 0). Resume with ``lsrl fit --config RUN_DIR/config.yaml --ckpt_path last``. A second signal while
-    stopping is handled as usual (Python raises ``KeyboardInterrupt`` for SIGINT).
+    status 0). Resume with ``lsrl fit --config RUN_DIR/config.yaml --ckpt_path last``. A second SIGINT while
+    stopping is handled as usual (Python raises ``KeyboardInterrupt``); a repeated SIGTERM is ignored (a sweep's
+    trial gets one from its worker and one when the worker dies), so the checkpoint is written.
 
     Put it after the callbacks that change the training state at the end of a step (dynamic sparsity,
     feature permutations), so that its periodic checkpoints include their work: ``lsrl fit`` does this.
@@ -62,7 +63,10 @@ class RunCheckpoints(Callback):
         self._stopped_in: str | None = None  # the phase of a honoured stop request, while its checkpoint is written
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if stop_requested() is not None:  # a second signal: what it did before (Ctrl-C: KeyboardInterrupt)
+        if stop_requested() is not None and signum == signal.SIGTERM:  # senders repeat it: the stop is under way
+            rank_zero_info("Received SIGTERM again: still stopping, with a checkpoint.")
+            return
+        if stop_requested() is not None:  # a second Ctrl-C: what it did before (KeyboardInterrupt)
             previous = self._previous.get(signum, signal.SIG_DFL)
             if callable(previous):
                 previous(signum, frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -16,8 +17,9 @@ import yaml
 from lightning_sparse_rl.cli.errors import ToolParser, one_line
 from lightning_sparse_rl.cli.fit import SparseRLCLI, cli_options
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
+from lightning_sparse_rl.persistence.run_lock import wait_until_released
 from lightning_sparse_rl.provenance import machine_description, source_commit
-from lightning_sparse_rl.sweep.spec import Resources, Trial, expand_trials, load_sweep_file, trial_config
+from lightning_sparse_rl.sweep.spec import RUN_FOLDER, Resources, Trial, expand_trials, load_sweep_file, trial_config
 from lightning_sparse_rl.validation import UserInputError
 
 #: The sweep's trials, resources and retries, as ``lsrl sweep`` expanded and checked them (what ``--resume`` reads).
@@ -54,7 +56,7 @@ def check_trials(trials: Sequence[Trial], sweep_dir: Path) -> None:
                     checker = _SettingsCheck(**cli_options(args, run=False))
                 else:
                     checker.parse_arguments(checker.parser, args)
-            except (ValueError, TypeError, KeyError, SystemExit) as err:
+            except (ValueError, TypeError, KeyError, argparse.ArgumentError) as err:
                 reason = one_line(err).replace(str(config_file), Path(trial.config_file).name)
                 raise UserInputError(f"trial {trial.name}: {reason}") from None
             trial.max_timesteps = int(checker.config["data"]["max_timesteps"])
@@ -105,10 +107,12 @@ def sweep(argv: Sequence[str]) -> None:
         check_trials(trials, sweep_dir)
     try:
         from lightning_sparse_rl.sweep.engine import run_trials, start_ray
+        from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS, trial_dir
     except ImportError as err:
         raise UserInputError(
             f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
         ) from None
+    where = start_ray(args.address)  # before the sweep folder is written: a wrong address leaves nothing behind
     if not args.resume:
         for trial in trials:
             folder = sweep_dir / "trials" / trial.name
@@ -126,7 +130,6 @@ def sweep(argv: Sequence[str]) -> None:
             "trials": [trial.to_dict() for trial in trials],
         }
         _write_json(sweep_dir / TRIALS_FILE, saved)
-    where = start_ray(args.address)
     print(
         f"Sweep {sweep_dir}: {len(trials)} trials × {len(trials[0].seeds)} seeds on {where}; "
         f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial:g} GPUs per trial, "
@@ -134,6 +137,13 @@ def sweep(argv: Sequence[str]) -> None:
         flush=True,
     )
     statuses = run_trials(sweep_dir, trials, resources, max_failures, resume=bool(args.resume))
+    stopping = [
+        t for t in trials if statuses.get(t.name) != "TERMINATED" and (trial_dir(sweep_dir, t) / RUN_FOLDER).exists()
+    ]
+    if stopping:
+        print(f"Waiting for {len(stopping)} unfinished trial(s) to write their checkpoints ...", flush=True)
+        for trial in stopping:
+            wait_until_released(trial_dir(sweep_dir, trial) / RUN_FOLDER, STOP_GRACE_SECONDS)
     finished = [name for name, status in statuses.items() if status == "TERMINATED"]
     failed = [name for name, status in statuses.items() if status == "ERROR"]
     print(f"{len(finished)} of {len(trials)} trials finished. Report: lsrl report {sweep_dir}")

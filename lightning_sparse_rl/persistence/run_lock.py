@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 #: The lock file's name inside a run folder.
@@ -124,3 +125,22 @@ class RunLock:
         finally:
             os.close(self._fd)  # closing releases the flock
             self._fd = None
+
+
+def wait_until_released(run_dir: str | Path, timeout: float) -> bool:
+    """Wait until no live process holds ``run_dir``'s lock; ``False`` if one still does after ``timeout`` seconds.
+
+    A run that is stopping (writing its last checkpoint) holds its lock until it has written it.
+    """
+    deadline = time.monotonic() + timeout
+    while (Path(run_dir) / LOCK_FILE).exists():
+        lock = RunLock(run_dir)
+        try:
+            lock.acquire()
+        except RunFolderBusy:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
+            continue
+        lock.release()
+    return True

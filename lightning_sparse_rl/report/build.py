@@ -293,7 +293,8 @@ def build_report(agents: Sequence[AgentResult], out_dir: str | Path, settings: R
         "= one agent (one seed). Intervals: 95 % stratified bootstrap (rliable; "
         f"{settings.reps:,} replications for tables, {settings.curve_reps:,} for curves and profiles, seed "
         f"{settings.seed}). IQM: the mean of the middle 50 % of runs. P(X > Y): the probability that a run of X "
-        "scores higher than a run of Y.",
+        "scores higher than a run of Y. Median: over runs within an environment; across environments rliable's "
+        "median over environments of the mean over runs.",
         "",
     ]
     by_env = _by(agents, "env_id")

@@ -23,14 +23,14 @@ def _steps_axis(ax) -> None:
 def plot_bands(
     bands: Mapping[str, Band], path: str | Path, *, xlabel: str, ylabel: str, title: str, steps: bool = True
 ) -> None:
-    """One line per entry with its shaded interval; an entry ``NAME, noise`` is dashed, coloured as ``NAME, ...``."""
+    """One line per entry with its shaded interval; ``NAME, noise`` is dashed, in the colour of ``NAME, real``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     colors: dict[str, str] = {}
     for label, (x, value, interval) in bands.items():
-        group, _, kind = label.rpartition(", ")
+        group, _, kind = label.rpartition(", ") if label.endswith((", real", ", noise")) else (label, "", "")
         style = {"linestyle": "--"} if kind == "noise" else {}
         if group in colors:
             style["color"] = colors[group]

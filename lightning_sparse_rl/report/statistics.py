@@ -48,10 +48,19 @@ def _aggregates(scores: np.ndarray) -> np.ndarray:
     return np.array([metrics.aggregate_mean(scores), metrics.aggregate_median(scores), metrics.aggregate_iqm(scores)])
 
 
+def _aggregates_of_one_task(scores: np.ndarray) -> np.ndarray:
+    from rliable import metrics
+
+    return np.array([metrics.aggregate_mean(scores), np.median(scores), metrics.aggregate_iqm(scores)])
+
+
 def aggregate_estimates(
     scores: Mapping[str, np.ndarray], reps: int = 50_000, seed: int = 0
 ) -> dict[str, dict[str, Estimate]]:
     """Mean, median and IQM of each entry's ``(runs, tasks)`` scores, with 95 % stratified bootstrap intervals.
+
+    Over several tasks the median is rliable's: the median over tasks of each task's mean over runs (the
+    "median normalised score"); for one task it is the median over runs.
 
     Returns:
         entry → aggregate name (:data:`AGGREGATES`) → :class:`Estimate`.
@@ -60,7 +69,9 @@ def aggregate_estimates(
     from rliable import library
 
     with _seeded(seed):
-        points, intervals = library.get_interval_estimates(dict(scores), _aggregates, reps=reps)
+        one_task = all(entry.shape[1] == 1 for entry in scores.values())
+        aggregates = _aggregates_of_one_task if one_task else _aggregates
+        points, intervals = library.get_interval_estimates(dict(scores), aggregates, reps=reps)
     return {
         key: {
             name: Estimate(float(points[key][i]), float(intervals[key][0, i]), float(intervals[key][1, i]))

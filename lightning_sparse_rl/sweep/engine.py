@@ -12,7 +12,9 @@ import collections
 import logging
 import math
 import os
+import socket
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,15 @@ def start_ray(address: str | None) -> str:
     """
     import ray
 
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
+    warnings.filterwarnings("ignore", module=r"ray\.util\.client")  # its timeout warning repeats our error
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
     try:
         if address is None:
+            # Ray SIGKILLs a worker's child processes when the worker exits; a trial's lsrl fit must outlive its
+            # worker long enough to write its checkpoint (it gets SIGTERM then, see sweep.trial).
+            os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "0")
             ray.init(address="local", include_dashboard=False, **options)
         else:
             ray.init(address=address, **options)
@@ -58,6 +66,21 @@ def start_ray(address: str | None) -> str:
     resources = ray.cluster_resources()
     where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
     return f"{where} ({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs)"
+
+
+#: Seconds to wait for a cluster's port before the sweep gives up (Ray itself retries for minutes).
+CONNECT_SECONDS = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast when nothing listens at ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SweepEngineError(f"--address {address}: give auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise SweepEngineError(f"cannot reach a Ray cluster at {address}: {err.strerror or err}") from None
 
 
 class TrialTable(tune.Callback):
@@ -125,6 +148,7 @@ def run_trials(
 
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console output off (verbose=0): ours is TrialTable
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # its hints name Tuner.restore; ours name lsrl sweep --resume
     trainable = tune.with_resources(run_trial, resources.as_ray())
     storage = str((sweep_dir / RAY_FOLDER).resolve())
     experiment = os.path.join(storage, EXPERIMENT)

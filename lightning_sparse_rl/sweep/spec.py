@@ -103,10 +103,11 @@ class Trial:
 
 @dataclass
 class SweepSpec:
-    """A parsed sweep file (see the module docs)."""
+    """A parsed sweep file (see the module docs); ``config`` is the base config of grids without a ``config`` key."""
 
     path: Path
     grids: list[dict[str, list[Any]]]
+    config: str | None
     seeds: list[int]
     environments: list[str]
     settings: dict[str, Any]
@@ -154,17 +155,12 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     settings = content.get("set") or {}
     if not isinstance(settings, dict):
         raise _fail(path, f"set must map keys to values, not {settings!r}")
+    if any(CONFIG_KEY not in grid for grid in grids or [{}]) and CONFIG_KEY not in content:
+        raise _fail(path, "no base config: give config: FILE (or config: [...] in the grid)")
+    default_config = str(_config_path(path, str(content[CONFIG_KEY]))) if CONFIG_KEY in content else None
     for grid in grids:
-        if CONFIG_KEY not in grid:
-            if CONFIG_KEY not in content:
-                raise _fail(path, "no base config: give config: FILE (or config: [...] in the grid)")
-            grid[CONFIG_KEY] = [content[CONFIG_KEY]]
-    if not grids:
-        if CONFIG_KEY not in content:
-            raise _fail(path, "no base config: give config: FILE")
-        grids = [{CONFIG_KEY: _as_list(path, CONFIG_KEY, content[CONFIG_KEY])}]
-    for grid in grids:
-        grid[CONFIG_KEY] = [str(_config_path(path, str(file))) for file in grid[CONFIG_KEY]]
+        if CONFIG_KEY in grid:
+            grid[CONFIG_KEY] = [str(_config_path(path, str(file))) for file in grid[CONFIG_KEY]]
     if "seeds" not in content:
         raise _fail(path, "give the seeds of every trial's population, e.g. seeds: 1-5")
     try:
@@ -184,7 +180,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         if ("environments" in content)
         else []
     )
-    return SweepSpec(path, grids, seeds, environments, dict(settings), resources, max_failures)
+    return SweepSpec(path, grids or [{}], default_config, seeds, environments, dict(settings), resources, max_failures)
 
 
 def _config_path(sweep_file: Path, config: str) -> Path:
@@ -223,15 +219,18 @@ def cli_value(value: Any) -> str:
 def expand_trials(spec: SweepSpec) -> list[Trial]:
     """The sweep's trials: for every grid point of every grid, one per environment (in file order).
 
+    A trial's configuration is named by its grid's keys and values (``config=ds_sac,global_sparsity=0.9``).
+
     Raises:
         UserInputError: two grid points that are the same trial.
 
     """
     seeds_arg = ",".join(map(str, spec.seeds))
     trials: list[Trial] = []
-    for grid in spec.grids:
+    for given in spec.grids:
+        labelled = list(given)  # the grid's own keys name its points (not the sweep's default config)
+        grid = {CONFIG_KEY: [spec.config], **given}
         keys = list(grid)
-        varied = [key for key in keys if len(grid[key]) > 1 or len(spec.grids) > 1]
         for values in itertools.product(*(grid[key] for key in keys)):
             point = dict(zip(keys, values, strict=True))
             both = sorted(set(point) & set(spec.settings))
@@ -239,7 +238,7 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
                 raise _fail(spec.path, f"{', '.join(both)}: in both grid and set; give each key in one of them")
             # the grid's values first: a class given there (model: ...) is known when set's arguments are read
             settings = {**{k: v for k, v in point.items() if k != CONFIG_KEY}, **spec.settings}
-            short = _short_keys([key for key in keys if key in varied])
+            short = _short_keys(labelled)
             configuration = ",".join(f"{short[key]}={_short_value(key, point[key])}" for key in short) or "default"
             for env_id in spec.environments or [_base_env(point[CONFIG_KEY])]:
                 args = [f"--seeds={seeds_arg}"]

@@ -6,8 +6,9 @@ starts afresh. So a trial that Ray retries after its worker died (``max_failures
 starts again after Ctrl-C or a crash, loses no step and repeats none: its ``evaluations.csv`` is the one an
 uninterrupted run writes.
 
-The child dies with its worker (Linux: ``PR_SET_PDEATHSIG`` delivers SIGTERM, on which ``lsrl fit`` writes a
-checkpoint and stops), and its output goes to ``TRIAL_DIR/fit.log``.
+The child runs in a session of its own and stops with its worker: when the worker ends (Linux:
+``PR_SET_PDEATHSIG``) or the trial is stopped, it gets SIGTERM, writes a checkpoint and exits. A new attempt waits
+until the previous one has released its run folder. Its output goes to ``TRIAL_DIR/fit.log``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from ray import tune
 
 from lightning_sparse_rl.persistence.run_files import read_csv_columns
+from lightning_sparse_rl.persistence.run_lock import wait_until_released
 from lightning_sparse_rl.sweep.spec import RUN_FOLDER, Trial
 
 #: The trial's config file (its base config, callback settings and log folder) inside its trial folder.
@@ -130,11 +132,13 @@ def run_trial(config: dict[str, Any]) -> None:
     if progress.finished:
         tune.report(progress.metrics(trial.max_timesteps))
         return
+    if not wait_until_released(run_dir, STOP_GRACE_SECONDS):  # a previous attempt's process still stopping
+        raise RuntimeError(f"{run_dir} is still in use by another process after {STOP_GRACE_SECONDS:g} s")
     command = fit_command(trial, folder)
     if command[-1] != "last" and run_dir.exists():  # a start that wrote no checkpoint: nothing to continue
         shutil.rmtree(run_dir)
     threads = str(max(1, int(point["threads"])))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
     reported = progress
     with open(folder / FIT_LOG, "a") as log:
         log.write(f"\n$ lsrl {' '.join(command)}\n")
@@ -145,6 +149,7 @@ def run_trial(config: dict[str, Any]) -> None:
             stderr=subprocess.STDOUT,
             env=env,
             cwd=folder,
+            start_new_session=True,  # not in Ray's process group: a stop reaches it as one SIGTERM, and it checkpoints
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         try:

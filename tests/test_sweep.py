@@ -1,0 +1,287 @@
+"""``lsrl sweep``: sweep files, their trials, and real sweeps on a local Ray instance (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lightning_sparse_rl.persistence.run_files import read_csv_columns
+from lightning_sparse_rl.sweep.spec import expand_trials, load_sweep_file, trial_config
+from lightning_sparse_rl.validation import UserInputError
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
+SAC_TRIAL, TD3_TRIAL = "Pendulum-v1__model=SAC", "Pendulum-v1__model=TD3"
+#: The tests that use the smoke sweep run in one pytest-xdist worker (``--dist loadgroup``), so it runs once.
+SMOKE_GROUP = pytest.mark.xdist_group("smoke_sweep")
+
+
+def _write(path: Path, content: dict) -> Path:
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def _lsrl(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``lsrl ARGS`` as a user does, in a process of its own."""
+    command = [sys.executable, "-m", "lightning_sparse_rl.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def _evaluations(run_dir: Path) -> list[tuple[int, int, float]]:
+    columns = read_csv_columns(run_dir / "evaluations.csv")
+    return list(zip(columns["step"].astype(int), columns["seed"].astype(int), columns["return"], strict=True))
+
+
+def test_a_grid_list_is_the_union_of_its_grids_and_names_every_trial(tmp_path):
+    sweep = _write(
+        tmp_path / "sparsity.yaml",
+        {
+            "seeds": "1-3",
+            "environments": ["Hopper-v5", "Walker2d-v5"],
+            "grid": [
+                {"config": [str(REPO / "configs/sac.yaml")]},
+                {
+                    "config": [str(REPO / "configs/ds_sac.yaml")],
+                    "trainer.callbacks.SparsityDistributionCallback.global_sparsity": [0.5, 0.9],
+                },
+            ],
+            "set": {"data.max_timesteps": 1000, "model.lr": 0.0003},
+        },
+    )
+    trials = expand_trials(load_sweep_file(sweep))
+    assert [t.name for t in trials] == [
+        "Hopper-v5__config=sac",
+        "Walker2d-v5__config=sac",
+        "Hopper-v5__config=ds_sac,global_sparsity=0.5",
+        "Walker2d-v5__config=ds_sac,global_sparsity=0.5",
+        "Hopper-v5__config=ds_sac,global_sparsity=0.9",
+        "Walker2d-v5__config=ds_sac,global_sparsity=0.9",
+    ]
+    last = trials[-1]
+    assert last.configuration == "config=ds_sac,global_sparsity=0.9" and last.env_id == "Walker2d-v5"
+    assert last.seeds == [1, 2, 3]
+    assert last.fit_args == [
+        "--seeds=1,2,3",
+        "--data.env_id=Walker2d-v5",
+        "--data.max_timesteps=1000",
+        "--model.lr=0.0003",
+    ]
+    config = trial_config(last, tmp_path / "trial")
+    (distribution,) = [
+        c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("SparsityDistributionCallback")
+    ]
+    assert distribution["init_args"]["global_sparsity"] == 0.9
+    assert distribution["init_args"]["distribution"] == "ER"  # the base config's other arguments stay
+    (logger,) = config["trainer"]["logger"]
+    assert logger["init_args"] | {} == {
+        **logger["init_args"],
+        "save_dir": str(tmp_path / "trial"),
+        "name": "",
+        "version": 0,
+    }
+    assert config["trainer"]["enable_progress_bar"] is False
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"seeds": "1-2", "grid": {"model.lr": [0.1]}, "typo": 1}, "unknown key(s) typo"),
+        ({"config": "missing.yaml", "seeds": "1-2"}, "config file missing.yaml does not exist"),
+        ({"config": "SAC", "seeds": "3-1"}, "seeds='3-1' must be a range"),
+        ({"config": "SAC", "seeds": 1, "grid": {"model.lr": [0.1]}, "set": {"model.lr": 0.2}}, "model.lr: in both"),
+        ({"config": "SAC", "seeds": 1, "grid": {"model.lr": []}}, "grid.model.lr: [] gives no value"),
+    ],
+)
+def test_a_malformed_sweep_file_is_one_clear_error(tmp_path, content, message):
+    if content.get("config") == "SAC":
+        content["config"] = str(REPO / "configs/sac.yaml")
+    with pytest.raises(UserInputError, match=f"sweep file .*: .*{re.escape(message)}"):
+        expand_trials(load_sweep_file(_write(tmp_path / "bad.yaml", content)))
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ({"data.no_such_key": [1]}, "error: trial Pendulum-v1__no_such_key=1: .*no_such_key"),
+        ({"data.batch_size": ["many"]}, "error: trial Pendulum-v1__batch_size=many: data.batch_size: .*many"),
+        (
+            {"trainer.callbacks.DynamicSparsityCallback.drop_fraction": [0.1]},
+            "error: trainer.callbacks.DynamicSparsityCallback.drop_fraction: .*sac.yaml has no callback "
+            "DynamicSparsityCallback",
+        ),
+    ],
+)
+def test_a_bad_grid_key_or_value_is_rejected_before_ray_starts(tmp_path, grid, message):
+    sweep = _write(
+        tmp_path / "bad.yaml",
+        {"config": str(REPO / "configs/sac.yaml"), "seeds": "1-2", "environments": ["Pendulum-v1"], "grid": grid},
+    )
+    result = _lsrl("sweep", str(sweep), "--dir", str(tmp_path / "sweep"), timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and re.match(message, errors[0]), result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Ray" not in result.stdout  # no Ray instance was started
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_a_missing_ray_or_an_unreachable_cluster_is_one_line(tmp_path):
+    fake = tmp_path / "no_ray" / "ray"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
+    env = {**os.environ, "PYTHONPATH": str(fake.parent)}
+    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(SMOKE), "--dir", str(tmp_path / "a")]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: lsrl sweep needs Ray Tune (ray is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
+    )
+    result = _lsrl("sweep", str(SMOKE), "--dir", str(tmp_path / "b"), "--address", "127.0.0.1:9", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: cannot reach a Ray cluster at 127.0.0.1:9: Connection refused"
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory):
+    """The smoke sweep (SAC and TD3 on Pendulum, seeds 1-2, 600 steps), run once on a local Ray instance."""
+    sweep_dir = tmp_path_factory.mktemp("sweeps") / "smoke"
+    result = _lsrl("sweep", str(SMOKE), "--dir", str(sweep_dir))
+    return sweep_dir, result
+
+
+@SMOKE_GROUP
+def test_the_smoke_sweep_trains_every_trial_as_a_population(smoke_sweep):
+    sweep_dir, result = smoke_sweep
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 of 2 trials finished" in result.stdout
+    assert "Pendulum-v1__model=SAC  TERMINATED            600/600" in result.stdout  # the live table's last state
+    saved = json.loads((sweep_dir / "trials.json").read_text())
+    assert [trial["name"] for trial in saved["trials"]] == [SAC_TRIAL, TD3_TRIAL]
+    assert {trial["max_timesteps"] for trial in saved["trials"]} == {600}
+    for name, algorithm in ((SAC_TRIAL, "SAC"), (TD3_TRIAL, "TD3")):
+        run_dir = sweep_dir / "trials" / name / "version_0"
+        steps_seeds = [(step, seed) for step, seed, _ in _evaluations(run_dir)]
+        assert steps_seeds == [(s, seed) for s in (200, 400, 600) for seed in (1, 2)]
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert config["model"]["class_path"] == f"lightning_sparse_rl.{algorithm}"
+        assert config["data"]["env_id"] == "Pendulum-v1" and config["seeds"] == "1,2"
+        assert config["model"]["init_args"]["hidden_width"] == 32
+        assert (run_dir / "checkpoints" / "last.ckpt").exists()
+        assert (sweep_dir / "trials" / name / "fit.log").read_text().count("$ lsrl fit") == 1
+
+
+@SMOKE_GROUP
+def test_the_report_of_the_smoke_sweep_has_a_row_per_configuration(smoke_sweep):
+    sweep_dir, _ = smoke_sweep
+    result = _lsrl("report", str(sweep_dir), "--reps", "1000", "--curve-reps", "200", "--steps", "400", timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = (sweep_dir / "report" / "report.md").read_text()
+    assert "## Pendulum-v1" in report
+    assert "at 600 training steps (the last step every run reached)" in report
+    assert "at 400 training steps (chosen)" in report
+    for configuration in ("model=SAC", "model=TD3"):
+        returns = [
+            r for step, _, r in _evaluations(sweep_dir / "trials" / f"Pendulum-v1__{configuration}" / "version_0")
+        ]
+        mean = np.mean(returns[-2:])  # the two agents at step 600
+        assert f"| {configuration} | 2×1 | {mean:.0f} [" in report
+    assert "| model=SAC | model=TD3 | " in report  # probability of improvement
+    content = json.loads((sweep_dir / "report" / "report.json").read_text())
+    assert content["environments"]["Pendulum-v1"]["final_step"] == 600
+    for figure in ("sample_efficiency", "performance_profile", "probability_of_improvement"):
+        assert (sweep_dir / "report" / f"{figure}_Pendulum-v1.png").stat().st_size > 10_000
+
+
+@SMOKE_GROUP
+def test_resume_skips_finished_trials(smoke_sweep):
+    sweep_dir, _ = smoke_sweep
+    before = {name: _evaluations(sweep_dir / "trials" / name / "version_0") for name in (SAC_TRIAL, TD3_TRIAL)}
+    result = _lsrl("sweep", "--resume", str(sweep_dir))
+    assert result.returncode == 0, result.stderr
+    assert "2 of 2 trials finished" in result.stdout
+    for name in (SAC_TRIAL, TD3_TRIAL):
+        assert (sweep_dir / "trials" / name / "fit.log").read_text().count("$ lsrl fit") == 1  # not started again
+        assert _evaluations(sweep_dir / "trials" / name / "version_0") == before[name]
+
+
+@SMOKE_GROUP
+def test_a_killed_trial_is_retried_from_its_checkpoint_without_a_gap_or_a_repeat(smoke_sweep, tmp_path):
+    """SIGKILL the trial's lsrl fit after its second evaluation: Ray retries the trial, which resumes ``last.ckpt``.
+
+    Its evaluations are those of an uninterrupted run: the smoke sweep's SAC trial (the same settings but
+    ``max_timesteps``) at 200, 400 and 600 steps, bit for bit.
+    """
+    sweep_dir, _ = smoke_sweep
+    content = yaml.safe_load(SMOKE.read_text())
+    content.update(config=str(REPO / "configs/sac.yaml"), grid={"model": ["lightning_sparse_rl.SAC"]})
+    content["set"]["data.max_timesteps"] = 1400
+    sweep = _write(tmp_path / "long.yaml", content)
+    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(sweep), "--dir", str(tmp_path / "long")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400:
+            break
+        time.sleep(0.05)
+    owner = json.loads((run_dir / "lsrl.lock").read_text())
+    os.kill(owner["pid"], signal.SIGKILL)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-4000:]
+    assert f"Trial {SAC_TRIAL} failed (failure 1); Ray retries it" in output
+    log = (tmp_path / "long" / "trials" / SAC_TRIAL / "fit.log").read_text()
+    assert log.count("$ lsrl fit") == 2 and "--ckpt_path last" in log.split("$ lsrl fit")[2]
+    evaluations = _evaluations(run_dir)
+    assert [(step, seed) for step, seed, _ in evaluations] == [
+        (s, seed) for s in range(200, 1600, 200) for seed in (1, 2)
+    ]
+    uninterrupted = _evaluations(sweep_dir / "trials" / SAC_TRIAL / "version_0")
+    assert evaluations[:6] == uninterrupted
+
+
+@SMOKE_GROUP
+def test_ctrl_c_stops_a_sweep_with_checkpoints_and_resume_continues_it(smoke_sweep, tmp_path):
+    """Ctrl-C (SIGINT to lsrl sweep) mid-trial: the trial's lsrl fit writes a checkpoint and stops (status 130 and
+    the resume command); ``lsrl sweep --resume`` continues it from there, without a gap or a repeat."""
+    sweep_dir, _ = smoke_sweep
+    content = yaml.safe_load(SMOKE.read_text())
+    content.update(config=str(REPO / "configs/sac.yaml"), grid={"model": ["lightning_sparse_rl.SAC"]})
+    content["set"]["data.max_timesteps"] = 1400
+    sweep = _write(tmp_path / "long.yaml", content)
+    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(sweep), "--dir", str(tmp_path / "long")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if (run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output[-4000:]
+    assert f"Unfinished trials remain; continue with: lsrl sweep --resume {tmp_path / 'long'}" in output
+    log = (tmp_path / "long" / "trials" / SAC_TRIAL / "fit.log").read_text()
+    assert "Stopped by SIGTERM during training; wrote" in log  # its worker's end reached lsrl fit as SIGTERM
+    stopped_at = max(step for step, _, _ in _evaluations(run_dir))
+    assert stopped_at < 1400
+    result = _lsrl("sweep", "--resume", str(tmp_path / "long"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1 of 1 trials finished" in result.stdout
+    log = (tmp_path / "long" / "trials" / SAC_TRIAL / "fit.log").read_text()
+    assert log.count("$ lsrl fit") == 2 and "--ckpt_path last" in log.split("$ lsrl fit")[2]
+    evaluations = _evaluations(run_dir)
+    assert [(step, seed) for step, seed, _ in evaluations] == [
+        (s, seed) for s in range(200, 1600, 200) for seed in (1, 2)
+    ]
+    assert evaluations[:6] == _evaluations(sweep_dir / "trials" / SAC_TRIAL / "version_0")
