@@ -60,12 +60,11 @@ Curve = tuple[np.ndarray, np.ndarray]
 
 def _band(ax, label: str, curves: Sequence[Curve], **style) -> None:
     """Draw the mean of ``curves`` at the steps they all have, with its 95 % bootstrap interval (rliable)."""
+    from lightning_sparse_rl.report.runs import common_steps, values_at
     from lightning_sparse_rl.report.statistics import mean_curves
 
-    steps = curves[0][0]
-    for other, _ in curves[1:]:
-        steps = np.intersect1d(steps, other)
-    values = np.stack([vals[np.searchsorted(run_steps, steps)] for run_steps, vals in curves])
+    steps = common_steps(run_steps for run_steps, _ in curves)
+    values = values_at(curves, steps)
     mean, interval = mean_curves({label: values[:, None, :]})[label]
     (line,) = ax.plot(steps, mean, label=f"{label} (n={len(curves)})", **style)
     ax.fill_between(steps, interval[0], interval[1], color=line.get_color(), alpha=0.2)

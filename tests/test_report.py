@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +16,15 @@ from lightning_sparse_rl.persistence.run_files import write_csv
 from lightning_sparse_rl.report.normalization import REFERENCE_SCORES
 
 STEPS = (1000, 2000, 3000)
+
+
+def _seed_for(name: str, seed: int = 0) -> None:
+    """Seed NumPy's global generator as the report does for an entry: (seed + CRC-32 of its name) mod 2**32.
+
+    rliable draws its bootstrap from that generator; one seed per entry keeps an entry's interval the same
+    whatever else a report holds.
+    """
+    np.random.seed((seed + zlib.crc32(name.encode())) % 2**32)
 
 
 def _run(root, name, env_id, seeds, returns_by_seed):
@@ -59,9 +70,12 @@ def test_report_estimates_equal_rliables_on_the_same_scores(runs):
         env = content["environments"][env_id]
         assert env["final_step"] == 3000
         for step, column in (("3000", 2), ("2000", 1)):
-            given = {name: scores[(env_id, name)][:, column : column + 1] for name in ("anf", "sac")}
-            np.random.seed(0)  # rliable draws from NumPy's global generator; the report seeds it with --seed 0
-            points, intervals = library.get_interval_estimates(given, aggregates_of_one_env, reps=3000)
+            points, intervals = {}, {}
+            for name in ("anf", "sac"):
+                given = {name: scores[(env_id, name)][:, column : column + 1]}
+                _seed_for(name)
+                point, interval = library.get_interval_estimates(given, aggregates_of_one_env, reps=3000)
+                points[name], intervals[name] = point[name], interval[name]
             for name in ("anf", "sac"):
                 reported = env["at_steps"][step][name]
                 for i, aggregate in enumerate(("mean", "median", "iqm")):
@@ -79,14 +93,14 @@ def test_report_estimates_equal_rliables_on_the_same_scores(runs):
         )
         for name in ("anf", "sac")
     }
-    np.random.seed(0)
-    points, intervals = library.get_interval_estimates(normalized, aggregates, reps=3000)
     for name in ("anf", "sac"):
+        _seed_for(name)
+        point, interval = library.get_interval_estimates({name: normalized[name]}, aggregates, reps=3000)
         reported = content["normalized"]["aggregates"][name]
         assert reported["runs"] == 10
         for i, aggregate in enumerate(("mean", "median", "iqm")):
-            assert reported[aggregate]["value"] == pytest.approx(points[name][i], rel=1e-12)
-            assert [reported[aggregate]["low"], reported[aggregate]["high"]] == pytest.approx(intervals[name][:, i])
+            assert reported[aggregate]["value"] == pytest.approx(point[name][i], rel=1e-12)
+            assert [reported[aggregate]["low"], reported[aggregate]["high"]] == pytest.approx(interval[name][:, i])
 
 
 def test_report_hand_computed_iqm_and_probability_of_improvement(tmp_path):
@@ -123,3 +137,23 @@ def test_report_rejects_what_is_not_a_run(tmp_path):
         run_lsrl(["report", str(tmp_path)])
     with pytest.raises(argparse.ArgumentError, match="--steps 10k"):
         run_lsrl(["report", str(tmp_path), "--steps", "10k"])
+
+
+def test_report_refuses_two_runs_of_one_seed(runs):
+    root, dirs, _ = runs
+    copy = root / "again" / "anf" / "version_1"
+    copy.parent.mkdir(parents=True)
+    shutil.copytree(dirs[0], copy)  # the same configuration name (anf), env and seeds
+    with pytest.raises(ValueError, match=r"both hold seed 1 of anf on HalfCheetah-v5: one run per seed"):
+        run_lsrl(["report", str(dirs[0]), str(copy), "--out", str(root / "r")])
+
+
+def test_an_entrys_interval_does_not_depend_on_the_other_entries(runs):
+    from lightning_sparse_rl.report.statistics import aggregate_estimates
+
+    _, _, scores = runs
+    alone = aggregate_estimates({"a": scores[("Hopper-v5", "anf")][:, 2:]}, reps=500)
+    together = aggregate_estimates(
+        {"b": scores[("Hopper-v5", "sac")][:, 2:], "a": scores[("Hopper-v5", "anf")][:, 2:]}, reps=500
+    )
+    assert alone["a"] == together["a"]

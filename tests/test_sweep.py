@@ -92,6 +92,47 @@ def test_a_grid_list_is_the_union_of_its_grids_and_names_every_trial(tmp_path):
     assert config["trainer"]["enable_progress_bar"] is False
 
 
+def test_every_trial_logs_and_checkpoints_in_its_own_folder(tmp_path):
+    """Whatever the base config's loggers and checkpoint folder, a trial's run folder is TRIAL_DIR/version_0."""
+    callbacks = [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"dirpath": "/elsewhere"}},
+        {"class_path": "my_package.Checkpoint", "init_args": {"x": 0}},
+    ]
+    wandb = {"class_path": "lightning.pytorch.loggers.WandbLogger", "init_args": {"project": "p"}}
+    base = _write(
+        tmp_path / "base.yaml",
+        {"data": {"env_id": "Pendulum-v1"}, "trainer": {"logger": [wandb], "callbacks": callbacks}},
+    )
+    sweep = _write(
+        tmp_path / "s.yaml", {"config": str(base), "seeds": 1, "grid": {"trainer.callbacks.Checkpoint.x": [1]}}
+    )
+    (trial,) = expand_trials(load_sweep_file(sweep))
+    config = trial_config(trial, tmp_path / "t")
+    csv, kept = config["trainer"]["logger"]
+    assert csv == {
+        "class_path": "lightning_sparse_rl.loggers.CSVLogger",
+        "init_args": {"save_dir": str(tmp_path / "t"), "name": "", "version": 0},
+    }
+    assert kept == wandb  # the base config's other loggers stay, after it
+    checkpoint, own = config["trainer"]["callbacks"]
+    assert checkpoint["init_args"] == {"dirpath": str(tmp_path / "t" / "version_0" / "checkpoints")}
+    assert own["init_args"] == {"x": 1}  # the class name matches exactly: ModelCheckpoint is not Checkpoint
+    base.write_text(yaml.safe_dump({"trainer": {"logger": False, "callbacks": callbacks}}))
+    assert [logger["class_path"] for logger in trial_config(trial, tmp_path / "t")["trainer"]["logger"]] == [
+        "lightning_sparse_rl.loggers.CSVLogger"
+    ]
+
+
+def test_sweeps_and_reports_load_neither_lightning_nor_torch():
+    code = (
+        "import sys, lightning_sparse_rl.sweep.engine, lightning_sparse_rl.sweep.trial\n"
+        "import lightning_sparse_rl.report.build\n"
+        "print([m for m in ('lightning', 'torch', 'gymnasium') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"  # a Ray worker running a trial holds no torch (its lsrl fit process does)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -100,6 +141,10 @@ def test_a_grid_list_is_the_union_of_its_grids_and_names_every_trial(tmp_path):
         ({"config": "SAC", "seeds": "3-1"}, "seeds='3-1' must be a range"),
         ({"config": "SAC", "seeds": 1, "grid": {"model.lr": [0.1]}, "set": {"model.lr": 0.2}}, "model.lr: in both"),
         ({"config": "SAC", "seeds": 1, "grid": {"model.lr": []}}, "grid.model.lr: [] gives no value"),
+        ({"config": "SAC", "seeds": 1, "set": {"trainer.logger": False}}, "trainer.logger: a sweep sets this itself"),
+        ({"config": "SAC", "seeds": 1, "grid": {"seed_everything": [1, 2]}}, "seed_everything: a sweep sets this"),
+        ({"config": "SAC", "seeds": 1, "resources": {"cpus_per_trial": "two"}}, "resources.cpus_per_trial='two' must"),
+        ({"config": "SAC", "seeds": 1, "resources": {"cpu": 2}}, "resources: {'cpu': 2}; allowed keys"),
     ],
 )
 def test_a_malformed_sweep_file_is_one_clear_error(tmp_path, content, message):

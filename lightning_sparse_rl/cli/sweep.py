@@ -19,13 +19,9 @@ from lightning_sparse_rl.cli.fit import SparseRLCLI, cli_options
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import wait_until_released
 from lightning_sparse_rl.provenance import machine_description, source_commit
-from lightning_sparse_rl.sweep.spec import RUN_FOLDER, Resources, Trial, expand_trials, load_sweep_file, trial_config
+from lightning_sparse_rl.sweep.layout import SWEEP_COPY, TRIAL_CONFIG, TRIALS_FILE, trial_folder, trial_run_folder
+from lightning_sparse_rl.sweep.spec import Resources, Trial, expand_trials, load_sweep_file, trial_config
 from lightning_sparse_rl.validation import UserInputError
-
-#: The sweep's trials, resources and retries, as ``lsrl sweep`` expanded and checked them (what ``--resume`` reads).
-TRIALS_FILE = "trials.json"
-#: A copy of the sweep file in the sweep folder.
-SWEEP_COPY = "sweep.yaml"
 
 
 class _SettingsCheck(SparseRLCLI):
@@ -49,7 +45,7 @@ def check_trials(trials: Sequence[Trial], sweep_dir: Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for trial in trials:
             config_file = Path(scratch) / f"{trial.name}.yaml"
-            config_file.write_text(yaml.safe_dump(trial_config(trial, sweep_dir / "trials" / trial.name)))
+            config_file.write_text(yaml.safe_dump(trial_config(trial, trial_folder(sweep_dir, trial.name))))
             args = ["--config", str(config_file), *trial.fit_args]
             try:
                 if checker is None:
@@ -86,8 +82,12 @@ def sweep(argv: Sequence[str]) -> None:
         saved = json.loads((sweep_dir / TRIALS_FILE).read_text())
         trials = [Trial.from_dict(trial) for trial in saved["trials"]]
         resources, max_failures = Resources(**saved["resources"]), saved["max_failures"]
-        if args.cpus_per_trial or args.gpus_per_trial or args.max_failures is not None:
-            parser.error("--resume continues with the sweep's own resources and retries; give no other options")
+        given = (args.dir, args.cpus_per_trial, args.gpus_per_trial, args.max_failures)
+        if any(option is not None for option in given):
+            parser.error(
+                "--resume continues the sweep in SWEEP_DIR with its own resources and retries; give no --dir, "
+                "--cpus-per-trial, --gpus-per-trial or --max-failures"
+            )
     else:
         spec = load_sweep_file(args.sweep_file)
         resources = Resources(
@@ -107,7 +107,7 @@ def sweep(argv: Sequence[str]) -> None:
         check_trials(trials, sweep_dir)
     try:
         from lightning_sparse_rl.sweep.engine import run_trials, start_ray
-        from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS, trial_dir
+        from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS
     except ImportError as err:
         raise UserInputError(
             f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
@@ -115,9 +115,9 @@ def sweep(argv: Sequence[str]) -> None:
     where = start_ray(args.address)  # before the sweep folder is written: a wrong address leaves nothing behind
     if not args.resume:
         for trial in trials:
-            folder = sweep_dir / "trials" / trial.name
+            folder = trial_folder(sweep_dir, trial.name)
             config = yaml.safe_dump(trial_config(trial, folder), sort_keys=False)
-            atomic_write_bytes(folder / "trial.yaml", config.encode())
+            atomic_write_bytes(folder / TRIAL_CONFIG, config.encode())
         shutil.copyfile(spec.path, sweep_dir / SWEEP_COPY)
         saved = {
             "command": "lsrl sweep " + " ".join(argv),
@@ -137,13 +137,12 @@ def sweep(argv: Sequence[str]) -> None:
         flush=True,
     )
     statuses = run_trials(sweep_dir, trials, resources, max_failures, resume=bool(args.resume))
-    stopping = [
-        t for t in trials if statuses.get(t.name) != "TERMINATED" and (trial_dir(sweep_dir, t) / RUN_FOLDER).exists()
-    ]
+    stopping = [trial_run_folder(sweep_dir, name) for name, status in statuses.items() if status != "TERMINATED"]
+    stopping = [run_dir for run_dir in stopping if run_dir.exists()]
     if stopping:
         print(f"Waiting for {len(stopping)} unfinished trial(s) to write their checkpoints ...", flush=True)
-        for trial in stopping:
-            wait_until_released(trial_dir(sweep_dir, trial) / RUN_FOLDER, STOP_GRACE_SECONDS)
+        for run_dir in stopping:
+            wait_until_released(run_dir, STOP_GRACE_SECONDS)
     finished = [name for name, status in statuses.items() if status == "TERMINATED"]
     failed = [name for name, status in statuses.items() if status == "ERROR"]
     print(f"{len(finished)} of {len(trials)} trials finished. Report: lsrl report {sweep_dir}")

@@ -164,7 +164,8 @@ def report(argv: Sequence[str]) -> None:
         parser.error(f"--reps {args.reps} and --curve-reps {args.curve_reps} must be >= 1")
     from lightning_sparse_rl.report.build import ReportSettings, build_report
     from lightning_sparse_rl.report.normalization import load_reference_scores
-    from lightning_sparse_rl.report.runs import load_results, sweep_provenance
+    from lightning_sparse_rl.report.runs import load_results, sweep_provenance, unfinished_trials
+    from lightning_sparse_rl.sweep.layout import is_sweep_folder
 
     agents = load_results(args.paths)
     header = ["Command: `lsrl report " + " ".join(argv) + "`", *sweep_provenance(args.paths)]
@@ -175,8 +176,9 @@ def report(argv: Sequence[str]) -> None:
         seed=args.seed,
         references=load_reference_scores(args.scores) if args.scores else {},
         header=header,
+        unfinished=unfinished_trials(args.paths),
     )
-    single_sweep = len(args.paths) == 1 and (Path(args.paths[0]) / "trials.json").exists()
+    single_sweep = len(args.paths) == 1 and is_sweep_folder(args.paths[0])
     out = Path(args.out or (Path(args.paths[0]) / "report" if single_sweep else "report"))
     content = build_report(agents, out, settings)
     print((out / "report.md").read_text())

@@ -127,6 +127,11 @@ class RunLock:
             self._fd = None
 
 
+def lock_owner(run_dir: str | Path) -> dict:
+    """The owner recorded in ``run_dir``'s lock file (``pid``, ``host``, ``started``); empty without one."""
+    return _read_owner(Path(run_dir) / LOCK_FILE)
+
+
 def wait_until_released(run_dir: str | Path, timeout: float) -> bool:
     """Wait until no live process holds ``run_dir``'s lock; ``False`` if one still does after ``timeout`` seconds.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from lightning_sparse_rl.report.statistics import (
     performance_profiles,
     probabilities_of_improvement,
 )
+from lightning_sparse_rl.sweep.layout import file_name_part
 
 #: Thresholds of a performance profile.
 PROFILE_POINTS = 101
@@ -47,6 +47,7 @@ class ReportSettings:
         seed: the bootstrap's seed.
         references: reference scores beyond the built-in table (:mod:`~lightning_sparse_rl.report.normalization`).
         header: lines printed under the title (command, commit, machine).
+        unfinished: sweep trials below their ``max_timesteps`` (named in the report).
 
     """
 
@@ -56,10 +57,7 @@ class ReportSettings:
     seed: int = 0
     references: dict[str, ReferenceScores] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
-
-
-def _file_part(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    unfinished: list[str] = field(default_factory=list)
 
 
 def _by(agents: Sequence[AgentResult], key: str) -> dict[str, list[AgentResult]]:
@@ -96,8 +94,10 @@ class _Report:
         self.lines += ["| " + " | ".join(row) + " |" for row in rows]
         self.lines.append("")
 
-    def aggregate_table(self, scores: Mapping[str, np.ndarray], digits: int, what: str) -> dict[str, Any]:
-        estimates = aggregate_estimates(scores, self.settings.reps, self.settings.seed)
+    def aggregate_table(
+        self, scores: Mapping[str, np.ndarray], digits: int, what: str, estimates: Mapping | None = None
+    ) -> dict[str, Any]:
+        estimates = estimates or aggregate_estimates(scores, self.settings.reps, self.settings.seed)
         rows = [
             [name, "×".join(map(str, scores[name].shape)), *(estimates[name][a].as_text(digits) for a in AGGREGATES)]
             for name in scores
@@ -133,7 +133,7 @@ class _Report:
 def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) -> dict[str, Any]:
     settings, lines = report.settings, report.lines
     configurations = _by(agents, "configuration")
-    steps = common_steps(agents)
+    steps = common_steps(agent.steps for agent in agents)
     lines += [f"## {env_id}", ""]
     result: dict[str, Any] = {"configurations": {name: len(group) for name, group in configurations.items()}}
     if len(steps) == 0:
@@ -152,7 +152,7 @@ def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) ->
     if missing:
         lines += [f"Not reached by every run: {', '.join(f'{s:,}' for s in missing)} steps.", ""]
     final_scores = {name: returns_at(group, np.array([final])) for name, group in configurations.items()}
-    name = _file_part(env_id)
+    name = file_name_part(env_id)
     if len(configurations) > 1:
         lines += [f"### Probability of improvement at {final:,} steps", ""]
         result["probability_of_improvement"] = report.improvement(
@@ -160,7 +160,7 @@ def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) ->
         )
     curves = {}
     for configuration, group in configurations.items():
-        own = common_steps(group)
+        own = common_steps(agent.steps for agent in group)
         curves[configuration] = (own, returns_at(group, own)[:, None, :])
     result["sample_efficiency"] = report.curves(
         curves, f"sample_efficiency_{name}.png", "evaluation return (IQM)", f"{env_id}: IQM and 95% interval"
@@ -174,13 +174,16 @@ def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) ->
         + (f", `probability_of_improvement_{name}.png`." if len(configurations) > 1 else "."),
         "",
     ]
-    connectivity = _connectivity(report, env_id, configurations)
+    connectivity = _connectivity(report, env_id, configurations, final)
     if connectivity:
         result["connectivity"] = connectivity
     return result
 
 
-def _connectivity(report: _Report, env_id: str, configurations: Mapping[str, Sequence[AgentResult]]) -> dict:
+def _connectivity(
+    report: _Report, env_id: str, configurations: Mapping[str, Sequence[AgentResult]], final: int
+) -> dict[str, Any]:
+    """The actor's connections per real and noise input: a table at step ``final`` and curves over training."""
     with_counts = {name: group for name, group in configurations.items() if all(a.connectivity for a in group)}
     if not with_counts:
         return {}
@@ -196,19 +199,19 @@ def _connectivity(report: _Report, env_id: str, configurations: Mapping[str, Seq
     means = mean_curves({key: c for key, (_, c) in curves.items()}, report.settings.curve_reps, report.settings.seed)
     for key, (steps, _) in curves.items():
         value, interval = means[key]
-        final_rows.append(
-            [key, f"{int(steps[-1]):,}", f"{value[-1]:.1f} [{interval[0, -1]:.1f}, {interval[1, -1]:.1f}]"]
-        )
         result[key] = _curve_json(steps, value, interval)
-    name = _file_part(env_id)
-    report.lines += [f"### Actor connections per input feature ({env_id})", ""]
-    report.table(["configuration, inputs", "at step", "mean [95 % interval]"], final_rows)
+        if final in steps:
+            i = int(np.searchsorted(steps, final))
+            final_rows.append([key, f"{value[i]:.1f} [{interval[0, i]:.1f}, {interval[1, i]:.1f}]"])
+    name = file_name_part(env_id)
+    report.lines += [f"### Actor connections per input feature at {final:,} steps", ""]
+    report.table(["configuration, inputs", "mean [95 % interval]"], final_rows)
     plot_bands(
         {key: (steps, *means[key]) for key, (steps, _) in curves.items()},
         report.figure(f"connectivity_{name}.png"),
         xlabel="training steps",
         ylabel="active connections per input",
-        title=f"{env_id}: actor connections per real / noise input (mean, 95% interval)",
+        title=f"{env_id}: actor connections per input (mean, 95% CI)",
     )
     report.lines += [f"Figure: `connectivity_{name}.png`.", ""]
     return result
@@ -225,8 +228,11 @@ def _normalized(report: _Report, by_env: Mapping[str, Sequence[AgentResult]]) ->
     shared = [c for c in shared if len({len(groups[env][c]) for env in envs}) == 1]
     if not shared:
         return {}
-    steps = common_steps([agent for env in envs for c in shared for agent in groups[env][c]])
-    finals = {env: int(common_steps(by_env[env])[-1]) for env in envs}
+    envs = [env for env in envs if len(common_steps(agent.steps for agent in by_env[env]))]
+    if len(envs) < 2:
+        return {}
+    steps = common_steps(agent.steps for env in envs for c in shared for agent in groups[env][c])
+    finals = {env: int(common_steps(agent.steps for agent in by_env[env])[-1]) for env in envs}
     scores, curves = {}, {}
     for configuration in shared:
         columns, curve_columns = [], []
@@ -254,14 +260,15 @@ def _normalized(report: _Report, by_env: Mapping[str, Sequence[AgentResult]]) ->
         "",
     ]
     result: dict[str, Any] = {"environments": envs, "final_steps": finals}
-    result["aggregates"] = report.aggregate_table(scores, 3, "runs×envs")
+    estimates = aggregate_estimates(scores, report.settings.reps, report.settings.seed)
+    result["aggregates"] = report.aggregate_table(scores, 3, "runs×envs", estimates)
     if len(shared) > 1:
         lines += ["### Probability of improvement (averaged over environments)", ""]
         result["probability_of_improvement"] = report.improvement(
             scores, "probability_of_improvement_normalized.png", "all environments"
         )
     plot_intervals(
-        {c: aggregate_estimates({c: scores[c]}, report.settings.reps, report.settings.seed)[c] for c in scores},
+        estimates,
         report.figure("aggregates_normalized.png"),
         xlabel="normalised score",
         title="All environments: aggregates with 95% stratified bootstrap intervals",
@@ -291,12 +298,16 @@ def build_report(agents: Sequence[AgentResult], out_dir: str | Path, settings: R
     report.lines += [
         "Evaluation return: the mean undiscounted return of each agent's deterministic evaluation episodes. One run "
         "= one agent (one seed). Intervals: 95 % stratified bootstrap (rliable; "
-        f"{settings.reps:,} replications for tables, {settings.curve_reps:,} for curves and profiles, seed "
-        f"{settings.seed}). IQM: the mean of the middle 50 % of runs. P(X > Y): the probability that a run of X "
-        "scores higher than a run of Y. Median: over runs within an environment; across environments rliable's "
-        "median over environments of the mean over runs.",
+        f"{settings.reps:,} replications for the mean, median and IQM, {settings.curve_reps:,} for curves, "
+        f"profiles and probabilities of improvement; seed {settings.seed} and the entry's name). IQM: the mean "
+        "of the middle 50 % of runs. P(X > Y): the probability that a run of X scores higher than a run of Y. "
+        "Median: over runs within an environment; across environments rliable's median over environments of the "
+        "mean over runs.",
         "",
     ]
+    unfinished = settings.unfinished
+    if unfinished:
+        report.lines += ["Trials still running or stopped early: " + "; ".join(unfinished) + ".", ""]
     by_env = _by(agents, "env_id")
     content: dict[str, Any] = {"settings": {**asdict(settings), "references": None}, "environments": {}}
     for env_id, group in by_env.items():

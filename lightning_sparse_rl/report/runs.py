@@ -11,12 +11,8 @@ import numpy as np
 import yaml
 
 from lightning_sparse_rl.persistence.run_files import read_csv_columns
+from lightning_sparse_rl.sweep.layout import TRIALS_FILE, is_sweep_folder, trial_run_folder
 from lightning_sparse_rl.validation import UserInputError
-
-#: The file of a sweep folder that lists its trials (written by ``lsrl sweep``).
-SWEEP_TRIALS = "trials.json"
-#: The folder of a trial's run inside its trial folder.
-TRIAL_RUN = "version_0"
 
 
 @dataclass
@@ -75,11 +71,11 @@ def load_sweep(sweep_dir: str | Path) -> list[AgentResult]:
 
     """
     folder = Path(sweep_dir)
-    if not (folder / SWEEP_TRIALS).is_file():
-        raise UserInputError(f"{folder} is not a sweep folder of lsrl sweep (no {SWEEP_TRIALS})")
+    if not is_sweep_folder(folder):
+        raise UserInputError(f"{folder} is not a sweep folder of lsrl sweep (no {TRIALS_FILE})")
     agents = []
-    for trial in json.loads((folder / SWEEP_TRIALS).read_text())["trials"]:
-        run_dir = folder / "trials" / trial["name"] / TRIAL_RUN
+    for trial in json.loads((folder / TRIALS_FILE).read_text())["trials"]:
+        run_dir = trial_run_folder(folder, trial["name"])
         if (run_dir / "evaluations.csv").exists():
             agents += _agents_of_run(run_dir, trial["configuration"], trial["env_id"])
     return agents
@@ -109,32 +105,58 @@ def load_results(paths: Sequence[str | Path]) -> list[AgentResult]:
     """The agents of one sweep folder, or of run folders (any mix of both)."""
     agents = []
     for path in map(Path, paths):
-        agents += load_sweep(path) if (path / SWEEP_TRIALS).exists() else load_run_dirs([path])
+        agents += load_sweep(path) if is_sweep_folder(path) else load_run_dirs([path])
     if not agents:
         raise UserInputError(f"no evaluations yet in {', '.join(map(str, paths))}")
+    seen: dict[tuple[str, str, int], Path] = {}
+    for agent in agents:
+        key = (agent.env_id, agent.configuration, agent.seed)
+        if key in seen:
+            raise UserInputError(
+                f"{seen[key]} and {agent.run_dir} both hold seed {agent.seed} of {agent.configuration} on "
+                f"{agent.env_id}: one run per seed (give one of them, or rename a run)"
+            )
+        seen[key] = agent.run_dir
     return agents
 
 
-def common_steps(agents: Sequence[AgentResult]) -> np.ndarray:
-    """The evaluation steps that every one of ``agents`` has."""
-    steps = agents[0].steps
-    for agent in agents[1:]:
-        steps = np.intersect1d(steps, agent.steps)
+def common_steps(steps_of_runs: Iterable[np.ndarray]) -> np.ndarray:
+    """The steps that every run has (each run's steps sorted)."""
+    steps_of_runs = list(steps_of_runs)
+    steps = steps_of_runs[0]
+    for other in steps_of_runs[1:]:
+        steps = np.intersect1d(steps, other)
     return steps.astype(int)
+
+
+def values_at(runs: Sequence[tuple[np.ndarray, np.ndarray]], steps: np.ndarray) -> np.ndarray:
+    """Each run's ``(steps, values)`` read at ``steps`` (which all of them have): ``(runs, len(steps))``."""
+    return np.stack([values[np.searchsorted(run_steps, steps)] for run_steps, values in runs])
 
 
 def returns_at(agents: Sequence[AgentResult], steps: np.ndarray) -> np.ndarray:
     """The agents' returns at ``steps`` (which all of them have), ``(agents, len(steps))``."""
-    return np.stack([agent.returns[np.searchsorted(agent.steps, steps)] for agent in agents])
+    return values_at([(agent.steps, agent.returns) for agent in agents], steps)
+
+
+def unfinished_trials(paths: Sequence[str | Path]) -> list[str]:
+    """The sweep trials among ``paths`` that have not reached their ``max_timesteps``: ``NAME at N of M steps``."""
+    lines = []
+    for path in filter(is_sweep_folder, map(Path, paths)):
+        for trial in json.loads((path / TRIALS_FILE).read_text())["trials"]:
+            file = trial_run_folder(path, trial["name"]) / "evaluations.csv"
+            steps = read_csv_columns(file)["step"] if file.exists() else np.zeros(1)
+            last = int(np.max(steps)) if len(steps) else 0
+            if last < trial["max_timesteps"]:
+                lines.append(f"{trial['name']} at {last:,} of {trial['max_timesteps']:,} steps")
+    return lines
 
 
 def sweep_provenance(paths: Sequence[str | Path]) -> list[str]:
     """Lines that say where the sweeps among ``paths`` ran: command, commit, machine, seeds, steps."""
     lines = []
-    for path in map(Path, paths):
-        if not (path / SWEEP_TRIALS).is_file():
-            continue
-        saved = json.loads((path / SWEEP_TRIALS).read_text())
+    for path in filter(is_sweep_folder, map(Path, paths)):
+        saved = json.loads((path / TRIALS_FILE).read_text())
         trials = saved["trials"]
         steps = sorted({trial["max_timesteps"] for trial in trials})
         lines.append(

@@ -3,15 +3,17 @@
 Point estimates with stratified bootstrap confidence intervals, probability of improvement and performance profiles.
 
 Scores are arrays ``(runs, tasks)`` (final scores) or ``(runs, tasks, steps)`` (curves). rliable draws its
-bootstrap indices from NumPy's global generator, so every function here seeds it (and restores it afterwards):
-the same scores, ``reps`` and ``seed`` give the same intervals.
+bootstrap indices from NumPy's global generator, so every function here seeds it for each entry (and restores it
+afterwards) with :func:`entry_seed`: the same scores, ``reps`` and ``seed`` give the same intervals, whatever
+other entries a report has.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,14 +34,32 @@ class Estimate:
         return f"{self.value:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
+def entry_seed(seed: int, key: str) -> int:
+    """The bootstrap seed of entry ``key``: ``(seed + CRC-32 of the key's UTF-8 bytes) mod 2**32``."""
+    return (seed + zlib.crc32(key.encode())) % 2**32
+
+
+def _per_entry(
+    entries: Mapping[str, Any], seed: int, estimate: Callable[[dict], tuple[dict, dict]]
+) -> tuple[dict, dict]:
+    """Run an rliable estimate (``entries → (points, intervals)``) one entry at a time, seeded per entry."""
+    points, intervals = {}, {}
     state = np.random.get_state()
-    np.random.seed(seed)
     try:
-        yield
+        for key, scores in entries.items():
+            np.random.seed(entry_seed(seed, key))
+            point, interval = estimate({key: scores})
+            points[key], intervals[key] = point[key], interval[key]
     finally:
         np.random.set_state(state)
+    return points, intervals
+
+
+def _interval_estimates(entries: Mapping[str, Any], func: Callable, reps: int, seed: int) -> tuple[dict, dict]:
+    """The ``get_interval_estimates`` of rliable, seeded per entry."""
+    from rliable import library
+
+    return _per_entry(entries, seed, lambda entry: library.get_interval_estimates(entry, func, reps=reps))
 
 
 def _aggregates(scores: np.ndarray) -> np.ndarray:
@@ -66,12 +86,9 @@ def aggregate_estimates(
         entry → aggregate name (:data:`AGGREGATES`) → :class:`Estimate`.
 
     """
-    from rliable import library
-
-    with _seeded(seed):
-        one_task = all(entry.shape[1] == 1 for entry in scores.values())
-        aggregates = _aggregates_of_one_task if one_task else _aggregates
-        points, intervals = library.get_interval_estimates(dict(scores), aggregates, reps=reps)
+    one_task = all(entry.shape[1] == 1 for entry in scores.values())
+    aggregates = _aggregates_of_one_task if one_task else _aggregates
+    points, intervals = _interval_estimates(scores, aggregates, reps, seed)
     return {
         key: {
             name: Estimate(float(points[key][i]), float(intervals[key][0, i]), float(intervals[key][1, i]))
@@ -90,13 +107,12 @@ def iqm_curves(
         entry → ``(iqm (steps,), interval (2, steps))``, the interval's rows the lower and upper bounds.
 
     """
-    from rliable import library, metrics
+    from rliable import metrics
 
     def iqm_per_step(scores: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(scores[..., step]) for step in range(scores.shape[-1])])
 
-    with _seeded(seed):
-        points, intervals = library.get_interval_estimates(dict(curves), iqm_per_step, reps=reps)
+    points, intervals = _interval_estimates(curves, iqm_per_step, reps, seed)
     return {key: (np.asarray(points[key]), np.asarray(intervals[key])) for key in curves}
 
 
@@ -104,13 +120,11 @@ def mean_curves(
     curves: Mapping[str, np.ndarray], reps: int = 2_000, seed: int = 0
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """As :func:`iqm_curves`, for the mean over runs (``lsrl plot``'s bands)."""
-    from rliable import library
 
     def mean_per_step(scores: np.ndarray) -> np.ndarray:
         return scores.reshape(-1, scores.shape[-1]).mean(axis=0)
 
-    with _seeded(seed):
-        points, intervals = library.get_interval_estimates(dict(curves), mean_per_step, reps=reps)
+    points, intervals = _interval_estimates(curves, mean_per_step, reps, seed)
     return {key: (np.asarray(points[key]), np.asarray(intervals[key])) for key in curves}
 
 
@@ -122,12 +136,10 @@ def probabilities_of_improvement(
     The probability that a run of X scores higher than a run of Y on a task (ties count half), averaged over
     tasks; the runs of X and of Y are resampled independently.
     """
-    from rliable import library, metrics
+    from rliable import metrics
 
-    with _seeded(seed):
-        points, intervals = library.get_interval_estimates(
-            {key: list(pair) for key, pair in pairs.items()}, metrics.probability_of_improvement, reps=reps
-        )
+    entries = {key: list(pair) for key, pair in pairs.items()}
+    points, intervals = _interval_estimates(entries, metrics.probability_of_improvement, reps, seed)
     return {
         key: Estimate(float(points[key]), float(np.ravel(intervals[key])[0]), float(np.ravel(intervals[key])[1]))
         for key in pairs
@@ -145,6 +157,7 @@ def performance_profiles(
     """
     from rliable import library
 
-    with _seeded(seed):
-        profiles, intervals = library.create_performance_profile(dict(scores), thresholds, reps=reps)
+    profiles, intervals = _per_entry(
+        scores, seed, lambda entry: library.create_performance_profile(entry, thresholds, reps=reps)
+    )
     return {key: (np.asarray(profiles[key]), np.asarray(intervals[key])) for key in scores}

@@ -59,8 +59,8 @@ def start_ray(address: str | None) -> str:
             # worker long enough to write its checkpoint (it gets SIGTERM then, see sweep.trial).
             os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "0")
             ray.init(address="local", include_dashboard=False, **options)
-        else:
-            ray.init(address=address, **options)
+        else:  # a Ray Client runs Tune on the cluster: its trial table must reach this console
+            ray.init(address=address, **{**options, "log_to_driver": address.startswith("ray://")})
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         raise SweepEngineError(f"cannot reach a Ray cluster at {address}: {' '.join(str(err).split())}") from None
     resources = ray.cluster_resources()
@@ -143,8 +143,8 @@ def run_trials(
     """Run (or, with ``resume``, continue) the trials on the Ray instance :func:`start_ray` connected to.
 
     Returns:
-        each trial's Tune status by name (``TERMINATED`` when finished, ``ERROR`` after ``max_failures``
-        retries, ``PENDING``/``RUNNING`` when the sweep was interrupted).
+        each trial's status by name: ``TERMINATED`` (finished), ``ERROR`` (failed ``max_failures + 1`` times) or
+        ``UNFINISHED`` (the sweep was interrupted first).
 
     """
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own console output off (verbose=0): ours is TrialTable

@@ -33,12 +33,13 @@ import copy
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lightning_sparse_rl.sweep.layout import RUN_FOLDER, file_name_part
 from lightning_sparse_rl.validation import UserInputError, parse_seeds
 
 #: The keys a sweep file may have.
@@ -47,8 +48,8 @@ SWEEP_KEYS = ("config", "seeds", "environments", "grid", "set", "resources", "ma
 CONFIG_KEY = "config"
 #: The prefix of grid keys that set a callback's argument by the callback's class name.
 CALLBACK_PREFIX = "trainer.callbacks."
-#: The folder of a trial's run inside its trial folder (the CSV logger's ``version_0``).
-RUN_FOLDER = "version_0"
+#: Keys a sweep sets itself: every trial logs to, and checkpoints in, its own folder (``sweep.layout``).
+RESERVED_KEYS = ("trainer.logger", "trainer.default_root_dir", "seeds", "data.seeds", "seed_everything", "ckpt_path")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Trial:
         config_file: the base config file (absolute path).
         seeds: the population's seeds.
         fit_args: ``lsrl fit`` arguments after ``--config TRIAL_CONFIG`` (seeds, env, settings).
+        callback_settings: the ``trainer.callbacks.CLASS.ARG`` settings, applied in the trial's config file.
         max_timesteps: ``data.max_timesteps`` of the trial, as ``lsrl fit`` resolves it (filled in by the check
             of the settings; ``0`` before).
 
@@ -88,8 +90,8 @@ class Trial:
     config_file: str
     seeds: list[int]
     fit_args: list[str]
+    callback_settings: dict[str, Any]
     max_timesteps: int = 0
-    callback_settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The trial as plain data (JSON, Ray's trial config)."""
@@ -168,10 +170,16 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     except UserInputError as err:
         raise _fail(path, str(err)) from None
     resources_given = content.get("resources") or {}
-    try:
-        resources = Resources(**resources_given)
-    except TypeError:
-        raise _fail(path, f"resources: {resources_given!r}; allowed keys: cpus_per_trial, gpus_per_trial") from None
+    allowed = {"cpus_per_trial": 1e-9, "gpus_per_trial": 0.0}  # and their smallest values
+    if not isinstance(resources_given, dict) or not set(resources_given) <= set(allowed):
+        raise _fail(path, f"resources: {resources_given!r}; allowed keys: {', '.join(allowed)}")
+    for key, value in resources_given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < allowed[key]:
+            raise _fail(path, f"resources.{key}={value!r} must be a number {'> 0' if allowed[key] else '>= 0'}")
+    resources = Resources(**{key: float(value) for key, value in resources_given.items()})
+    for key in [*settings, *(key for grid in grids for key in grid)]:
+        if any(key == reserved or key.startswith(f"{reserved}.") for reserved in RESERVED_KEYS):
+            raise _fail(path, f"{key}: a sweep sets this itself (seeds: top-level seeds; logs: each trial's folder)")
     max_failures = content.get("max_failures", 3)
     if not isinstance(max_failures, int) or max_failures < 0:
         raise _fail(path, f"max_failures={max_failures!r} must be an integer >= 0")
@@ -203,10 +211,6 @@ def _short_keys(keys: Sequence[str]) -> dict[str, str]:
     """Each key's last dotted part, unless two keys share it (then the whole key)."""
     last = [key.rsplit(".", 1)[-1] for key in keys]
     return {key: (short if last.count(short) == 1 else key) for key, short in zip(keys, last, strict=True)}
-
-
-def _file_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
 
 
 def cli_value(value: Any) -> str:
@@ -248,7 +252,7 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
                 args += [f"--{key}={cli_value(value)}" for key, value in settings.items() if key not in callbacks]
                 trials.append(
                     Trial(
-                        name=_file_name(f"{env_id}__{configuration}"),
+                        name=file_name_part(f"{env_id}__{configuration}"),
                         env_id=env_id,
                         configuration=configuration,
                         settings=point,
@@ -265,31 +269,46 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
     return trials
 
 
+def _read_config(config_file: str) -> dict[str, Any]:
+    try:
+        content = yaml.safe_load(Path(config_file).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserInputError(f"config file {config_file}: not valid YAML ({' '.join(str(err).split())})") from None
+    if not isinstance(content, dict):
+        raise UserInputError(f"config file {config_file} must hold keys (model:, data:, trainer:, ...)")
+    return content
+
+
 def _base_env(config_file: str) -> str:
-    content = yaml.safe_load(Path(config_file).read_text()) or {}
+    content = _read_config(config_file)
     env_id = (content.get("data") or {}).get("env_id")
     if not env_id:
         raise UserInputError(f"{config_file} names no data.env_id: give the sweep file environments: [...]")
     return str(env_id)
 
 
-def trial_config(trial: Trial, trial_dir: Path) -> dict[str, Any]:
-    """The trial's config file content: its base config, its callback settings, and logs in ``trial_dir``.
+def _class_name(entry: Any) -> str:
+    return str(entry.get("class_path", "")).rsplit(".", 1)[-1] if isinstance(entry, dict) else ""
 
-    CSV and TensorBoard loggers write to ``trial_dir/version_0`` (a base config without a logger gets the CSV
-    logger there); ``trainer.default_root_dir`` is ``trial_dir``.
+
+def trial_config(trial: Trial, trial_dir: Path) -> dict[str, Any]:
+    """The trial's config file content: its base config, its callback settings, and its files in ``trial_dir``.
+
+    The first logger writes to ``trial_dir/version_0``, the trial's run folder (a base config without a CSV or
+    TensorBoard logger first gets a CSV logger there, ahead of its others); ``ModelCheckpoint`` writes to its
+    ``checkpoints/``; ``trainer.default_root_dir`` is ``trial_dir``; the progress bar is off (the log is a file).
 
     Raises:
         UserInputError: a callback setting names a class that the base config's ``trainer.callbacks`` lacks.
 
     """
-    config = copy.deepcopy(yaml.safe_load(Path(trial.config_file).read_text()) or {})
+    config = copy.deepcopy(_read_config(trial.config_file))
     trainer = config.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
     for key, value in trial.callback_settings.items():
         class_name, _, argument = key.removeprefix(CALLBACK_PREFIX).partition(".")
-        matches = [c for c in callbacks if isinstance(c, dict) and str(c.get("class_path", "")).endswith(class_name)]
+        matches = [callback for callback in callbacks if _class_name(callback) == class_name]
         if not argument or not matches:
             raise UserInputError(
                 f"{key}: {trial.config_file} has no callback {class_name} in trainer.callbacks "
@@ -297,14 +316,19 @@ def trial_config(trial: Trial, trial_dir: Path) -> dict[str, Any]:
             )
         for callback in matches:
             callback.setdefault("init_args", {})[argument] = value
+    run_dir = trial_dir / RUN_FOLDER
+    for callback in callbacks:
+        if _class_name(callback) == "ModelCheckpoint":
+            callback.setdefault("init_args", {})["dirpath"] = str(run_dir / "checkpoints")
     trainer["callbacks"] = callbacks
     loggers = trainer.get("logger")
-    if loggers in (None, True):
-        loggers = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger"}]
-    for logger in loggers if isinstance(loggers, list) else [loggers]:
-        if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith(("CSVLogger", "TensorBoardLogger")):
+    loggers = [] if loggers in (None, True, False) else loggers if isinstance(loggers, list) else [loggers]
+    if not (loggers and _class_name(loggers[0]) in ("CSVLogger", "TensorBoardLogger")):
+        loggers.insert(0, {"class_path": "lightning_sparse_rl.loggers.CSVLogger"})
+    for logger in loggers:
+        if _class_name(logger) in ("CSVLogger", "TensorBoardLogger"):
             logger.setdefault("init_args", {}).update(save_dir=str(trial_dir), name="", version=0)
     trainer["logger"] = loggers
     trainer["default_root_dir"] = str(trial_dir)
-    trainer.setdefault("enable_progress_bar", False)  # the log is a file: the episode and evaluation lines suffice
+    trainer.setdefault("enable_progress_bar", False)
     return config

@@ -17,6 +17,7 @@ import ctypes
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,19 +29,18 @@ import numpy as np
 from ray import tune
 
 from lightning_sparse_rl.persistence.run_files import read_csv_columns
-from lightning_sparse_rl.persistence.run_lock import wait_until_released
-from lightning_sparse_rl.sweep.spec import RUN_FOLDER, Trial
+from lightning_sparse_rl.persistence.run_lock import LOCK_FILE, lock_owner, wait_until_released
+from lightning_sparse_rl.sweep.layout import FIT_LOG, RUN_FOLDER, TRIAL_CONFIG, trial_folder
+from lightning_sparse_rl.sweep.spec import Trial
 
-#: The trial's config file (its base config, callback settings and log folder) inside its trial folder.
-TRIAL_CONFIG = "trial.yaml"
-#: The child's output inside the trial folder.
-FIT_LOG = "fit.log"
 #: Seconds between two looks at the run's ``evaluations.csv``.
 POLL_SECONDS = 2.0
-#: Seconds a child is given to write its checkpoint after SIGTERM before it is killed.
-STOP_GRACE_SECONDS = 120.0
+#: Seconds a stopping ``lsrl fit`` is given to write its checkpoint (a population's replay buffers can take GBs).
+STOP_GRACE_SECONDS = 600.0
 #: ``prctl`` option: a signal for the child when the thread that started it ends.
 _PR_SET_PDEATHSIG = 1
+#: libc's ``prctl``, looked up before any fork (the child between fork and exec may only call it).
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,6 @@ class TrialProgress:
         }
 
 
-def trial_dir(sweep_dir: Path, trial: Trial) -> Path:
-    """The trial's folder in a sweep folder."""
-    return sweep_dir / "trials" / trial.name
-
-
 def read_progress(run_dir: Path, seeds: list[int], max_timesteps: int) -> TrialProgress:
     """The progress of a trial's run folder (nothing yet when it has no ``evaluations.csv``)."""
     file = run_dir / "evaluations.csv"
@@ -96,9 +91,8 @@ def fit_command(trial: Trial, folder: Path) -> list[str]:
     return ["fit", "--config", str(folder / TRIAL_CONFIG), *trial.fit_args]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no imports, no allocations
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -111,6 +105,26 @@ def _stop(child: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+def _wait_for_previous_attempt(run_dir: Path, log: Path) -> None:
+    """Wait until an earlier attempt's ``lsrl fit`` has written its checkpoint and released the run folder.
+
+    An attempt on another host that still holds the lock after :data:`STOP_GRACE_SECONDS` is taken to be gone
+    with its node (Ray retries a trial once its worker is lost): its lock is removed, with a line in the log.
+
+    Raises:
+        RuntimeError: a process of this host still holds the run folder after :data:`STOP_GRACE_SECONDS`.
+
+    """
+    if wait_until_released(run_dir, STOP_GRACE_SECONDS):
+        return
+    owner = lock_owner(run_dir)
+    if owner.get("host") in (None, socket.gethostname()):
+        raise RuntimeError(f"{run_dir} is still in use by PID {owner.get('pid')} after {STOP_GRACE_SECONDS:g} s")
+    with open(log, "a") as handle:
+        handle.write(f"\nTaking over the lock of an earlier attempt on host {owner['host']} (PID {owner.get('pid')})\n")
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -126,14 +140,13 @@ def run_trial(config: dict[str, Any]) -> None:
     """
     point = config["point"]
     trial = Trial.from_dict(point["trial"])
-    folder = trial_dir(Path(point["sweep_dir"]), trial)
+    folder = trial_folder(point["sweep_dir"], trial.name)
     run_dir = folder / RUN_FOLDER
     progress = read_progress(run_dir, trial.seeds, trial.max_timesteps)
     if progress.finished:
         tune.report(progress.metrics(trial.max_timesteps))
         return
-    if not wait_until_released(run_dir, STOP_GRACE_SECONDS):  # a previous attempt's process still stopping
-        raise RuntimeError(f"{run_dir} is still in use by another process after {STOP_GRACE_SECONDS:g} s")
+    _wait_for_previous_attempt(run_dir, folder / FIT_LOG)
     command = fit_command(trial, folder)
     if command[-1] != "last" and run_dir.exists():  # a start that wrote no checkpoint: nothing to continue
         shutil.rmtree(run_dir)
@@ -150,7 +163,7 @@ def run_trial(config: dict[str, Any]) -> None:
             env=env,
             cwd=folder,
             start_new_session=True,  # not in Ray's process group: a stop reaches it as one SIGTERM, and it checkpoints
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
         try:
             while child.poll() is None:
@@ -162,7 +175,7 @@ def run_trial(config: dict[str, Any]) -> None:
         finally:
             _stop(child)
     progress = read_progress(run_dir, trial.seeds, trial.max_timesteps)
-    if progress != reported:
+    if (progress.env_steps, progress.finished) != (reported.env_steps, reported.finished):
         tune.report(progress.metrics(trial.max_timesteps))
     if not progress.finished:
         raise RuntimeError(
