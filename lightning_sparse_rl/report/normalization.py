@@ -69,7 +69,10 @@ def load_reference_scores(path: str | Path) -> dict[str, ReferenceScores]:
     file = Path(path)
     if not file.is_file():
         raise UserInputError(f"--scores {path}: no such file")
-    content = yaml.safe_load(file.read_text()) or {}
+    try:
+        content = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserInputError(f"--scores {path}: not valid YAML ({' '.join(str(err).split())})") from None
     scores = {}
     for env_id, pair in content.items() if isinstance(content, dict) else []:
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, (int, float)) for v in pair)):
