@@ -128,7 +128,7 @@ def test_report_hand_computed_iqm_and_probability_of_improvement(tmp_path):
     assert env["at_steps"]["3000"]["x"]["mean"]["value"] == pytest.approx(202.0)
     assert env["probability_of_improvement"]["x > y"]["value"] == pytest.approx(0.52)
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| x | 5×1 | 202 [" in report and "| x | y | 0.52 [" in report
+    assert "| x | 5 | 202 [" in report and "| x | y | 0.52 [" in report
     assert "normalised" not in report  # one env: no aggregate across envs
 
 

@@ -240,7 +240,7 @@ def test_the_report_of_the_smoke_sweep_has_a_row_per_configuration(smoke_sweep):
             r for step, _, r in _evaluations(sweep_dir / "trials" / f"Pendulum-v1__{configuration}" / "version_0")
         ]
         mean = np.mean(returns[-2:])  # the two agents at step 600
-        assert f"| {configuration} | 2×1 | {mean:.0f} [" in report
+        assert f"| {configuration} | 2 | {mean:.0f} [" in report
     assert "| model=SAC | model=TD3 | " in report  # probability of improvement
     content = json.loads((sweep_dir / "report" / "report.json").read_text())
     assert content["environments"]["Pendulum-v1"]["final_step"] == 600

@@ -98,10 +98,8 @@ class _Report:
         self, scores: Mapping[str, np.ndarray], digits: int, what: str, estimates: Mapping | None = None
     ) -> dict[str, Any]:
         estimates = estimates or aggregate_estimates(scores, self.settings.reps, self.settings.seed)
-        rows = [
-            [name, "×".join(map(str, scores[name].shape)), *(estimates[name][a].as_text(digits) for a in AGGREGATES)]
-            for name in scores
-        ]
+        size = {name: str(s.shape[0]) if what == "runs" else "×".join(map(str, s.shape)) for name, s in scores.items()}
+        rows = [[name, size[name], *(estimates[name][a].as_text(digits) for a in AGGREGATES)] for name in scores]
         self.table(["configuration", what, "mean", "median", "IQM"], rows)
         return {name: {"runs": int(scores[name].size), **_estimates_json(estimates[name])} for name in scores}
 
@@ -148,7 +146,7 @@ def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) ->
         heading = "the last step every run reached" if step == final else "chosen"
         lines += [f"### Evaluation return at {step:,} training steps ({heading})", ""]
         scores = {name: returns_at(group, np.array([step])) for name, group in configurations.items()}
-        result["at_steps"][str(step)] = report.aggregate_table(scores, 0, "runs×tasks")
+        result["at_steps"][str(step)] = report.aggregate_table(scores, 0, "runs")
     if missing:
         lines += [f"Not reached by every run: {', '.join(f'{s:,}' for s in missing)} steps.", ""]
     final_scores = {name: returns_at(group, np.array([final])) for name, group in configurations.items()}

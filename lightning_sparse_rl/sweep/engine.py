@@ -90,7 +90,7 @@ class TrialTable(tune.Callback):
     """
 
     def __init__(self) -> None:
-        self.printed = -math.inf
+        self.printed = time.monotonic()  # the first table comes with the first trial's start
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Print the table."""
