@@ -135,9 +135,11 @@ def lock_owner(run_dir: str | Path) -> dict:
 def wait_until_released(run_dir: str | Path, timeout: float) -> bool:
     """Wait until no live process holds ``run_dir``'s lock; ``False`` if one still does after ``timeout`` seconds.
 
-    A run that is stopping (writing its last checkpoint) holds its lock until it has written it.
+    A run that is stopping (writing its last checkpoint) holds its lock until it has written it; a lock holder of
+    this host is also waited for until its process has exited (it prints how to resume after releasing the lock).
     """
     deadline = time.monotonic() + timeout
+    owner = lock_owner(run_dir)
     while (Path(run_dir) / LOCK_FILE).exists():
         lock = RunLock(run_dir)
         try:
@@ -148,4 +150,9 @@ def wait_until_released(run_dir: str | Path, timeout: float) -> bool:
             time.sleep(0.5)
             continue
         lock.release()
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        while _alive(owner["pid"]) and owner["pid"] != os.getpid():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
     return True

@@ -62,6 +62,14 @@ def start_ray(address: str | None) -> str:
         else:  # a Ray Client runs Tune on the cluster: its trial table must reach this console
             ray.init(address=address, **{**options, "log_to_driver": address.startswith("ray://")})
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
+        causes = [err]
+        while causes[-1].__cause__ is not None:
+            causes.append(causes[-1].__cause__)
+        if any("InvalidAuthToken" in f"{type(cause).__name__}: {cause}" for cause in causes):  # Ray words it so
+            raise SweepEngineError(
+                f"the Ray cluster at {address} requires token authentication: set RAY_AUTH_MODE=token, with the "
+                "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+            ) from None
         raise SweepEngineError(f"cannot reach a Ray cluster at {address}: {' '.join(str(err).split())}") from None
     resources = ray.cluster_resources()
     where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
