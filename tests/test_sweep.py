@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -346,20 +348,29 @@ def test_a_sweep_runs_unchanged_on_a_ray_cluster_given_by_address(smoke_sweep, t
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    ray = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "RAY_kill_child_processes_on_worker_exit": "0"}
-    start = [
-        ray,
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    head = [
+        str(Path(sys.executable).parent / "ray"),
         "start",
         "--head",
+        "--block",  # this process owns the cluster's processes: ending it stops this cluster only (not `ray stop`)
         f"--port={port}",
         "--num-cpus=2",
         "--include-dashboard=false",
         "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
     ]
-    subprocess.run(start, check=True, capture_output=True, env=env, timeout=120)
+    cluster = subprocess.Popen(head, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     address = ("--address", f"127.0.0.1:{port}")
     try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
         refused = _lsrl(
             "sweep", str(sweep), "--dir", str(tmp_path / "refused"), *address, env=env | {"RAY_AUTH_MODE": "disabled"}
         )
@@ -367,7 +378,9 @@ def test_a_sweep_runs_unchanged_on_a_ray_cluster_given_by_address(smoke_sweep, t
             "sweep", str(sweep), "--dir", str(tmp_path / "on_cluster"), *address, env=env | {"RAY_AUTH_MODE": "token"}
         )
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        cluster.terminate()
+        cluster.wait(timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (
         f"error: the Ray cluster at 127.0.0.1:{port} requires token authentication: set RAY_AUTH_MODE=token, with "
