@@ -122,6 +122,22 @@ def test_view_records_a_gif_of_a_classic_control_policy(tmp_path, capsys):
     assert len(durations) == len(frames) <= 200 and sum(durations) == 200 * 30
 
 
+def test_view_scores_the_shipped_agent_without_a_display(capsys, monkeypatch):
+    """``lsrl view --no-render`` needs no display and no video: each return, then mean ± sd (RL Zoo's --no-render)."""
+    from lightning_sparse_rl.data.episodes import play_episodes
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    agent = "agents/halfcheetah-v5_ds-sac/policy.pt"
+    lsrl(["view", agent, "--no-render", "--episodes", "2", "--seed", "0"])
+    out = capsys.readouterr().out
+    policy = load_policy(agent)
+    returns = [record.episode_return for record in play_episodes(policy.env_spec, policy.act_numpy, 2, 0)]
+    assert f"Episode 0: return {returns[0]:.1f}, 1000 steps" in out and f"Episode 1: return {returns[1]:.1f}" in out
+    assert f"Return over 2 episodes: {np.mean(returns):.1f} ± {np.std(returns, ddof=1):.1f} (mean ± sd)" in out
+    assert np.mean(returns) > 6500  # the threshold its README states (measured: 7627 and 7076 on this machine)
+
+
 def test_only_envs_that_take_a_size_get_one():
     assert not accepts_render_size("Pendulum-v1")
     assert not accepts_render_size("gymnasium.envs.classic_control:MountainCarContinuous-v0")

@@ -10,10 +10,13 @@ from lightning_sparse_rl.cli.errors import ToolParser
 
 
 def view(argv: Sequence[str]) -> None:
-    """``lsrl view PATH``: watch deterministic episodes of a trained agent (window or video file)."""
+    """``lsrl view PATH``: deterministic episodes of a trained agent (a window, a video file, or only returns)."""
     parser = ToolParser(prog="lsrl view", description=view.__doc__)
     parser.add_argument("path", help="an exported policy (.pt) or a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("--record", metavar="VIDEO", help="write a video (.mp4 or .gif) instead of opening a window")
+    parser.add_argument(
+        "--no-render", action="store_true", help="no window and no video: print each episode's return, mean and sd"
+    )
     parser.add_argument("--episodes", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="env seed")
     parser.add_argument(
@@ -26,6 +29,8 @@ def view(argv: Sequence[str]) -> None:
     parser.add_argument("--width", type=int, default=480, help="video width (pixels)")
     parser.add_argument("--height", type=int, default=360, help="video height (pixels)")
     args = parser.parse_args(argv)
+    import numpy as np
+
     from lightning_sparse_rl.data.episodes import play_episodes
     from lightning_sparse_rl.policy_files import load_policy
     from lightning_sparse_rl.video import VIDEO_SUFFIXES, frames_per_second, use_headless_rendering, write_video
@@ -34,7 +39,9 @@ def view(argv: Sequence[str]) -> None:
         parser.error(f"--record {args.record}: the video file must end in one of {VIDEO_SUFFIXES}")
     if args.episodes < 1:
         parser.error(f"--episodes {args.episodes} must be >= 1")
-    if not args.record and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    if args.no_render and args.record:
+        parser.error("--no-render and --record exclude each other")
+    if not (args.record or args.no_render) and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         parser.error("no display to open a window on: record a video instead, e.g. --record agent.mp4")
     policy = load_policy(args.path, args.agent)
     nonzero, total = policy.connections()
@@ -43,7 +50,9 @@ def view(argv: Sequence[str]) -> None:
         f"{policy.algorithm}{agent} on {policy.env_spec.env_id}: {policy.input_features.input_dim} inputs, "
         f"actor with {nonzero}/{total} non-zero weights ({100 * (1 - nonzero / total):.1f}% sparse)"
     )
-    if args.record:
+    if args.no_render:
+        mode = None
+    elif args.record:
         use_headless_rendering()
         mode = "rgb_array"
     else:
@@ -61,6 +70,9 @@ def view(argv: Sequence[str]) -> None:
     )
     for i, record in enumerate(records):
         print(f"Episode {i}: return {record.episode_return:.1f}, {record.length} steps")
+    if len(records) > 1:
+        returns = np.array([record.episode_return for record in records])
+        print(f"Return over {len(records)} episodes: {returns.mean():.1f} ± {returns.std(ddof=1):.1f} (mean ± sd)")
     if args.record:
         frames = [frame for record in records for frame in record.frames]
         write_video(frames, args.record, frames_per_second(policy.env_spec.env_id))
