@@ -200,9 +200,12 @@ def test_a_missing_ray_or_an_unreachable_cluster_is_one_line(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
-    """The smoke sweep (SAC and TD3 on Pendulum, seeds 1-2, 600 steps), run once on a local Ray instance."""
+    """The smoke sweep (SAC and TD3 on Pendulum, seeds 1-2, 600 steps), run once on a local Ray instance.
+
+    Session-scoped: its tests run in one pytest-xdist worker (``SMOKE_GROUP``), but possibly between other modules'.
+    """
     sweep_dir = tmp_path_factory.mktemp("sweeps") / "smoke"
     result = _lsrl("sweep", str(SMOKE), "--dir", str(sweep_dir))
     return sweep_dir, result
