@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up .venv, check lint, formatting and import rules, and run the whole test suite (about 3.5 minutes on a 2-core AMD EPYC, set-up included).
+# Set up .venv, check lint, formatting and import rules, and run the whole test suite (about 8 minutes on a 2-core AMD EPYC, set-up included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
