@@ -174,7 +174,8 @@ def report(argv: Sequence[str]) -> None:
         parser.error(f"--steps {args.steps}: give comma-separated integers, e.g. 100000,200000")
     if args.reps < 1 or args.curve_reps < 1:
         parser.error(f"--reps {args.reps} and --curve-reps {args.curve_reps} must be >= 1")
-    from lightning_sparse_rl.report.build import ReportSettings, build_report
+    from lightning_sparse_rl.report.build import build_report
+    from lightning_sparse_rl.report.document import ReportSettings
     from lightning_sparse_rl.report.normalization import load_reference_scores
     from lightning_sparse_rl.report.runs import load_results, sweep_provenance, unfinished_trials
     from lightning_sparse_rl.sweep.layout import is_sweep_folder

@@ -8,56 +8,21 @@ intervals, sample-efficiency curves, probabilities of improvement, performance p
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
-from lightning_sparse_rl.report.figures import plot_bands, plot_intervals, plot_probabilities
-from lightning_sparse_rl.report.normalization import ReferenceScores, reference_scores
+from lightning_sparse_rl.report.document import ReportDocument, ReportSettings, curve_json
+from lightning_sparse_rl.report.figures import plot_bands, plot_intervals
+from lightning_sparse_rl.report.normalization import reference_scores
 from lightning_sparse_rl.report.runs import AgentResult, common_steps, returns_at
-from lightning_sparse_rl.report.statistics import (
-    AGGREGATES,
-    Estimate,
-    aggregate_estimates,
-    iqm_curves,
-    mean_curves,
-    performance_profiles,
-    probabilities_of_improvement,
-)
+from lightning_sparse_rl.report.statistics import aggregate_estimates, mean_curves
 from lightning_sparse_rl.sweep.layout import file_name_part
-
-#: Thresholds of a performance profile.
-PROFILE_POINTS = 101
-
-
-@dataclass
-class ReportSettings:
-    """What a report computes.
-
-    Attributes:
-        steps: training steps to report besides the final one (those every run of an environment reached).
-        reps: bootstrap replications of the tables' intervals (rliable's default 50 000).
-        curve_reps: bootstrap replications of curves and profiles (per step; rliable's examples use 2 000).
-        seed: the bootstrap's seed.
-        references: reference scores beyond the built-in table (:mod:`~lightning_sparse_rl.report.normalization`).
-        header: lines printed under the title (command, commit, machine).
-        unfinished: sweep trials below their ``max_timesteps`` (named in the report).
-
-    """
-
-    steps: list[int] = field(default_factory=list)
-    reps: int = 50_000
-    curve_reps: int = 2_000
-    seed: int = 0
-    references: dict[str, ReferenceScores] = field(default_factory=dict)
-    header: list[str] = field(default_factory=list)
-    unfinished: list[str] = field(default_factory=list)
 
 
 def _by(agents: Sequence[AgentResult], key: str) -> dict[str, list[AgentResult]]:
@@ -67,68 +32,7 @@ def _by(agents: Sequence[AgentResult], key: str) -> dict[str, list[AgentResult]]
     return groups
 
 
-def _estimates_json(estimates: Mapping[str, Estimate]) -> dict[str, dict[str, float]]:
-    return {name: asdict(estimate) for name, estimate in estimates.items()}
-
-
-def _curve_json(x: np.ndarray, value: np.ndarray, interval: np.ndarray) -> dict[str, list[float]]:
-    return {"steps": x.tolist(), "value": value.tolist(), "low": interval[0].tolist(), "high": interval[1].tolist()}
-
-
-class _Report:
-    """Builds the Markdown lines, the JSON content and the figures of one report."""
-
-    def __init__(self, out_dir: Path, settings: ReportSettings) -> None:
-        self.out = out_dir
-        self.settings = settings
-        self.lines: list[str] = []
-        self.figures: list[Path] = []
-
-    def figure(self, name: str) -> Path:
-        path = self.out / name
-        self.figures.append(path)
-        return path
-
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        self.lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        self.lines += ["| " + " | ".join(row) + " |" for row in rows]
-        self.lines.append("")
-
-    def aggregate_table(
-        self, scores: Mapping[str, np.ndarray], digits: int, what: str, estimates: Mapping | None = None
-    ) -> dict[str, Any]:
-        estimates = estimates or aggregate_estimates(scores, self.settings.reps, self.settings.seed)
-        size = {name: str(s.shape[0]) if what == "runs" else "×".join(map(str, s.shape)) for name, s in scores.items()}
-        rows = [[name, size[name], *(estimates[name][a].as_text(digits) for a in AGGREGATES)] for name in scores]
-        self.table(["configuration", what, "mean", "median", "IQM"], rows)
-        return {name: {"runs": int(scores[name].size), **_estimates_json(estimates[name])} for name in scores}
-
-    def improvement(self, scores: Mapping[str, np.ndarray], figure: str, title: str) -> dict[str, dict[str, float]]:
-        pairs = {f"{x} > {y}": (scores[x], scores[y]) for x, y in itertools.combinations(scores, 2)}
-        if not pairs:
-            return {}
-        estimates = probabilities_of_improvement(pairs, self.settings.curve_reps, self.settings.seed)
-        named = [(x, y, estimates[f"{x} > {y}"]) for x, y in itertools.combinations(scores, 2)]
-        self.table(["X", "Y", "P(X > Y)"], [[x, y, estimate.as_text(2)] for x, y, estimate in named])
-        plot_probabilities(named, self.figure(figure), title)
-        return {key: asdict(estimate) for key, estimate in estimates.items()}
-
-    def profile(self, scores: Mapping[str, np.ndarray], figure: str, xlabel: str, title: str) -> dict[str, Any]:
-        values = np.concatenate([s.ravel() for s in scores.values()])
-        thresholds = np.linspace(values.min(), values.max(), PROFILE_POINTS)
-        profiles = performance_profiles(scores, thresholds, self.settings.curve_reps, self.settings.seed)
-        bands = {name: (thresholds, value, interval) for name, (value, interval) in profiles.items()}
-        plot_bands(bands, self.figure(figure), xlabel=xlabel, ylabel="fraction of runs > τ", title=title, steps=False)
-        return {name: _curve_json(*band) for name, band in bands.items()}
-
-    def curves(self, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], figure: str, ylabel: str, title: str):
-        iqm = iqm_curves({name: c for name, (_, c) in curves.items()}, self.settings.curve_reps, self.settings.seed)
-        bands = {name: (curves[name][0], *iqm[name]) for name in curves}
-        plot_bands(bands, self.figure(figure), xlabel="training steps", ylabel=ylabel, title=title)
-        return {name: _curve_json(*band) for name, band in bands.items()}
-
-
-def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) -> dict[str, Any]:
+def _environment(report: ReportDocument, env_id: str, agents: Sequence[AgentResult]) -> dict[str, Any]:
     settings, lines = report.settings, report.lines
     configurations = _by(agents, "configuration")
     steps = common_steps(agent.steps for agent in agents)
@@ -179,7 +83,7 @@ def _environment(report: _Report, env_id: str, agents: Sequence[AgentResult]) ->
 
 
 def _connectivity(
-    report: _Report, env_id: str, configurations: Mapping[str, Sequence[AgentResult]], final: int
+    report: ReportDocument, env_id: str, configurations: Mapping[str, Sequence[AgentResult]], final: int
 ) -> dict[str, Any]:
     """The actor's connections per real and noise input: a table at step ``final`` and curves over training."""
     with_counts = {name: group for name, group in configurations.items() if all(a.connectivity for a in group)}
@@ -197,7 +101,7 @@ def _connectivity(
     means = mean_curves({key: c for key, (_, c) in curves.items()}, report.settings.curve_reps, report.settings.seed)
     for key, (steps, _) in curves.items():
         value, interval = means[key]
-        result[key] = _curve_json(steps, value, interval)
+        result[key] = curve_json(steps, value, interval)
         if final in steps:
             i = int(np.searchsorted(steps, final))
             final_rows.append([key, f"{value[i]:.1f} [{interval[0, i]:.1f}, {interval[1, i]:.1f}]"])
@@ -215,7 +119,7 @@ def _connectivity(
     return result
 
 
-def _normalized(report: _Report, by_env: Mapping[str, Sequence[AgentResult]]) -> dict[str, Any]:
+def _normalized(report: ReportDocument, by_env: Mapping[str, Sequence[AgentResult]]) -> dict[str, Any]:
     """Across environments with reference scores: the configurations that ran in all of them, equally often."""
     references = {env: reference_scores(env, report.settings.references) for env in by_env}
     envs = [env for env, scores in references.items() if scores is not None]
@@ -291,7 +195,7 @@ def build_report(agents: Sequence[AgentResult], out_dir: str | Path, settings: R
     """Write ``report.md``, ``report.json`` and the figures of ``agents`` to ``out_dir``; returns the JSON content."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    report = _Report(out, settings)
+    report = ReportDocument(out, settings)
     report.lines += ["# Report", "", *[f"{line}  " for line in settings.header], ""]
     report.lines += [
         "Evaluation return: the mean undiscounted return of each agent's deterministic evaluation episodes. One run "
