@@ -266,14 +266,13 @@ def test_resume_skips_finished_trials(smoke_sweep):
         assert _evaluations(sweep_dir / "trials" / name / "version_0") == before[name]
 
 
-@SMOKE_GROUP
-def test_a_killed_trial_is_retried_from_its_checkpoint_without_a_gap_or_a_repeat(smoke_sweep, tmp_path):
-    """SIGKILL the trial's lsrl fit after its second evaluation: Ray retries the trial, which resumes ``last.ckpt``.
+def _start_long_sac_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """Start ``lsrl sweep`` of the smoke sweep's SAC trial for 1400 steps; return once it evaluated at step 400.
 
-    Its evaluations are those of an uninterrupted run: the smoke sweep's SAC trial (the same settings but
-    ``max_timesteps``) at 200, 400 and 600 steps, bit for bit.
+    Returns:
+        the sweep's process (output piped) and the trial's run folder.
+
     """
-    sweep_dir, _ = smoke_sweep
     content = yaml.safe_load(SMOKE.read_text())
     content.update(config=str(REPO / "configs/sac.yaml"), grid={"model": ["lightning_sparse_rl.SAC"]})
     content["set"]["data.max_timesteps"] = 1400
@@ -286,6 +285,18 @@ def test_a_killed_trial_is_retried_from_its_checkpoint_without_a_gap_or_a_repeat
         if (run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400:
             break
         time.sleep(0.05)
+    return process, run_dir
+
+
+@SMOKE_GROUP
+def test_a_killed_trial_is_retried_from_its_checkpoint_without_a_gap_or_a_repeat(smoke_sweep, tmp_path):
+    """SIGKILL the trial's lsrl fit after its second evaluation: Ray retries the trial, which resumes ``last.ckpt``.
+
+    Its evaluations are those of an uninterrupted run: the smoke sweep's SAC trial (the same settings but
+    ``max_timesteps``) at 200, 400 and 600 steps, bit for bit.
+    """
+    sweep_dir, _ = smoke_sweep
+    process, run_dir = _start_long_sac_sweep(tmp_path)
     owner = json.loads((run_dir / "lsrl.lock").read_text())
     os.kill(owner["pid"], signal.SIGKILL)
     output, _ = process.communicate(timeout=600)
@@ -306,18 +317,7 @@ def test_ctrl_c_stops_a_sweep_with_checkpoints_and_resume_continues_it(smoke_swe
     """Ctrl-C (SIGINT to lsrl sweep) mid-trial: the trial's lsrl fit writes a checkpoint and stops (status 130 and
     the resume command); ``lsrl sweep --resume`` continues it from there, without a gap or a repeat."""
     sweep_dir, _ = smoke_sweep
-    content = yaml.safe_load(SMOKE.read_text())
-    content.update(config=str(REPO / "configs/sac.yaml"), grid={"model": ["lightning_sparse_rl.SAC"]})
-    content["set"]["data.max_timesteps"] = 1400
-    sweep = _write(tmp_path / "long.yaml", content)
-    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(sweep), "--dir", str(tmp_path / "long")]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400:
-            break
-        time.sleep(0.05)
+    process, run_dir = _start_long_sac_sweep(tmp_path)
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-4000:]
