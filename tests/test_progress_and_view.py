@@ -135,7 +135,6 @@ def test_view_scores_the_shipped_agent_without_a_display(capsys, monkeypatch):
     returns = [record.episode_return for record in play_episodes(policy.env_spec, policy.act_numpy, 2, 0)]
     assert f"Episode 0: return {returns[0]:.1f}, 1000 steps" in out and f"Episode 1: return {returns[1]:.1f}" in out
     assert f"Return over 2 episodes: {np.mean(returns):.1f} ± {np.std(returns, ddof=1):.1f} (mean ± sd)" in out
-    assert np.mean(returns) > 6500  # the threshold its README states (measured: 7627 and 7076 on this machine)
 
 
 def test_only_envs_that_take_a_size_get_one():
