@@ -33,6 +33,7 @@ class ShippedAgent:
 
 AGENTS = [
     ShippedAgent("halfcheetah-v5_ds-sac", "HalfCheetah-v5", "SAC", 17, (0.45, 0.55), 6500),
+    ShippedAgent("halfcheetah-v5_anf-sac-noise90", "HalfCheetah-v5", "SAC", 170, (0.28, 0.34), 9500),
 ]
 
 
