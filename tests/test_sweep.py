@@ -200,6 +200,20 @@ def test_a_missing_ray_or_an_unreachable_cluster_is_one_line(tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--cpus", "2", "--address", "127.0.0.1:9"), "--cpus 2 sizes the local Ray instance: a cluster (--address)"),
+        (("--cpus", "0"), "--cpus 0 must be at least the CPUs of one trial (1)"),
+    ],
+)
+def test_cpus_sizes_only_the_local_instance_and_fits_a_trial(tmp_path, options, message):
+    result = _lsrl("sweep", str(SMOKE), "--dir", str(tmp_path / "a"), *options, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: lsrl sweep: {message}"), result.stderr
+    assert not (tmp_path / "a").exists()
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
     """The smoke sweep (SAC and TD3 on Pendulum, seeds 1-2, 600 steps), run once on a local Ray instance.
@@ -266,18 +280,21 @@ def test_resume_skips_finished_trials(smoke_sweep):
         assert _evaluations(sweep_dir / "trials" / name / "version_0") == before[name]
 
 
-def _start_long_sac_sweep(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """Start ``lsrl sweep`` of the smoke sweep's SAC trial for 1400 steps; return once it evaluated at step 400.
+def _start_long_sac_sweep(tmp_path: Path, models: tuple[str, ...] = ("SAC",)) -> tuple[subprocess.Popen, Path]:
+    """Start ``lsrl sweep`` of the smoke sweep's ``models`` trials for 1400 steps on a 1-CPU local Ray instance
+    (one trial at a time, SAC first); return once the SAC trial evaluated at step 400.
 
     Returns:
-        the sweep's process (output piped) and the trial's run folder.
+        the sweep's process (output piped) and the SAC trial's run folder.
 
     """
     content = yaml.safe_load(SMOKE.read_text())
-    content.update(config=str(REPO / "configs/sac.yaml"), grid={"model": ["lightning_sparse_rl.SAC"]})
+    grid = {"model": [f"lightning_sparse_rl.{model}" for model in models]}
+    content.update(config=str(REPO / "configs/sac.yaml"), grid=grid)
     content["set"]["data.max_timesteps"] = 1400
     sweep = _write(tmp_path / "long.yaml", content)
     command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(sweep), "--dir", str(tmp_path / "long")]
+    command += ["--cpus", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
     deadline = time.monotonic() + 300
@@ -314,13 +331,16 @@ def test_a_killed_trial_is_retried_from_its_checkpoint_without_a_gap_or_a_repeat
 
 @SMOKE_GROUP
 def test_ctrl_c_stops_a_sweep_with_checkpoints_and_resume_continues_it(smoke_sweep, tmp_path):
-    """Ctrl-C (SIGINT to lsrl sweep) mid-trial: the trial's lsrl fit writes a checkpoint and stops (status 130 and
-    the resume command); ``lsrl sweep --resume`` continues it from there, without a gap or a repeat."""
+    """Ctrl-C (SIGINT to lsrl sweep) mid-trial, with a second trial still waiting for a CPU: the running trial's
+    lsrl fit writes a checkpoint and stops, both trials are unfinished (status 130 and the resume command);
+    ``lsrl sweep --resume`` continues the first from there, without a gap or a repeat, and runs the second."""
     sweep_dir, _ = smoke_sweep
-    process, run_dir = _start_long_sac_sweep(tmp_path)
+    process, run_dir = _start_long_sac_sweep(tmp_path, models=("SAC", "TD3"))
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 130, output[-4000:]
+    assert "trials: 2 unfinished" in output and re.search(r"model=TD3 +UNFINISHED +0/1400 +- +0", output)
+    assert "0 of 2 trials finished" in output
     assert f"Unfinished trials remain; continue with: lsrl sweep --resume {tmp_path / 'long'}" in output
     log = (tmp_path / "long" / "trials" / SAC_TRIAL / "fit.log").read_text()
     assert re.search(r"Stopped by SIGTERM during (training|evaluation); wrote", log)  # its worker's stop, as SIGTERM
@@ -328,7 +348,9 @@ def test_ctrl_c_stops_a_sweep_with_checkpoints_and_resume_continues_it(smoke_swe
     assert stopped_at < 1400
     result = _lsrl("sweep", "--resume", str(tmp_path / "long"))
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "1 of 1 trials finished" in result.stdout
+    assert "2 of 2 trials finished" in result.stdout
+    td3_run = tmp_path / "long" / "trials" / TD3_TRIAL / "version_0"
+    assert max(step for step, _, _ in _evaluations(td3_run)) == 1400
     log = (tmp_path / "long" / "trials" / SAC_TRIAL / "fit.log").read_text()
     assert log.count("$ lsrl fit") == 2 and "--ckpt_path last" in log.split("$ lsrl fit")[2]
     evaluations = _evaluations(run_dir)

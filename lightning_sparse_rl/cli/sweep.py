@@ -69,6 +69,9 @@ def sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--dir", help="the sweep folder (default: runs/sweeps/NAME, NAME the sweep file's)")
     parser.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep folder's unfinished trials")
     parser.add_argument("--address", help="a Ray cluster: auto, or ray://HOST:10001 (default: a local Ray instance)")
+    parser.add_argument(
+        "--cpus", type=int, help="CPUs the local Ray instance may use (default: all of this machine's); no --address"
+    )
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs of each trial (threads of its lsrl fit)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs of each trial (a fraction shares a GPU)")
     parser.add_argument("--max-failures", type=int, help="retries of a trial whose process or node died")
@@ -105,6 +108,10 @@ def sweep(argv: Sequence[str]) -> None:
         trials = expand_trials(spec)
         print(f"Checking the settings of {len(trials)} trials with lsrl fit's parser ...", flush=True)
         check_trials(trials, sweep_dir)
+    if args.cpus is not None and args.address is not None:
+        parser.error(f"--cpus {args.cpus} sizes the local Ray instance: a cluster (--address) has its own CPUs")
+    if args.cpus is not None and args.cpus < resources.cpus_per_trial:
+        parser.error(f"--cpus {args.cpus} must be at least the CPUs of one trial ({resources.cpus_per_trial:g})")
     try:
         from lightning_sparse_rl.sweep.engine import run_trials, start_ray
         from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS
@@ -112,7 +119,9 @@ def sweep(argv: Sequence[str]) -> None:
         raise UserInputError(
             f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
         ) from None
-    where = start_ray(args.address)  # before the sweep folder is written: a wrong address leaves nothing behind
+    where = start_ray(
+        args.address, args.cpus
+    )  # before the sweep folder is written: a wrong address leaves nothing behind
     if not args.resume:
         for trial in trials:
             folder = trial_folder(sweep_dir, trial.name)

@@ -37,8 +37,8 @@ class SweepEngineError(UserInputError):
     """Ray could not be started or reached (the message says which address and why)."""
 
 
-def start_ray(address: str | None) -> str:
-    """Start a local Ray instance sized to this machine (``address`` ``None``) or connect to a cluster.
+def start_ray(address: str | None, cpus: int | None = None) -> str:
+    """Start a local Ray instance (``address`` ``None``) with ``cpus`` CPUs (``None``: all), or connect to a cluster.
 
     Returns:
         a description of where the sweep runs, for the console.
@@ -58,7 +58,7 @@ def start_ray(address: str | None) -> str:
             # Ray SIGKILLs a worker's child processes when the worker exits; a trial's lsrl fit must outlive its
             # worker long enough to write its checkpoint (it gets SIGTERM then, see sweep.trial).
             os.environ.setdefault("RAY_kill_child_processes_on_worker_exit", "0")
-            ray.init(address="local", include_dashboard=False, **options)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, **options)
         else:  # a Ray Client runs Tune on the cluster: its trial table must reach this console
             ray.init(address=address, **{**options, "log_to_driver": address.startswith("ray://")})
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
@@ -130,19 +130,27 @@ class TrialTable(tune.Callback):
         self.printed = time.monotonic()
         width = max([len(_name(trial)) for trial in trials] + [5])
         lines = [f"{'trial':<{width}}  {'status':<10}  {'steps':>17}  {'last eval':>10}  retries"]
-        for trial in trials:
+        statuses = [_table_status(trial) for trial in trials]
+        for trial, status in zip(trials, statuses, strict=True):
             result = trial.last_result or {}
             value = result.get("eval_return")
             shown = "-" if value is None or value != value else f"{value:.1f}"
             steps = f"{result.get('env_steps', 0)}/{trial.config['point']['trial']['max_timesteps']}"
-            lines.append(f"{_name(trial):<{width}}  {trial.status:<10}  {steps:>17}  {shown:>10}  {trial.num_failures}")
-        counts = collections.Counter(trial.status for trial in trials)
+            lines.append(f"{_name(trial):<{width}}  {status:<10}  {steps:>17}  {shown:>10}  {trial.num_failures}")
+        counts = collections.Counter(statuses)
         summary = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()))
         print(f"{time.strftime('%H:%M:%S')} trials: {summary}", *lines, sep="\n", flush=True)
 
 
 def _name(trial: Any) -> str:
     return trial.config["point"]["trial"]["name"]
+
+
+def _table_status(trial: Any) -> str:
+    """Tune's status, but ``UNFINISHED`` for a trial Tune calls terminated when a stopped sweep ended it early."""
+    if trial.status == "TERMINATED" and not (trial.last_result or {}).get("finished"):
+        return "UNFINISHED"
+    return trial.status
 
 
 def run_trials(
@@ -182,8 +190,11 @@ def run_trials(
                 callbacks=[TrialTable()],
             ),
         )
-    results = tuner.fit()
-    return {result.config["point"]["trial"]["name"]: _status(result) for result in results}
+    statuses = dict.fromkeys((trial.name for trial in trials), "UNFINISHED")
+    for result in tuner.fit():
+        if result.config:  # None for a trial the sweep was interrupted before it started
+            statuses[result.config["point"]["trial"]["name"]] = _status(result)
+    return statuses
 
 
 def _status(result: Any) -> str:
