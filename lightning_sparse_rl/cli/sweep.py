@@ -119,9 +119,8 @@ def sweep(argv: Sequence[str]) -> None:
         raise UserInputError(
             f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
         ) from None
-    where = start_ray(
-        args.address, args.cpus
-    )  # before the sweep folder is written: a wrong address leaves nothing behind
+    # Before the sweep folder is written: a wrong address leaves nothing behind.
+    where = start_ray(args.address, args.cpus)
     if not args.resume:
         for trial in trials:
             folder = trial_folder(sweep_dir, trial.name)
