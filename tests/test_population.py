@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
+import yaml
 from helpers import find_callback, one_line_error, short_fit
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressReporter, SparsityDistributionCallback
@@ -146,6 +149,25 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     assert not torch.equal(five.act(obs), load_policy(last, 4).act(obs))
     error = one_line_error(capsys, main, ["export", str(last), str(tmp_path / "x.pt"), "--seed", "9"])
     assert error == "error: seed=9 is not an agent of this run: its seeds are [4, 5, 6]"
+
+    # scripts/package_agent.py: the same best agent, plus the run's config retargeted to runs/NAME and its log.
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "version_0").symlink_to(run_dir)
+    (trial / "fit.log").write_text("the trial's log\n")
+    agent = tmp_path / "agents" / "pendulum-v1_ds-sac"
+    packaged = subprocess.run(
+        [sys.executable, str(REPO / "scripts/package_agent.py"), str(trial), str(agent)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    by_seed = ", ".join(f"seed {seed} {final[seed]:.0f}" for seed in (4, 5, 6))
+    assert f"returns at step 200: {by_seed}" in packaged.stdout and f"(the agent of seed {best})" in packaged.stdout
+    assert load_policy(agent / "policy.pt").seed == best
+    config = yaml.safe_load((agent / "config.yaml").read_text())
+    assert "ckpt_path" not in config and config["trainer"]["default_root_dir"] == "runs"
+    logger_args = config["trainer"]["logger"][0]["init_args"]
+    assert (logger_args["save_dir"], logger_args["name"]) == ("runs", "pendulum_v1_ds_sac")
+    assert (agent / "train.log").read_text() == "the trial's log\n"
     run_lsrl(["plot", str(run_dir), "--out", str(tmp_path / "plots")])  # the agents are the seeds of one group
     assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 10_000
     run_lsrl(["view", str(last), "--agent", "6", "--record", str(tmp_path / "six.gif")])
@@ -155,8 +177,6 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
 
 def yaml_seeds(run_dir: Path) -> object:
     """The ``seeds`` recorded in the run's config.yaml."""
-    import yaml
-
     return yaml.safe_load((run_dir / "config.yaml").read_text())["seeds"]
 
 

@@ -1,0 +1,70 @@
+"""Package one trained agent of an ``lsrl sweep`` trial as a shipped agent folder under ``agents/``.
+
+    python scripts/package_agent.py TRIAL_DIR agents/NAME [--seed S]
+
+Writes ``policy.pt`` (``lsrl export`` of the trial's ``last.ckpt``: by default the population's best agent at
+the last evaluation), ``config.yaml`` (the trial's config with its logger and output paths moved to
+``runs/NAME``, so ``lsrl fit --config`` retrains the same population without touching the sweep folder) and
+``train.log`` (the trial's ``fit.log``), and prints every seed's return at the last evaluation and the
+chosen seed. The folder's README (what it is, the training command, its ``lsrl view --no-render`` score and
+the threshold ``tests/test_agents.py`` checks) is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def last_evaluation(evaluations_csv: Path) -> tuple[int, dict[int, float]]:
+    """The last evaluation step of a run and each seed's mean return at it (``evaluations.csv`` rows)."""
+    with evaluations_csv.open() as file:
+        rows = list(csv.DictReader(file))
+    step = max(int(row["step"]) for row in rows)
+    return step, {int(row["seed"]): float(row["return"]) for row in rows if int(row["step"]) == step}
+
+
+def retargeted_config(config: dict, name: str) -> dict:
+    """The trial's ``lsrl fit`` config with ``ckpt_path`` dropped and every output path under ``runs/name``."""
+    config = copy.deepcopy(config)
+    config.pop("ckpt_path", None)
+    config["trainer"]["default_root_dir"] = "runs"
+    for logger in config["trainer"]["logger"]:
+        logger["init_args"]["save_dir"] = "runs"
+        logger["init_args"]["name"] = name
+    return config
+
+
+def main() -> None:
+    """Parse the arguments and write the agent folder."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("trial", type=Path, help="a trial folder of lsrl sweep (holds fit.log and version_0/)")
+    parser.add_argument("agent", type=Path, help="the agent folder to write (agents/NAME)")
+    parser.add_argument("--seed", type=int, help="the agent of this seed (default: the best at the last evaluation)")
+    args = parser.parse_args()
+    run = args.trial / "version_0"
+    args.agent.mkdir(parents=True, exist_ok=True)
+
+    step, returns = last_evaluation(run / "evaluations.csv")
+    by_seed = ", ".join(f"seed {seed} {value:.0f}" for seed, value in sorted(returns.items()))
+    print(f"returns at step {step}: {by_seed}")
+    export = [sys.executable, "-m", "lightning_sparse_rl.cli", "export", str(run / "checkpoints" / "last.ckpt")]
+    export += [str(args.agent / "policy.pt")] + (["--seed", str(args.seed)] if args.seed is not None else [])
+    subprocess.run(export, check=True)
+
+    name = args.agent.name.replace("-", "_").replace(".", "_")
+    config = retargeted_config(yaml.safe_load((run / "config.yaml").read_text()), name)
+    header = f"# The population this agent comes from, as its sweep trial ran it (output paths moved to runs/{name}).\n"
+    (args.agent / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    shutil.copy(args.trial / "fit.log", args.agent / "train.log")
+
+
+if __name__ == "__main__":
+    main()
