@@ -32,13 +32,18 @@ def last_evaluation(evaluations_csv: Path) -> tuple[int, dict[int, float]]:
 
 
 def retargeted_config(config: dict, name: str) -> dict:
-    """The trial's ``lsrl fit`` config with ``ckpt_path`` dropped and every output path under ``runs/name``."""
+    """The trial's ``lsrl fit`` config with ``ckpt_path`` dropped and every output under ``runs/name/version_N``.
+
+    The loggers write to ``runs/name`` (next free version) and checkpoints go to the logger's folder.
+    """
     config = copy.deepcopy(config)
     config.pop("ckpt_path", None)
     config["trainer"]["default_root_dir"] = "runs"
     for logger in config["trainer"]["logger"]:
-        logger["init_args"]["save_dir"] = "runs"
-        logger["init_args"]["name"] = name
+        logger["init_args"].update(save_dir="runs", name=name, version=None)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith(".ModelCheckpoint"):
+            callback["init_args"]["dirpath"] = None
     return config
 
 
@@ -60,9 +65,11 @@ def main() -> None:
     subprocess.run(export, check=True)
 
     name = args.agent.name.replace("-", "_").replace(".", "_")
-    config = retargeted_config(yaml.safe_load((run / "config.yaml").read_text()), name)
+    config = yaml.safe_dump(retargeted_config(yaml.safe_load((run / "config.yaml").read_text()), name), sort_keys=False)
+    if str(args.trial.resolve()) in config:
+        sys.exit(f"error: {run / 'config.yaml'} has paths into the trial folder that this script does not move")
     header = f"# The population this agent comes from, as its sweep trial ran it (output paths moved to runs/{name}).\n"
-    (args.agent / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
+    (args.agent / "config.yaml").write_text(header + config)
     shutil.copy(args.trial / "fit.log", args.agent / "train.log")
 
 

@@ -163,6 +163,7 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     by_seed = ", ".join(f"seed {seed} {final[seed]:.0f}" for seed in (4, 5, 6))
     assert f"returns at step 200: {by_seed}" in packaged.stdout and f"(the agent of seed {best})" in packaged.stdout
     assert load_policy(agent / "policy.pt").seed == best
+    assert str(tmp_path) not in (agent / "config.yaml").read_text()
     config = yaml.safe_load((agent / "config.yaml").read_text())
     assert "ckpt_path" not in config and config["trainer"]["default_root_dir"] == "runs"
     logger_args = config["trainer"]["logger"][0]["init_args"]
