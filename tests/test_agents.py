@@ -34,6 +34,7 @@ class ShippedAgent:
 AGENTS = [
     ShippedAgent("halfcheetah-v5_ds-sac", "HalfCheetah-v5", "SAC", 17, (0.45, 0.55), 6500),
     ShippedAgent("halfcheetah-v5_anf-sac-noise90", "HalfCheetah-v5", "SAC", 170, (0.28, 0.34), 9500),
+    ShippedAgent("hopper-v5_ds-sac", "Hopper-v5", "SAC", 11, (0.50, 0.55), 3000),
 ]
 
 
