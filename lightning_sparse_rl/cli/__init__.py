@@ -6,6 +6,7 @@ the tutorial front (:mod:`lightning_sparse_rl.cli.tutorial`).
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 
@@ -19,10 +20,22 @@ from lightning_sparse_rl.cli.tools import TOOLS
 __all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl"]
 
 
+class _NoServiceTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" lines (adverts for hosted services)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but the tips."""
+        return not record.getMessage().startswith("💡 Tip:")
+
+
+_NO_SERVICE_TIPS = _NoServiceTips()
+
+
 def run_lsrl(argv: list[str]) -> None:
     """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
-    # Lightning advertises its hosted services on every run; not useful to our users. The tutorial front
-    # passes its translated arguments on purpose.
+    # Not for our users: Lightning's adverts on every run, a deprecation inside Lightning's use of torch's
+    # pytree, and LightningCLI's note on `args` (the tutorial front passes its translated arguments on purpose).
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_SERVICE_TIPS)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
     tools = {**TOOLS, "sweep": sweep}

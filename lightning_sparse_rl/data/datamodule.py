@@ -293,13 +293,24 @@ class EnvDataModule(LightningDataModule):
 
 
 class _TrainSteps:
-    """One epoch of training batches: ``min(eval_freq, steps left)`` env steps."""
+    """One epoch of training batches: ``min(eval_freq, steps left)`` env steps.
+
+    Resumable mid-epoch: its position is the DataModule's ``train_steps``, which the DataModule's own state
+    restores with the envs and random streams. The (empty) ``state_dict`` pair only tells Lightning so.
+    """
 
     def __init__(self, datamodule: EnvDataModule) -> None:
         self.dm = datamodule
 
     def __len__(self) -> int:
         return self.dm.eval_freq
+
+    def state_dict(self) -> dict[str, Any]:
+        """Nothing of its own: the position is in :meth:`EnvDataModule.state_dict`."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore (see :meth:`state_dict`)."""
 
     def __iter__(self) -> Iterator[TrainBatch]:
         dm, runner, buffer = self.dm, self.dm.runner, self.dm.buffer
