@@ -38,13 +38,29 @@ def retargeted_config(config: dict, name: str) -> dict:
     """
     config = copy.deepcopy(config)
     config.pop("ckpt_path", None)
-    config["trainer"]["default_root_dir"] = "runs"
-    for logger in config["trainer"]["logger"]:
+    trainer = config["trainer"]
+    trainer["default_root_dir"] = "runs"
+    for logger in _entries(trainer.get("logger")):
         logger["init_args"].update(save_dir="runs", name=name, version=None)
-    for callback in config["trainer"]["callbacks"]:
+    for callback in _entries(trainer.get("callbacks")):
         if callback["class_path"].endswith(".ModelCheckpoint"):
             callback["init_args"]["dirpath"] = None
     return config
+
+
+def _entries(value: object) -> list[dict]:
+    """The class_path/init_args entries of a config list (or single entry); none for ``true``/``false``/``null``."""
+    entries = value if isinstance(value, list) else [value]
+    return [entry for entry in entries if isinstance(entry, dict)]
+
+
+def absolute_paths(value: object) -> list[str]:
+    """Every string in a nested config that is an absolute path (a config to ship must have none)."""
+    if isinstance(value, dict):
+        return [path for item in value.values() for path in absolute_paths(item)]
+    if isinstance(value, list):
+        return [path for item in value for path in absolute_paths(item)]
+    return [value] if isinstance(value, str) and Path(value).is_absolute() else []
 
 
 def main() -> None:
@@ -55,21 +71,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="the agent of this seed (default: the best at the last evaluation)")
     args = parser.parse_args()
     run = args.trial / "version_0"
-    args.agent.mkdir(parents=True, exist_ok=True)
+    name = args.agent.name.replace("-", "_").replace(".", "_")
+    config = retargeted_config(yaml.safe_load((run / "config.yaml").read_text()), name)
+    if leftover := absolute_paths(config):
+        sys.exit(f"error: {run / 'config.yaml'} keeps absolute paths that this script does not move: {leftover}")
 
     step, returns = last_evaluation(run / "evaluations.csv")
     by_seed = ", ".join(f"seed {seed} {value:.0f}" for seed, value in sorted(returns.items()))
     print(f"returns at step {step}: {by_seed}")
+    args.agent.mkdir(parents=True, exist_ok=True)
     export = [sys.executable, "-m", "lightning_sparse_rl.cli", "export", str(run / "checkpoints" / "last.ckpt")]
     export += [str(args.agent / "policy.pt")] + (["--seed", str(args.seed)] if args.seed is not None else [])
     subprocess.run(export, check=True)
-
-    name = args.agent.name.replace("-", "_").replace(".", "_")
-    config = yaml.safe_dump(retargeted_config(yaml.safe_load((run / "config.yaml").read_text()), name), sort_keys=False)
-    if str(args.trial.resolve()) in config:
-        sys.exit(f"error: {run / 'config.yaml'} has paths into the trial folder that this script does not move")
     header = f"# The population this agent comes from, as its sweep trial ran it (output paths moved to runs/{name}).\n"
-    (args.agent / "config.yaml").write_text(header + config)
+    (args.agent / "config.yaml").write_text(header + yaml.safe_dump(config, sort_keys=False))
     shutil.copy(args.trial / "fit.log", args.agent / "train.log")
 
 

@@ -169,6 +169,19 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     logger_args = config["trainer"]["logger"][0]["init_args"]
     assert (logger_args["save_dir"], logger_args["name"]) == ("runs", "pendulum_v1_ds_sac")
     assert (agent / "train.log").read_text() == "the trial's log\n"
+    # A config with a path the script does not know how to move is refused before anything is written.
+    odd = tmp_path / "odd_trial"
+    (odd / "version_0").mkdir(parents=True)
+    config["data"]["env_id"] = str(tmp_path / "my_env.py")
+    (odd / "version_0" / "config.yaml").write_text(yaml.safe_dump(config))
+    refused = subprocess.run(
+        [sys.executable, str(REPO / "scripts/package_agent.py"), str(odd), str(tmp_path / "agents" / "odd")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 1 and f"absolute paths that this script does not move: ['{tmp_path}/my_env.py']" in (
+        refused.stderr
+    )
+    assert not (tmp_path / "agents" / "odd").exists()
     run_lsrl(["plot", str(run_dir), "--out", str(tmp_path / "plots")])  # the agents are the seeds of one group
     assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 10_000
     run_lsrl(["view", str(last), "--agent", "6", "--record", str(tmp_path / "six.gif")])

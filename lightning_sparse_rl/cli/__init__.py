@@ -11,6 +11,7 @@ import sys
 import warnings
 
 from lightning.pytorch.cli import ArgsType
+from lightning.pytorch.utilities.rank_zero import rank_zero_module
 
 from lightning_sparse_rl.cli.errors import run_reporting_errors
 from lightning_sparse_rl.cli.fit import SparseRLCLI, build_cli
@@ -35,7 +36,7 @@ def run_lsrl(argv: list[str]) -> None:
     """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
     # Not for our users: Lightning's adverts on every run, a deprecation inside Lightning's use of torch's
     # pytree, and LightningCLI's note on `args` (the tutorial front passes its translated arguments on purpose).
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NO_SERVICE_TIPS)
+    rank_zero_module.log.addFilter(_NO_SERVICE_TIPS)  # the logger of Lightning's rank-zero messages (it sets it)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
     tools = {**TOOLS, "sweep": sweep}
