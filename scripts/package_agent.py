@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import shutil
 import subprocess
 import sys
@@ -22,13 +21,16 @@ from pathlib import Path
 
 import yaml
 
+from lightning_sparse_rl.persistence.run_files import read_csv_columns
+
 
 def last_evaluation(evaluations_csv: Path) -> tuple[int, dict[int, float]]:
     """The last evaluation step of a run and each seed's mean return at it (``evaluations.csv`` rows)."""
-    with evaluations_csv.open() as file:
-        rows = list(csv.DictReader(file))
-    step = max(int(row["step"]) for row in rows)
-    return step, {int(row["seed"]): float(row["return"]) for row in rows if int(row["step"]) == step}
+    columns = read_csv_columns(evaluations_csv)
+    step = int(columns["step"].max())
+    last = columns["step"] == step
+    seeds, returns = columns["seed"][last], columns["return"][last]
+    return step, {int(seed): float(value) for seed, value in zip(seeds, returns, strict=True)}
 
 
 def retargeted_config(config: dict, name: str) -> dict:
