@@ -38,6 +38,7 @@ AGENTS = [
     ShippedAgent("halfcheetah-v5_anf-sac-noise90", "HalfCheetah-v5", "SAC", 170, (0.28, 0.34), 9500),
     ShippedAgent("hopper-v5_ds-sac", "Hopper-v5", "SAC", 11, (0.50, 0.55), 3000),
     ShippedAgent("ant-v5_ds-sac", "Ant-v5", "SAC", 105, (0.50, 0.55), 800, episodes=5),
+    ShippedAgent("walker2d-v5_ds-sac", "Walker2d-v5", "SAC", 17, (0.50, 0.55), 1500, episodes=5),
 ]
 
 
