@@ -100,6 +100,23 @@ def run(
     algo: str, env_id: str, batch_size: int, learning_starts: int, skip: int, steps: int, seed: int, device: str
 ) -> float:
     """Train ``algo`` (``SAC`` or ``TD3``); return env steps/s (one update each) over ``steps`` steps after ``skip``."""
+    return run_windows(algo, env_id, batch_size, learning_starts, [(skip, skip + steps)], seed, device)[0]
+
+
+def run_windows(
+    algo: str,
+    env_id: str,
+    batch_size: int,
+    learning_starts: int,
+    windows: list[tuple[int, int]],
+    seed: int,
+    device: str,
+) -> list[float]:
+    """Train ``algo`` up to the last window's end; env steps/s over each window ``(first, end)`` of updates.
+
+    Update ``u`` is the ``u``-th training step after ``learning_starts`` random ones (0-based), so the window
+    ``(1000, 2000)`` times updates 1000 … 1999, measured in the same run as ``(20000, 21000)``.
+    """
     torch.manual_seed(seed)
     dev = torch.device(device)
     env = gym.make(env_id)
@@ -119,10 +136,14 @@ def run(
     gamma, tau, alpha = 0.99, 0.005, 0.2
     buffer = Buffer(1_000_000, obs_dim, action_dim, seed)
     obs, _ = env.reset(seed=seed)
-    start = 0.0
-    for step in range(learning_starts + skip + steps):
-        if step == learning_starts + skip:
-            start = time.perf_counter()
+    clock: dict[int, float] = {}  # update index → time at its start
+    boundaries = {edge for window in windows for edge in window}
+    last = max(end for _, end in windows)
+    for step in range(learning_starts + last + 1):
+        if step - learning_starts in boundaries:
+            clock[step - learning_starts] = time.perf_counter()
+        if step == learning_starts + last:
+            break
         if step < learning_starts:
             action = env.action_space.sample()
         else:
@@ -174,6 +195,5 @@ def run(
             polyak(q1_target, q1, tau)
             polyak(q2_target, q2, tau)
             polyak(actor_target, actor, tau)
-    elapsed = time.perf_counter() - start
     env.close()
-    return steps / elapsed
+    return [(end - first) / (clock[end] - clock[first]) for first, end in windows]

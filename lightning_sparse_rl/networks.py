@@ -17,7 +17,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, linear_layers, trainable_weight
+
+# Every process that builds a network computes with denormal floats flushed to zero, on all its threads
+# (see lightning_sparse_rl.floating_point; LSRL_FLUSH_DENORMALS=0 turns it off).
+apply_configured()
 
 #: Hidden activations by their original ``--activation`` names.
 ACTIVATIONS: dict[str, type[nn.Module]] = {

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
+from lightning_sparse_rl.floating_point import count_nonzero_entries
 from lightning_sparse_rl.networks import DeterministicActor, SquashedGaussianActor
 from lightning_sparse_rl.sparse import linear_layers
 
@@ -112,7 +113,7 @@ class Policy(nn.Module):
     def connections(self) -> tuple[int, int]:
         """Non-zero weights and all weights of the actor."""
         weights = [layer.weight for layer in linear_layers(self.actor)]
-        return sum(int(w.count_nonzero()) for w in weights), sum(w.numel() for w in weights)
+        return sum(count_nonzero_entries(w) for w in weights), sum(w.numel() for w in weights)
 
     def save(self, path: str | Path) -> None:
         """Write the policy file (loadable with ``weights_only=True``)."""

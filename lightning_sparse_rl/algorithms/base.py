@@ -12,6 +12,7 @@ from torchmetrics.aggregation import MeanMetric, RunningMean
 
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
+from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
 from lightning_sparse_rl.seeding import agent_suffix, member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
@@ -233,7 +234,8 @@ class OffPolicyAlgorithm(LightningModule):
 
     # ----------------------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str) -> None:
-        """Refuse a DataModule that steps another number of agents than this module trains."""
+        """Flush denormals on the threads that will fit; refuse a DataModule with another number of agents."""
+        apply_configured()
         seeds = getattr(self.trainer.datamodule, "seeds", None) if self._trainer is not None else None
         if seeds is not None and len(seeds) != self.agents:
             raise UserInputError(

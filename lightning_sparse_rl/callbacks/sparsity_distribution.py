@@ -11,6 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_sparse_rl.floating_point import count_nonzero_entries
 from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds, agent_suffix
 from lightning_sparse_rl.sparse import (
     LayerCount,
@@ -45,7 +46,7 @@ def layer_counts(layers: tuple[MemberLinear, ...], member: int, count_nonzero: b
         if is_masked(layer):
             active = int(active_count(layer)[member])
         elif count_nonzero:
-            active = int(torch.count_nonzero(layer.weight[member]))
+            active = count_nonzero_entries(layer.weight[member])
         else:
             active = layer.in_features * layer.out_features
         counts.append(LayerCount(layer.in_features, layer.out_features, active))
