@@ -38,7 +38,6 @@ from throughput import ENV_ID, bf16_support, cpu_name
 
 HERE = Path(__file__).resolve().parent
 STATES = HERE / ".states"
-FRESH, TRAINED = 1000, 20000  # updates into the run at which the states are taken
 
 
 def _cases() -> dict[str, dict[str, Any]]:
@@ -71,12 +70,13 @@ CASES = _cases()
 def state_folder(case: dict[str, Any], args: argparse.Namespace) -> Path:
     """Where the states of ``case``'s configuration live."""
     flush = "flushed" if case["flush"] else "unflushed"
-    return STATES / f"{case['algo']}-K{case['agents']}-{flush}-b{args.batch_size}-ls{args.learning_starts}"
+    at = "-".join(map(str, args.at))
+    return STATES / f"{case['algo']}-K{case['agents']}-{flush}-b{args.batch_size}-ls{args.learning_starts}-at{at}"
 
 
 # ------------------------------------------------------------------------------------------- child side
 def make_state(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    """Train the case's configuration to :data:`FRESH` and :data:`TRAINED` updates; count denormals in each."""
+    """Train the case's configuration to the ``--at`` updates (fresh, trained); count denormals in each."""
     import lsrl_runner
     import torch
 
@@ -91,7 +91,7 @@ def make_state(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         args.learning_starts,
         args.seed,
         case["agents"],
-        [FRESH, TRAINED],
+        list(args.at),
         str(folder),
     )
     states = {}
@@ -122,7 +122,7 @@ def time_case(name: str, window: str, args: argparse.Namespace) -> float:
 
     torch.set_num_threads(args.threads[0])
     case = CASES[name]
-    start = FRESH if window == "fresh" else TRAINED
+    start = args.at[0] if window == "fresh" else args.at[1]
     if case["runner"] == "plain":
         raise ValueError("plain cases time both windows in one run (plain_windows)")
     import lsrl_runner
@@ -148,7 +148,7 @@ def plain_windows(name: str, args: argparse.Namespace) -> list[float]:
     import torch
 
     torch.set_num_threads(args.threads[0])
-    windows = [(start + args.skip, start + args.skip + args.steps) for start in (FRESH, TRAINED)]
+    windows = [(start + args.skip, start + args.skip + args.steps) for start in args.at]
     return plain_loop.run_windows(
         CASES[name]["algo"], ENV_ID, args.batch_size, args.learning_starts, windows, args.seed, "cpu"
     )
@@ -162,6 +162,7 @@ def spawn(args: argparse.Namespace, threads: int, flush: bool, *child: str) -> A
     cmd = [sys.executable, str(Path(__file__)), *child, "--threads", str(threads), "--seed", str(args.seed)]
     for flag in ("batch_size", "learning_starts", "skip", "steps"):
         cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    cmd += ["--at", *map(str, args.at)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(child)} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=1000, help="timed updates per window")
     parser.add_argument("--skip", type=int, default=100, help="untimed updates after resuming")
+    parser.add_argument(
+        "--at", type=int, nargs=2, default=[1000, 20000], metavar=("FRESH", "TRAINED"), help="updates of the states"
+    )
     parser.add_argument("--learning-starts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -222,7 +226,7 @@ def main() -> None:
         "states": states,
         "threads": {},
     }
-    first, second = FRESH + args.skip, TRAINED + args.skip
+    first, second = args.at[0] + args.skip, args.at[1] + args.skip
     for threads in args.threads:
         rows = []
         for name in args.cases:
