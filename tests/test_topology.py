@@ -7,10 +7,14 @@ import torch
 
 from lightning_sparse_rl.networks import polyak_update
 from lightning_sparse_rl.sparse import (
+    ConstantDrop,
+    CosineDrop,
+    GradientGrowth,
+    LayerState,
+    MagnitudePrune,
     MemberLinear,
+    RandomGrowth,
     TargetBudget,
-    drop_fraction_at,
-    prune_and_regrow,
     random_mask,
     set_mask,
     trainable_weight,
@@ -22,6 +26,14 @@ from lightning_sparse_rl.sparse import (
 
 def _generator(seed=0):
     return torch.Generator().manual_seed(seed)
+
+
+def prune_and_regrow(weight, mask, zeta, growth, generator, dense_grad=None):
+    """SET (``random``) or RigL (``gradient``) through the criteria contracts, as the callback runs them."""
+    from lightning_sparse_rl.sparse import prune_and_regrow as update
+
+    criterion = RandomGrowth() if growth == "random" else GradientGrowth()
+    return update(LayerState(weight, mask, 0, generator, dense_grad), zeta, MagnitudePrune(), criterion)
 
 
 def test_random_mask_has_exactly_the_requested_count_and_differs_by_seed():
@@ -85,14 +97,15 @@ def test_gradient_growth_needs_a_gradient():
 
 
 def test_cosine_drop_fraction_values():
-    assert drop_fraction_at(0.1, 0, "cosine", 1000) == pytest.approx(0.1)
-    assert drop_fraction_at(0.1, 250, "cosine", 1000) == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
-    assert drop_fraction_at(0.1, 500, "cosine", 1000) == pytest.approx(0.05)
-    assert drop_fraction_at(0.1, 1000, "cosine", 1000) == pytest.approx(0.0)
-    assert drop_fraction_at(0.1, 5000, "cosine", 1000) == pytest.approx(0.0)
-    assert drop_fraction_at(0.1, 5000, "constant", None) == 0.1
+    cosine = CosineDrop(0.1, 1000)
+    assert cosine.drop_fraction(0) == pytest.approx(0.1)
+    assert cosine.drop_fraction(250) == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
+    assert cosine.drop_fraction(500) == pytest.approx(0.05)
+    assert cosine.drop_fraction(1000) == pytest.approx(0.0)
+    assert cosine.drop_fraction(5000) == pytest.approx(0.0)
+    assert ConstantDrop(0.1).drop_fraction(5000) == 0.1
     with pytest.raises(ValueError, match="end step"):
-        drop_fraction_at(0.1, 5, "cosine", None)
+        CosineDrop(0.1, 0)
 
 
 def test_zero_smallest_nonzero_keeps_the_largest_entries():

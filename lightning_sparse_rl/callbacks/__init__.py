@@ -3,6 +3,7 @@
 from lightning_sparse_rl.callbacks.dynamic_sparsity import DynamicSparsityCallback
 from lightning_sparse_rl.callbacks.evaluation_video import EvaluationVideo
 from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutationCallback
+from lightning_sparse_rl.callbacks.gradual_pruning import GradualPruningCallback
 from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
 from lightning_sparse_rl.callbacks.run_checkpoints import RunCheckpoints
@@ -14,6 +15,7 @@ __all__ = [
     "EvaluationResults",
     "EvaluationVideo",
     "FeaturePermutationCallback",
+    "GradualPruningCallback",
     "InputConnectivityCallback",
     "RLProgressReporter",
     "RunCheckpoints",

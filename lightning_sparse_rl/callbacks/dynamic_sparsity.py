@@ -14,12 +14,21 @@ from torch.nn.utils import parametrize
 
 from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds
 from lightning_sparse_rl.sparse import (
+    ConstantDrop,
+    CosineDrop,
+    DropSchedule,
+    GradientGrowth,
+    GrowthCriterion,
+    LayerState,
+    MagnitudePrune,
     MaskAdam,
     MemberLinear,
+    PruneCriterion,
+    RandomGrowth,
     SparseNetwork,
-    drop_fraction_at,
     is_masked,
     masked_layers,
+    optimizer_moment,
     prune_and_regrow,
     set_mask,
     trainable_weight,
@@ -36,19 +45,25 @@ class DynamicSparsityCallback(Callback):
 
     At gradient step ``t = k·update_period`` (the algorithm's own ``gradient_steps``, checked after each
     training batch), for every masked layer of the actor and critics with ``k`` active connections:
-    prune the ``floor(ζ_t·k)`` smallest-magnitude active weights (ties: lower row-major index first),
-    regrow as many among all inactive positions, the just-pruned included — uniformly at random (SET)
-    or where the dense gradient of the network's loss on the current minibatch is largest (RigL) — and
-    initialise the new weights. The per-layer connection count never changes. With
-    ``optimizer: maskadam`` the Adam moments of pruned and regrown positions are cleared. Targets with
-    shared masks get the new mask; the others are kept sparse by the Polyak update.
+    prune ``floor(ζ_t·k)`` active weights (by default the smallest in magnitude; ties: lower row-major
+    index first), regrow as many among all inactive positions, the just-pruned included — uniformly at
+    random (SET), where the dense gradient of the network's loss on the current minibatch is largest
+    (RigL), or by a criterion of your own — and initialise the new weights. The per-layer connection
+    count never changes. With ``optimizer: maskadam`` the Adam moments of pruned and regrown positions are
+    cleared. Targets with shared masks get the new mask; the others are kept sparse by the Polyak update.
+
+    Each part is a contract of :mod:`lightning_sparse_rl.sparse.criteria`; ``growth``, ``prune`` and
+    ``schedule`` take an object (``class_path`` in YAML) as well as the built-in names.
 
     Args:
-        drop_fraction: ζ, fraction of active connections replaced per update, in ``(0, 1)`` (ANF: 0.05).
+        drop_fraction: ζ, fraction of active connections replaced per update, in ``(0, 1)`` (ANF: 0.05); not
+            used when ``schedule`` is an object.
         update_period: gradient updates between topology updates (ANF: 1000).
         stop_step: last gradient step at which the topology may change (``None``: never stop).
-        schedule: ``constant`` ζ, or ``cosine`` decay of ζ to 0 at ``stop_step`` (Graesser et al. 2022).
-        growth: ``random`` (SET) or ``gradient`` (RigL).
+        schedule: ``constant`` ζ, ``cosine`` decay of ζ to 0 at ``stop_step`` (Graesser et al. 2022), or a
+            :class:`~lightning_sparse_rl.sparse.DropSchedule`.
+        growth: ``random`` (SET), ``gradient`` (RigL) or a :class:`~lightning_sparse_rl.sparse.GrowthCriterion`.
+        prune: a :class:`~lightning_sparse_rl.sparse.PruneCriterion`; ``None``: smallest magnitude.
         new_weight_init: regrown weights start at ``zero``, or per element ``unif`` ~ U(±1/√fan_in) or
             ``xavier`` ~ U(±√(6/(fan_in+fan_out))).
         seed: seed of the regrowth stream (agent ``k`` of a population: ``seed + k``); ``None`` derives each
@@ -61,28 +76,24 @@ class DynamicSparsityCallback(Callback):
         drop_fraction: float = 0.05,
         update_period: int = 1000,
         stop_step: int | None = None,
-        schedule: Literal["constant", "cosine"] = "constant",
-        growth: Literal["random", "gradient"] = "random",
+        schedule: Literal["constant", "cosine"] | DropSchedule = "constant",
+        growth: Literal["random", "gradient"] | GrowthCriterion = "random",
         new_weight_init: NewWeightInit = "zero",
         seed: int | None = None,
+        prune: PruneCriterion | None = None,
     ) -> None:
         check_in_range("drop_fraction", drop_fraction, 0.0, 1.0, low_inclusive=False)
         check_positive("update_period", update_period)
         if stop_step is not None:
             check_positive("stop_step", stop_step)
-        if schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule={schedule!r} must be 'constant' or 'cosine'")
-        if schedule == "cosine" and stop_step is None:
-            raise ValueError("schedule='cosine' decays ζ to 0 at stop_step: set stop_step (e.g. 80% of the updates)")
-        if growth not in ("random", "gradient"):
-            raise ValueError(f"growth={growth!r} must be 'random' (SET) or 'gradient' (RigL)")
+        self.schedule: DropSchedule = _drop_schedule(schedule, drop_fraction, stop_step)
+        self.growth: GrowthCriterion = _growth_criterion(growth)
+        self.prune: PruneCriterion = MagnitudePrune() if prune is None else _checked(prune, PruneCriterion, "prune")
         if new_weight_init not in ("zero", "unif", "xavier"):
             raise ValueError(f"new_weight_init={new_weight_init!r} must be one of 'zero', 'unif', 'xavier'")
         self.drop_fraction = drop_fraction
         self.update_period = int(update_period)
         self.stop_step = stop_step
-        self.schedule = schedule
-        self.growth = growth
         self.new_weight_init = new_weight_init
         self.seed = seed
         self.last_update_step = 0
@@ -110,7 +121,7 @@ class DynamicSparsityCallback(Callback):
         if due <= self.last_update_step or (self.stop_step is not None and due > self.stop_step):
             return
         self.last_update_step = due
-        zeta = drop_fraction_at(self.drop_fraction, due, self.schedule, self.stop_step)
+        zeta = self.schedule.drop_fraction(due)
         changed = self.update_topology(trainer, pl_module, batch.minibatches[-1], zeta)
         self.topology_updates += 1
         seeds: tuple[int, ...] = pl_module.seeds
@@ -141,8 +152,10 @@ class DynamicSparsityCallback(Callback):
         assert self.streams, "on_fit_start creates the streams"
         generators = [stream.generator(pl_module.device) for stream in self.streams]
         networks: list[SparseNetwork] = pl_module.sparse_networks()
-        grads = self._dense_gradients(pl_module, networks, minibatch) if self.growth == "gradient" else {}
+        needs_gradient = self.growth.needs_gradient or self.prune.needs_gradient
+        grads = dense_gradients(pl_module, networks, minibatch) if needs_gradient else {}
         mask_adams = [opt for opt in trainer.optimizers if isinstance(opt, MaskAdam)]
+        step = pl_module.gradient_steps
         changed: dict[str, list[int]] = {}
         for net in networks:
             moved = torch.zeros(len(net.members), dtype=torch.long, device=pl_module.device)
@@ -152,15 +165,19 @@ class DynamicSparsityCallback(Callback):
                 if mask is None:
                     continue
                 weight, grad = layer.weight, grads.get(layer)
+                momentum = optimizer_moment(trainer.optimizers, trainable_weight(layer))
                 new_mask, pruned, grown = mask.clone(), torch.zeros_like(mask), torch.zeros_like(mask)
                 for agent, member in enumerate(net.members):
-                    new_mask[member], pruned[member], grown[member] = prune_and_regrow(
+                    state = LayerState(
                         weight[member],
                         mask[member],
-                        zeta,
-                        self.growth,
+                        step,
                         generators[agent],
                         None if grad is None else grad[member],
+                        None if momentum is None else momentum[member],
+                    )
+                    new_mask[member], pruned[member], grown[member] = prune_and_regrow(
+                        state, zeta, self.prune, self.growth
                     )
                     moved[agent] += (pruned[member] & ~new_mask[member]).sum()
                 self._rewire(layer, new_mask, pruned, grown, mask_adams, net.members, generators)
@@ -194,21 +211,6 @@ class DynamicSparsityCallback(Callback):
         for optimizer in mask_adams:
             optimizer.reset_state(weight, pruned | grown)
 
-    def _dense_gradients(
-        self, pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition
-    ) -> dict[MemberLinear, Tensor]:
-        """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
-        grads: dict[MemberLinear, Tensor] = {}
-        for family in dict.fromkeys(net.family for net in networks):
-            layers = masked_layers([net for net in networks if net.family == family])
-            if not layers:
-                continue
-            with torch.enable_grad(), parametrize.cached():
-                weights = [m.weight for m in layers]  # cached: the forward pass uses these very tensors
-                loss = pl_module.network_loss(family, minibatch)
-                grads.update(zip(layers, torch.autograd.grad(loss, weights, allow_unused=True), strict=True))
-        return grads
-
     # ------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Counters, seed and the agents' regrowth streams."""
@@ -225,3 +227,50 @@ class DynamicSparsityCallback(Callback):
         self.topology_updates = state_dict["topology_updates"]
         self.seed = state_dict["seed"]
         self.streams = [RandomStream.from_state(saved) for saved in state_dict["streams"]]
+
+
+def dense_gradients(
+    pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition
+) -> dict[MemberLinear, Tensor]:
+    """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
+    grads: dict[MemberLinear, Tensor] = {}
+    for family in dict.fromkeys(net.family for net in networks):
+        layers = masked_layers([net for net in networks if net.family == family])
+        if not layers:
+            continue
+        with torch.enable_grad(), parametrize.cached():
+            weights = [m.weight for m in layers]  # cached: the forward pass uses these very tensors
+            loss = pl_module.network_loss(family, minibatch)
+            grads.update(zip(layers, torch.autograd.grad(loss, weights, allow_unused=True), strict=True))
+    return grads
+
+
+def _drop_schedule(schedule: str | DropSchedule, drop_fraction: float, stop_step: int | None) -> DropSchedule:
+    """The schedule object for a built-in name (with ``drop_fraction`` and ``stop_step``), or ``schedule`` itself."""
+    if schedule == "constant":
+        return ConstantDrop(drop_fraction)
+    if schedule == "cosine":
+        if stop_step is None:
+            raise ValueError("schedule='cosine' decays ζ to 0 at stop_step: set stop_step (e.g. 80% of the updates)")
+        return CosineDrop(drop_fraction, stop_step)
+    if isinstance(schedule, str):
+        raise ValueError(f"schedule={schedule!r} must be 'constant', 'cosine' or a DropSchedule object")
+    return _checked(schedule, DropSchedule, "schedule")
+
+
+def _growth_criterion(growth: str | GrowthCriterion) -> GrowthCriterion:
+    """The criterion object for a built-in name, or ``growth`` itself."""
+    if growth == "random":
+        return RandomGrowth()
+    if growth == "gradient":
+        return GradientGrowth()
+    if isinstance(growth, str):
+        raise ValueError(f"growth={growth!r} must be 'random' (SET), 'gradient' (RigL) or a GrowthCriterion object")
+    return _checked(growth, GrowthCriterion, "growth")
+
+
+def _checked(part: Any, contract: type, name: str) -> Any:
+    """``part`` if it implements ``contract`` (a runtime-checkable protocol), else an error naming both."""
+    if not isinstance(part, contract):
+        raise ValueError(f"{name}={type(part).__qualname__} does not implement {contract.__qualname__}")
+    return part

@@ -143,13 +143,21 @@ class SparsityDistributionCallback(Callback):
             self.input_layer_sparsity,
         )
 
-    @staticmethod
+    def initial_sparsity(self, level: float) -> float | None:
+        """The sparsity a layer's mask starts at, given its level; ``None``: the layer stays dense, without a mask."""
+        return level if level > 0.0 else None
+
     def _draw_masks(
-        net: SparseNetwork, levels: LayerSparsity, generators: list[torch.Generator], masks: dict[MemberLinear, Tensor]
+        self,
+        net: SparseNetwork,
+        levels: LayerSparsity,
+        generators: list[torch.Generator],
+        masks: dict[MemberLinear, Tensor],
     ) -> None:
         """Draw ``net``'s masks, agent ``k``'s from ``generators[k]``, into ``masks`` (one tensor per layer)."""
-        for layer, sparsity in zip(net.layers, levels.sparsity, strict=True):
-            if sparsity == 0.0:
+        for layer, level in zip(net.layers, levels.sparsity, strict=True):
+            sparsity = self.initial_sparsity(level)
+            if sparsity is None:
                 continue
             n_active = active_connections(sparsity, layer.in_features * layer.out_features)
             mask = masks.setdefault(layer, torch.ones_like(layer.weight, dtype=torch.bool))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -25,3 +27,12 @@ class MaskAdam(torch.optim.Adam):
         for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
             if key in state:
                 state[key].masked_fill_(positions, 0.0)
+
+
+def optimizer_moment(optimizers: Sequence[torch.optim.Optimizer], param: Tensor) -> Tensor | None:
+    """The first moment (Adam's ``exp_avg``, shaped like ``param``) kept for ``param`` by any of ``optimizers``."""
+    for optimizer in optimizers:
+        moment = optimizer.state.get(param, {}).get("exp_avg")
+        if moment is not None:
+            return moment
+    return None

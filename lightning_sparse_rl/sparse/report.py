@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+from lightning_sparse_rl.sparse.distribution import active_connections
 
 
 class LayerCount(NamedTuple):
@@ -54,4 +57,37 @@ def format_sparsity_table(title: str, layers: Sequence[LayerCount]) -> str:
     lines.append(
         f"FLOPs per forward pass (per sample): dense {dense:,}, sparse {sparse:,} ({dense / sparse:.2f}x fewer)"
     )
+    return "\n".join(lines)
+
+
+def format_schedule_table(
+    family: str,
+    layer_sizes: Sequence[int],
+    finals: Sequence[float],
+    steps: Sequence[int],
+    sparsity_at: Callable[[float, int], float],
+) -> str:
+    """Per-layer sparsity (%) of a pruning schedule at ``steps``: one row per layer that ends sparse, and the network.
+
+    ``sparsity_at(final, step)`` is the schedule (e.g. ``CubicSparsity.sparsity``); ``finals`` the layers' final
+    levels. Counts are floored as the masks' are.
+    """
+    possible = [n_in * n_out for n_in, n_out in itertools.pairwise(layer_sizes)]
+    heads = ["gradient step", *(f"{step:,}" for step in steps)]
+    rows = []
+    for i, final in enumerate(finals, start=1):
+        if final > 0:
+            rows.append([f"layer {i}", *(f"{100 * sparsity_at(final, step):.1f}%" for step in steps)])
+
+    def network(step: int) -> str:
+        active = sum(
+            active_connections(sparsity_at(f, step), n) if f > 0 else n for f, n in zip(finals, possible, strict=True)
+        )
+        return f"{100 * (1 - active / sum(possible)):.2f}%"
+
+    rows.append(["network", *(network(step) for step in steps)])
+    widths = [max(len(row[i]) for row in [heads, *rows]) for i in range(len(heads))]
+    lines = [f"{family}: gradual pruning schedule (sparsity reached at each step)"]
+    for row in [heads, *rows]:
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)

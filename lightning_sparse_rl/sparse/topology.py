@@ -1,4 +1,4 @@
-"""Mask maths of dynamic sparse training: random masks, magnitude pruning, random/gradient regrowth.
+"""Mask maths of sparse training: random masks, the smallest / random / best-scored positions of a mask.
 
 Pure tensor functions on one member's weight matrix ``(in, out)`` (``layer.weight[m]``) and its boolean mask
 of the same shape; they run on whatever device the tensors are on. Ties are broken by position: among equal scores the
@@ -8,13 +8,9 @@ lower row-major index is chosen first (stable sorts), so results are exact and r
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from torch import Tensor
-
-GrowthRule = Literal["random", "gradient"]
-DropSchedule = Literal["constant", "cosine"]
 
 
 def random_mask(shape: tuple[int, int], n_active: int, generator: torch.Generator) -> Tensor:
@@ -44,52 +40,11 @@ def random_inactive(mask: Tensor, n_grow: int, generator: torch.Generator) -> Te
     return _positions(candidates[order[:n_grow]], mask)
 
 
-def largest_gradient_inactive(mask: Tensor, dense_grad: Tensor, n_grow: int) -> Tensor:
-    """Boolean positions of the ``n_grow`` inactive entries with the largest ``|gradient|`` (RigL)."""
-    scores = dense_grad.detach().abs().masked_fill(mask, -1.0).flatten()
-    chosen = torch.sort(scores, descending=True, stable=True).indices[:n_grow]
-    return _positions(chosen, mask)
-
-
-def prune_and_regrow(
-    weight: Tensor,
-    mask: Tensor,
-    drop_fraction: float,
-    growth: GrowthRule,
-    generator: torch.Generator,
-    dense_grad: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One SET/RigL topology update of one layer; the number of active connections is unchanged.
-
-    Prunes ``floor(drop_fraction·k)`` of the ``k`` active connections (smallest ``|w|``), then regrows
-    as many among all inactive positions (the just-pruned ones included): at random, or where
-    ``|dense_grad|`` is largest.
-
-    Returns:
-        ``(new_mask, pruned, grown)``, boolean tensors shaped like ``mask``; ``pruned`` and ``grown`` may
-        overlap where a pruned connection was picked again.
-
-    """
-    n_active = int(mask.sum())
-    n_change = math.floor(drop_fraction * n_active)
-    pruned = smallest_active(weight, mask, n_change)
-    kept = mask & ~pruned
-    if growth == "gradient":
-        if dense_grad is None:
-            raise ValueError("growth='gradient' needs the dense gradient of the layer's weight")
-        grown = largest_gradient_inactive(kept, dense_grad, n_change)
-    else:
-        grown = random_inactive(kept, n_change, generator)
-    return kept | grown, pruned, grown
-
-
-def drop_fraction_at(initial: float, step: int, schedule: DropSchedule, end_step: int | None) -> float:
-    """ζ at gradient step ``step``: constant, or cosine-decayed to 0 at ``end_step`` (Graesser et al.)."""
-    if schedule == "constant":
-        return initial
-    if end_step is None or end_step <= 0:
-        raise ValueError(f"the cosine drop-fraction schedule needs a positive end step, got {end_step!r}")
-    return initial * 0.5 * (1.0 + math.cos(math.pi * min(step, end_step) / end_step))
+def largest_scores(scores: Tensor, candidates: Tensor, n: int) -> Tensor:
+    """Boolean positions of the ``n`` ``candidates`` with the largest ``scores`` (RigL: ``|gradient|``)."""
+    ranked = scores.detach().masked_fill(~candidates, -math.inf).flatten()
+    chosen = torch.sort(ranked, descending=True, stable=True).indices[:n]
+    return _positions(chosen, candidates)
 
 
 def zero_smallest_nonzero_(weight: Tensor, count: int, entered: Tensor | None = None) -> None:
