@@ -83,7 +83,7 @@ def make_state(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
     from lightning_sparse_rl.floating_point import count_denormals
     from lightning_sparse_rl.persistence.checkpoint_io import RunCheckpointIO
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads[0])
     folder = state_folder(case, args)
     checkpoints = lsrl_runner.make_state(
         case["algo"].lower(),
@@ -178,8 +178,8 @@ def ensure_states(names: list[str], args: argparse.Namespace) -> dict[str, dict[
         if case["runner"] != "lsrl" or folder.name in counts:
             continue
         if not (folder / "states.json").exists():
-            print(f"making the states of {folder.name} (2 threads) ...", flush=True)
-            spawn(args, 2, case["flush"], "--make-state", name)
+            print(f"making the states of {folder.name} ({args.state_threads} thread(s)) ...", flush=True)
+            spawn(args, args.state_threads, case["flush"], "--make-state", name)
         counts[folder.name] = json.loads((folder / "states.json").read_text())
     return counts
 
@@ -193,6 +193,8 @@ def main() -> None:
     parser.add_argument(
         "--at", type=int, nargs=2, default=[1000, 20000], metavar=("FRESH", "TRAINED"), help="updates of the states"
     )
+    parser.add_argument("--state-threads", type=int, default=2, help="threads of the runs that make the states")
+    parser.add_argument("--states-only", action="store_true", help="make the states and count denormals; time nothing")
     parser.add_argument("--learning-starts", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
@@ -213,16 +215,18 @@ def main() -> None:
 
     print(f"CPU: {cpu_name()}; bf16: {bf16_support()}; {os.cpu_count()} cores; {ENV_ID}, batch {args.batch_size}")
     states = ensure_states(args.cases, args)
-    print("\nDenormal floats in the states (fp32 run, 2 threads): weights, optimizer moments")
+    print("\nDenormal floats in the states (fp32 runs): weights, optimizer moments")
     for folder, by_updates in states.items():
         for updates, s in by_updates.items():
             print(
                 f"  {folder:<40} {int(updates):>6} updates: {s['denormal_weights']:>7} of {s['weights']} weights, "
                 f"{s['denormal_moments']:>7} of {s['moments']} moments"
             )
+    if args.states_only:
+        return
     report: dict[str, Any] = {
         "machine": {"cpu": cpu_name(), "bf16": bf16_support(), "cores": os.cpu_count()},
-        "args": {k: v for k, v in vars(args).items() if k not in ("child", "make_state")},
+        "args": {k: v for k, v in vars(args).items() if k not in ("child", "make_state", "states_only")},
         "states": states,
         "threads": {},
     }
