@@ -205,6 +205,19 @@ def test_sparse_yaml_configs_build_their_callbacks(config, algorithm, dynamic, o
     assert ("DynamicSparsityCallback" in callbacks) == dynamic
 
 
+@pytest.mark.parametrize(("config", "algorithm"), [("prune_sac", SAC), ("prune_td3", TD3)])
+def test_prune_configs_build_gradual_pruning_with_graessers_schedule(config, algorithm):
+    path = REPO / "configs" / f"{config}.yaml"
+    assert path.read_text().startswith("# ") and "ICML 2022" in path.read_text()
+    cli, _ = _config(["--config", str(path)])
+    assert isinstance(cli.model, algorithm) and cli.model.hparams.optimizer == "maskadam"
+    callbacks = {type(c).__name__: c for c in cli.trainer.callbacks}
+    assert "DynamicSparsityCallback" not in callbacks and "SparsityDistributionCallback" not in callbacks
+    gmp = callbacks["GradualPruningCallback"]
+    assert (gmp.global_sparsity, gmp.distribution) == (0.9, "ER")
+    assert (gmp.schedule.start_step, gmp.schedule.end_step, gmp.schedule.period) == (200_000, 800_000, 1000)
+
+
 def _front_config(flags):
     args = build_parser().parse_args([*flags, "--env", "HalfCheetah-v5", "--wandb_mode", "disabled"])
     cli, _ = _config(to_lsrl_args(args)[1:])
@@ -226,12 +239,27 @@ def test_tutorial_policies_map_to_the_sparsity_callbacks():
     assert "SparsityDistributionCallback" not in callbacks  # dense policies ignore sparsity flags
 
 
+def test_tutorial_prune_policies_map_to_gradual_pruning():
+    flags = ["--policy", "Prune-TD3", "--global_sparsity", "0.9", "--optimizer", "maskadam", "--max_timesteps", "1e5"]
+    cli, callbacks = _front_config(flags)
+    assert isinstance(cli.model, TD3) and cli.model.hparams.optimizer == "maskadam"
+    gmp = callbacks["GradualPruningCallback"]
+    assert gmp.global_sparsity == 0.9 and "DynamicSparsityCallback" not in callbacks
+    assert (gmp.schedule.start_step, gmp.schedule.end_step, gmp.schedule.period) == (20_000, 80_000, 1000)
+    flags = ["--policy", "Prune-SAC", "--prune_start_step", "10", "--prune_end_step", "5e4", "--prune_period", "250"]
+    _, callbacks = _front_config([*flags, "--global_sparsity", "0.5", "--updates_per_step", "2"])
+    schedule = callbacks["GradualPruningCallback"].schedule
+    assert (schedule.start_step, schedule.end_step, schedule.period) == (10, 50_000, 250)
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--global_sparsity", "1.5"], r"global_sparsity=1.5 must be in \[0, 1\)"),
         (["--input_layer_sparsity", "2"], r"input_layer_sparsity=2.0 must be -1"),
         (["--ann_setZeta", "0"], r"--ann_setZeta=0.0 must be in \(0.0, 1.0\)"),
+        (["--policy", "Prune-SAC", "--prune_start_step", "9", "--prune_end_step", "9"], "--prune_start_step=9 and"),
+        (["--policy", "Prune-SAC", "--prune_period", "0"], r"--prune_period=0.0 must be"),
     ],
 )
 def test_tutorial_front_rejects_bad_sparsity_flags_early(flags, message, capsys):
@@ -257,6 +285,21 @@ def test_tutorial_sparse_runs_print_their_layer_tables(tmp_path, monkeypatch, ca
     # ANF: input layer 80 % sparse (153 of 3·256 connections), the rest dense; the real global sparsity is printed.
     assert re.search(r"sparsity\s+\| 80\.1%\s+\| 0\.0%\s+\| 0\.0%", anf)
     assert "so the global sparsity is 0.00920" in anf  # 1 − (153 + 65536 + 512) / 66816
+
+
+def test_tutorial_prune_run_prints_its_schedule(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    lightning_logger = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
+    lightning_logger.addHandler(caplog.handler)
+    monkeypatch.setattr(lightning_logger, "level", logging.INFO)
+    flags = "--env Pendulum-v1 --start_timesteps 100 --max_timesteps 100 --eval_freq 100 --eval_episodes 1"
+    prune = "--policy Prune-SAC --global_sparsity 0.9 --wandb_mode disabled --not_save_model"
+    main([*flags.split(), *prune.split()])
+    lightning_logger.removeHandler(caplog.handler)
+    # 100 updates: pruning from 20 to 80 at quarters 20, 35, 50, 65, 80; uniform 90 % over the two sparse layers.
+    assert "actor: gradual pruning schedule" in caplog.text
+    assert re.search(r"gradient step \| 20\s+\| 35\s+\| 50\s+\| 65\s+\| 80", caplog.text)
+    assert re.search(r"layer 2\s+\| 0\.0%\s+\| 52\.\d%.*\| 9\d\.\d%", caplog.text)
 
 
 def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):

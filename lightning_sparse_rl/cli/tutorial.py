@@ -20,7 +20,7 @@ from lightning_sparse_rl.data.noise_features import NOISE_DISTRIBUTIONS, NOISE_M
 from lightning_sparse_rl.sparse import DISTRIBUTION_METHODS, check_sparsity_arguments
 from lightning_sparse_rl.validation import check_at_least, check_in_range, check_positive
 
-POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3")
+POLICIES = ("ANF-SAC", "ANF-TD3", "SAC", "TD3", "Static-SAC", "Static-TD3", "Prune-SAC", "Prune-TD3")
 
 #: Flags of later features: (flag, default, reason it is not available yet).
 NOT_YET: tuple[tuple[str, object, str], ...] = (
@@ -84,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _bool_pair(p, "print_comments", True, "print episode and evaluation lines")
     _bool_pair(p, "save_results", True, "write the CSV log of metrics")
     _bool_pair(p, "save_model", True, "write checkpoints (best and last)")
-    p.add_argument("--global_sparsity", type=float, default=0.0, help="Static-*/ANF-*: target sparsity per network")
+    p.add_argument(
+        "--global_sparsity", type=float, default=0.0, help="Static-*/ANF-*/Prune-*: (final) sparsity per network"
+    )
     p.add_argument("--input_layer_sparsity", type=float, default=-1.0, help="-1 free, 0 dense, (0,1) pinned")
     p.add_argument("--sparsity_distribution_method", default="uniform", choices=DISTRIBUTION_METHODS)
     p.add_argument("--output_layer_sparse", action="store_true", help="the actor's output layer may be sparse")
@@ -92,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ann_setZeta", type=float, default=0.05, help="ANF-*: fraction pruned/regrown per update")
     p.add_argument("--ann_ascTopologyChangePeriod", type=float, default=1e3, help="ANF-*: gradient updates")
     p.add_argument("--ann_earlyStopTopologyChange", type=float, default=1e9, help="ANF-*: last topology update")
+    p.add_argument(
+        "--prune_start_step", type=float, default=-1, help="Prune-*: first pruning update (-1: 20 %% of the updates)"
+    )
+    p.add_argument(
+        "--prune_end_step", type=float, default=-1, help="Prune-*: last pruning update (-1: 80 %% of the updates)"
+    )
+    p.add_argument("--prune_period", type=float, default=1e3, help="Prune-*: gradient updates between pruning steps")
     p.add_argument("--fake_features", type=float, default=0.0, help="fraction of noise input features, [0, 1)")
     p.add_argument("--fake_noise_std", type=float, default=1.0, help="std of the noise features, > 0")
     p.add_argument(
@@ -129,6 +138,11 @@ def check_sparsity_flags(args: argparse.Namespace) -> None:
         check_in_range("--ann_setZeta", args.ann_setZeta, 0.0, 1.0, low_inclusive=False)
         check_positive("--ann_ascTopologyChangePeriod", args.ann_ascTopologyChangePeriod)
         check_positive("--ann_earlyStopTopologyChange", args.ann_earlyStopTopologyChange)
+        check_positive("--prune_period", args.prune_period)
+        if args.policy.startswith("Prune"):
+            start, end = pruning_window(args)
+            if not 0 <= start < end:
+                raise ValueError(f"--prune_start_step={start} and --prune_end_step={end} need 0 <= start < end")
     except ValueError as error:
         raise ValueError(f"Bad sparsity flag: {error}") from None
 
@@ -176,8 +190,10 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
         "hidden_layers": args.num_hid_layers,
         "hidden_width": args.num_hid_neurons,
         "activation": args.activation,
-        # The original treats maskadam as Adam for dense and Static policies.
-        "optimizer": args.optimizer if args.policy.startswith("ANF") or args.optimizer != "maskadam" else "adam",
+        # The original treats maskadam as Adam for dense and Static policies (Prune-* is not in the original).
+        "optimizer": args.optimizer
+        if args.policy.startswith(("ANF", "Prune")) or args.optimizer != "maskadam"
+        else "adam",
     }
     if algorithm == "SAC":
         model |= {
@@ -252,16 +268,30 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def pruning_window(args: argparse.Namespace) -> tuple[int, int]:
+    """``Prune-*``: first and last pruning update; by default 20 % and 80 % of the updates (Graesser et al.)."""
+    updates = args.max_timesteps * args.updates_per_step
+    start = args.prune_start_step if args.prune_start_step >= 0 else 0.2 * updates
+    end = args.prune_end_step if args.prune_end_step >= 0 else 0.8 * updates
+    return int(start), int(end)
+
+
 def sparsity_callbacks(args: argparse.Namespace) -> list[dict[str, object]]:
-    """``Static-*``: masks only; ``ANF-*``: masks and dynamic sparse training; dense policies: none."""
+    """``Static-*``: masks; ``ANF-*``: masks and dynamic sparse training; ``Prune-*``: GMP; dense policies: none."""
     if args.policy in ("SAC", "TD3"):
         return []
-    distribution = {
+    distribution: dict[str, object] = {
         "global_sparsity": args.global_sparsity,
         "distribution": args.sparsity_distribution_method,
         "input_layer_sparsity": args.input_layer_sparsity,
         "output_layer_sparse": args.output_layer_sparse,
     }
+    if args.policy.startswith("Prune"):
+        start, end = pruning_window(args)
+        schedule = {"start_step": start, "end_step": end, "update_period": int(args.prune_period)}
+        return [
+            {"class_path": "lightning_sparse_rl.callbacks.GradualPruningCallback", "init_args": distribution | schedule}
+        ]
     callbacks: list[dict[str, object]] = [
         {"class_path": "lightning_sparse_rl.callbacks.SparsityDistributionCallback", "init_args": distribution}
     ]
