@@ -20,6 +20,8 @@ from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.floating_point import count_nonzero_entries
 from lightning_sparse_rl.networks import DeterministicActor, SquashedGaussianActor
+from lightning_sparse_rl.persistence.checkpoint_io import torch_bytes
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.sparse import linear_layers
 
 if TYPE_CHECKING:
@@ -116,7 +118,13 @@ class Policy(nn.Module):
         return sum(count_nonzero_entries(w) for w in weights), sum(w.numel() for w in weights)
 
     def save(self, path: str | Path) -> None:
-        """Write the policy file (loadable with ``weights_only=True``)."""
+        """Write the policy file (loadable with ``weights_only=True``), atomically, as checkpoints are.
+
+        Raises:
+            OSError: as :func:`~lightning_sparse_rl.persistence.run_files.atomic_write_bytes` reports it (a full
+                disk, a read-only or forbidden folder); a file already at ``path`` is then intact.
+
+        """
         payload: dict[str, Any] = {
             "format": POLICY_FORMAT,
             "algorithm": self.algorithm,
@@ -125,7 +133,7 @@ class Policy(nn.Module):
             "seed": self.seed,
             "state_dict": self.state_dict(),
         }
-        torch.save(payload, path)
+        atomic_write_bytes(Path(path), torch_bytes(payload))
 
 
 def export_policy(module: OffPolicyAlgorithm, path: str | Path, seed: int | None = None) -> Policy:

@@ -37,8 +37,19 @@ FIT_USER_ERRORS: tuple[type[BaseException], ...] = (
     RunFolderBusy,
     MisconfigurationException,
 )
-#: ``OSError`` numbers that are the machine's state, not a bug: a full disk or quota, no permission, read-only.
-ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)
+#: ``OSError`` numbers that are the machine's state or a path the user gave, not a bug: a full disk or quota, no
+#: permission (also an immutable file, ``chattr +i``), read-only, a folder where a file goes or the reverse, a name
+#: too long.
+ENVIRONMENT_ERRNOS = (
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.EISDIR,
+    errno.ENOTDIR,
+    errno.ENAMETOOLONG,
+)
 
 
 class RunFinished(Exception):

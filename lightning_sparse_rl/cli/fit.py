@@ -42,12 +42,18 @@ RESUME_HISTORY = "resumes.yaml"
 
 @dataclass
 class ResumePlan:
-    """A resume that passed its checks: the verified checkpoint, its step, the run folder when it continues in place."""
+    """A resume that passed its checks: the verified checkpoint, its step, the run folder when it continues in place.
+
+    ``run_config`` is the config as YAML without what makes it a resume (``ckpt_path``, ``force_resume``, the
+    logger's version folder): what ``config.yaml`` and the checkpoints record, so that ``lsrl fit --config
+    RUN_DIR/config.yaml`` repeats the run instead of continuing it.
+    """
 
     checkpoint: Path
     train_steps: int
     run_dir: Path | None
     changes: list[ConfigChange]
+    run_config: str
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -55,7 +61,10 @@ class SaveRunConfig(SaveConfigCallback):
 
     * ``config.yaml`` is written (atomically) at ``setup`` for a new run; for a resumed run only once the
       checkpoint has been restored (``on_fit_start``), so a resume that fails leaves the run folder as it
-      was; the settings a resume changed are appended to ``RUN_DIR/resumes.yaml``;
+      was; the settings a resume changed (and, for a resume into a new folder, the checkpoint it started
+      from) are appended to ``RUN_DIR/resumes.yaml``;
+    * ``config.yaml`` describes the run, never the resume (no ``ckpt_path``, no logger version folder), so
+      ``lsrl fit --config RUN_DIR/config.yaml`` repeats the run;
     * the resolved config (as in ``config.yaml``) is in the checkpoint (this callback's state), where a
       later resume compares it with its own.
     """
@@ -70,6 +79,9 @@ class SaveRunConfig(SaveConfigCallback):
         atomic_write_bytes(run_directory(trainer) / self.config_filename, self._config_yaml().encode())
 
     def _config_yaml(self) -> str:
+        """The run's config as YAML (for a resume, the config it was given, not where it resumed from)."""
+        if self.resume is not None:
+            return self.resume.run_config
         if self._dumped is None:
             self._dumped = self.parser.dump(self.config, skip_none=False)
         return self._dumped
@@ -84,9 +96,9 @@ class SaveRunConfig(SaveConfigCallback):
         if self.resume is None:
             return
         super().setup(trainer, pl_module, "fit")
-        if self.resume.run_dir is None or not self.resume.changes:
-            return
-        history_file = self.resume.run_dir / RESUME_HISTORY
+        if self.resume.run_dir is not None and not self.resume.changes:
+            return  # continued in place with the same settings: the checkpoint's run, nothing to record
+        history_file = run_directory(trainer) / RESUME_HISTORY
         history = yaml.safe_load(history_file.read_text()) if history_file.exists() else None
         entry = {
             "checkpoint": str(self.resume.checkpoint),
@@ -259,11 +271,12 @@ class SparseRLCLI(LightningCLI):
             )
         for change in changes:
             print(f"Resuming with a changed setting{' (forced)' if change.protected else ''}: {change}", flush=True)
+        config["ckpt_path"], config["force_resume"] = None, False  # they describe this resume, not the run
+        run_config = parser.dump(config, skip_none=False)
         config["ckpt_path"] = str(path)
-        config["force_resume"] = False  # it applies to this resume, not to later ones of the saved config
         if run_dir is not None:
             SparseRLCLI._continue_loggers_in(config, run_dir)
-        return ResumePlan(path, train_steps, run_dir, changes)
+        return ResumePlan(path, train_steps, run_dir, changes, run_config)
 
     @staticmethod
     def _continue_loggers_in(config: Any, run_dir: Path) -> None:

@@ -80,7 +80,7 @@ def view(argv: Sequence[str]) -> None:
 
 
 def export(argv: Sequence[str]) -> None:
-    """``lsrl export CHECKPOINT POLICY``: write a trained agent's small policy file."""
+    """``lsrl export CHECKPOINT POLICY``: write a trained agent's small policy file (atomically, as checkpoints)."""
     parser = ToolParser(prog="lsrl export", description=export.__doc__)
     parser.add_argument("checkpoint", help="a checkpoint (.ckpt) of lsrl fit")
     parser.add_argument("policy", help="the policy file to write (.pt)")
@@ -88,6 +88,10 @@ def export(argv: Sequence[str]) -> None:
         "--seed", type=int, help="the agent of this seed of a population (default: the best at the last evaluation)"
     )
     args = parser.parse_args(argv)
+    if Path(args.policy).is_dir():
+        parser.error(
+            f"{args.policy} is a folder: give the policy file to write, e.g. {Path(args.policy) / 'policy.pt'}"
+        )
     from lightning_sparse_rl.policy_files import load_policy
 
     policy = load_policy(args.checkpoint, args.seed)

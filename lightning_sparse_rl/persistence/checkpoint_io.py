@@ -42,7 +42,8 @@ class CheckpointDamaged(RuntimeError):
     """A checkpoint or its replay-buffer file is truncated or corrupted."""
 
 
-def _serialise(value: Any) -> bytes:
+def torch_bytes(value: Any) -> bytes:
+    """What ``torch.save(value, file)`` writes, as bytes (for :func:`~.run_files.atomic_write_bytes`)."""
     buffer = io.BytesIO()
     torch.save(value, buffer)
     return buffer.getvalue()
@@ -175,14 +176,14 @@ class RunCheckpointIO(TorchCheckpointIO):
         try:
             for state in _buffer_states(checkpoint):
                 if isinstance(state.get("rows"), torch.Tensor):
-                    data = _serialise(state["rows"])
+                    data = torch_bytes(state["rows"])
                     side = path.with_name(f"{path.stem}.buffer-{uuid.uuid4().hex[:8]}.pt")
                     atomic_write_bytes(side, data)
                     written.append(side)
                     digest = hashlib.sha256(data).hexdigest()
                     state["rows"] = {_SIDE_FILE: side.name, "bytes": len(data), "sha256": digest}
                     del data
-            payload = _with_digest(_serialise(checkpoint))
+            payload = _with_digest(torch_bytes(checkpoint))
             atomic_write_bytes(path, payload)
         except BaseException:
             replaced = bool(payload) and path.is_file() and path.read_bytes() == payload

@@ -20,8 +20,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, ``fsync`` it, rename it over ``path``, sync the folder.
 
     Raises:
-        OSError: as the OS reports it; for a full disk with a message naming ``path`` and the bytes, and saying
-            that the previous ``path`` is intact.
+        OSError: as the OS reports it, naming ``path`` (not the temporary file); for a full disk with a message
+            naming ``path`` and the bytes, and saying that the previous ``path`` is intact.
 
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,9 +39,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 f"no space left on the device to write {path} ({len(data):,} bytes); "
                 f"{'the previous file is intact' if path.exists() else 'nothing was written'}",
             ) from err
+        if err.filename in (temporary, str(temporary)):  # name the file the caller writes, not the temporary one
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary.exists():  # (unlinking a missing file fails on a read-only file system)
+            temporary.unlink()
     folder = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(folder)
