@@ -30,6 +30,9 @@ class Transition(NamedTuple):
             last observation of the episode (not the reset observation).
         terminated: 1.0 where the episode truly ended (no bootstrapping), else 0.0, shape ``(K, B)``.
             A time-limit truncation is stored as 0.0, so TD targets bootstrap through it.
+        discount: the discount of each sample's bootstrap term, shape ``(K, B)``; ``None``: the algorithm's γ
+            (one-step transitions). An ``n``-step transition (:class:`TransitionWindow`) bootstraps from the
+            ``m``-th next observation with ``γ^m``, ``m ≤ n``.
 
     """
 
@@ -38,6 +41,22 @@ class Transition(NamedTuple):
     reward: Tensor
     next_obs: Tensor
     terminated: Tensor
+    discount: Tensor | None = None
+
+
+class TransitionWindow(NamedTuple):
+    """``n`` consecutive stored transitions per sample, for multi-step TD targets.
+
+    Attributes:
+        steps: the transitions, each field with a window dimension after the batch: ``(K, B, n, ...)``.
+        alive: 1.0 where step ``j`` belongs to the same episode as step 0 and follows it without a gap, shape
+            ``(K, B, n)``: step 0 always; step ``j`` when step ``j − 1`` did not end its episode (terminated or
+            truncated) and is not the newest stored transition.
+
+    """
+
+    steps: Transition
+    alive: Tensor
 
 
 class Agent(Protocol):
@@ -69,14 +88,15 @@ class TrainBatch(NamedTuple):
     """What ``training_step`` receives for one env step of every agent.
 
     Attributes:
-        minibatches: ``updates_per_step`` independent minibatches, already on the module's device.
+        minibatches: ``updates_per_step`` independent minibatches, already on the module's device: one-step
+            transitions, or windows of ``n`` for multi-step targets.
         train_step: main-loop env steps taken so far by each agent, this one included (1-based; warm-up
             excluded).
         episodes: per agent, the training episode that this step ended, if any.
 
     """
 
-    minibatches: tuple[Transition, ...]
+    minibatches: tuple[Transition | TransitionWindow, ...]
     train_step: int
     episodes: tuple[EpisodeStats | None, ...]
 
@@ -110,6 +130,10 @@ class SparseAlgorithm(Protocol):
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """The loss of the network family (``actor`` or ``critic``) on ``batch``, for dense-gradient regrowth."""
+        ...
+
+    def transition(self, minibatch: Transition | TransitionWindow) -> Transition:
+        """A training minibatch as the losses read it (a window of ``n`` steps as ``n``-step transitions)."""
         ...
 
 

@@ -10,13 +10,14 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics.aggregation import MeanMetric, RunningMean
 
+from lightning_sparse_rl.algorithms.n_step import n_step_transition
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
 from lightning_sparse_rl.seeding import agent_suffix, member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
-from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition
+from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition, TransitionWindow
 from lightning_sparse_rl.validation import MAX_SEED, UserInputError, check_in_range, check_positive, check_seeds
 
 OptimizerName = Literal["adam", "maskadam", "sgd"]
@@ -248,10 +249,16 @@ class OffPolicyAlgorithm(LightningModule):
         if self.hparams.compile and "critic_loss" not in self.__dict__:
             self.compile_losses()
 
+    def transition(self, minibatch: Transition | TransitionWindow) -> Transition:
+        """A minibatch as the losses read it: a window of ``n`` steps becomes ``n``-step transitions (this γ)."""
+        if isinstance(minibatch, TransitionWindow):
+            return n_step_transition(minibatch, self.hparams.discount)
+        return minibatch
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
         """Run ``updates_per_step`` gradient updates; log losses every ``log_every_n_steps`` env steps."""
         for minibatch in batch.minibatches:
-            self._last_losses = self.update(minibatch)
+            self._last_losses = self.update(self.transition(minibatch))
             self.gradient_steps += 1
         self._check_finite_on_device()
         finished = [(seed, e) for seed, e in zip(self.seeds, batch.episodes, strict=True) if e is not None]

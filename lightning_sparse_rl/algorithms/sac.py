@@ -22,11 +22,12 @@ def sac_td_target(
     next_q2: Tensor,
     next_log_prob: Tensor,
     alpha: Tensor | float,
-    discount: float,
+    discount: float | Tensor,
 ) -> Tensor:
     """``y = r + γ·(1 − terminated)·(min(Q̄1, Q̄2)(s′, a′) − α·log π(a′|s′))``, all shapes ``(K, B)`` (α: ``(K, 1)``).
 
-    A time-limit truncation has ``terminated = 0`` and therefore bootstraps.
+    A time-limit truncation has ``terminated = 0`` and therefore bootstraps. ``discount``: γ, or per sample ``γ^m``
+    of an ``m``-step transition (``(K, B)``; the entropy term is then taken at the bootstrap state only).
     """
     soft_value = torch.min(next_q1, next_q2) - alpha * next_log_prob
     return reward + discount * (1.0 - terminated) * soft_value
@@ -113,8 +114,9 @@ class SAC(OffPolicyAlgorithm):
         with torch.no_grad():
             next_action, next_log_prob = self.actor.sample(self.observe(batch.next_obs), self.policy_generators())
             next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
+            discount = self.hparams.discount if batch.discount is None else batch.discount
             target = sac_td_target(
-                batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, self.hparams.discount
+                batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, discount
             )
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
         return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()

@@ -15,8 +15,13 @@ from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
 
 
-def td3_td_target(reward: Tensor, terminated: Tensor, next_q1: Tensor, next_q2: Tensor, discount: float) -> Tensor:
-    """``y = r + γ·(1 − terminated)·min(Q̄1, Q̄2)(s′, ã′)``, all shapes ``(K, B)``; truncation bootstraps."""
+def td3_td_target(
+    reward: Tensor, terminated: Tensor, next_q1: Tensor, next_q2: Tensor, discount: float | Tensor
+) -> Tensor:
+    """``y = r + γ·(1 − terminated)·min(Q̄1, Q̄2)(s′, ã′)``, all shapes ``(K, B)``; truncation bootstraps.
+
+    ``discount``: γ, or per sample ``γ^m`` of an ``m``-step transition (``(K, B)``).
+    """
     return reward + discount * (1.0 - terminated) * torch.min(next_q1, next_q2)
 
 
@@ -108,7 +113,8 @@ class TD3(OffPolicyAlgorithm):
                 self.action_low, self.action_high
             )
             next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
-            target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, self.hparams.discount)
+            discount = self.hparams.discount if batch.discount is None else batch.discount
+            target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, discount)
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
         return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()
 

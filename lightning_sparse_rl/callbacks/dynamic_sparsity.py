@@ -34,7 +34,7 @@ from lightning_sparse_rl.sparse import (
     trainable_weight,
     weight_mask,
 )
-from lightning_sparse_rl.types import SparseAlgorithm, TrainBatch, Transition
+from lightning_sparse_rl.types import SparseAlgorithm, TrainBatch, Transition, TransitionWindow
 from lightning_sparse_rl.validation import check_in_range, check_positive
 
 NewWeightInit = Literal["zero", "unif", "xavier"]
@@ -143,7 +143,7 @@ class DynamicSparsityCallback(Callback):
     # ------------------------------------------------------------------------------------------ update
     @torch.no_grad()
     def update_topology(
-        self, trainer: L.Trainer, pl_module: SparseAlgorithm, minibatch: Transition, zeta: float
+        self, trainer: L.Trainer, pl_module: SparseAlgorithm, minibatch: Transition | TransitionWindow, zeta: float
     ) -> dict[str, list[int]]:
         """Prune and regrow a ``zeta`` fraction of every masked layer of every agent once.
 
@@ -230,7 +230,7 @@ class DynamicSparsityCallback(Callback):
 
 
 def dense_gradients(
-    pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition
+    pl_module: SparseAlgorithm, networks: list[SparseNetwork], minibatch: Transition | TransitionWindow
 ) -> dict[MemberLinear, Tensor]:
     """``∂loss/∂(masked weight)`` for every masked layer: dense, inactive positions included (RigL)."""
     grads: dict[MemberLinear, Tensor] = {}
@@ -240,7 +240,7 @@ def dense_gradients(
             continue
         with torch.enable_grad(), parametrize.cached():
             weights = [m.weight for m in layers]  # cached: the forward pass uses these very tensors
-            loss = pl_module.network_loss(family, minibatch)
+            loss = pl_module.network_loss(family, pl_module.transition(minibatch))
             grads.update(zip(layers, torch.autograd.grad(loss, weights, allow_unused=True), strict=True))
     return grads
 

@@ -65,6 +65,7 @@ class GradualPruningCallback(SparsityDistributionCallback):
             one (``start_step``, ``end_step``, ``update_period`` and ``initial_sparsity`` are then not used).
         seed: seed of the initial masks and of the ``prune`` criterion's stream; ``None`` derives them from
             each agent's seed.
+        critic_sparsity: the critics' own final sparsity; ``None``: ``global_sparsity``.
 
     """
 
@@ -83,9 +84,17 @@ class GradualPruningCallback(SparsityDistributionCallback):
         prune: PruneCriterion | None = None,
         schedule: SparsitySchedule | None = None,
         seed: int | None = None,
+        critic_sparsity: float | None = None,
     ) -> None:
         super().__init__(
-            global_sparsity, distribution, input_layer_sparsity, output_layer_sparse, closeness, target_sparsity, seed
+            global_sparsity,
+            distribution,
+            input_layer_sparsity,
+            output_layer_sparse,
+            closeness,
+            target_sparsity,
+            seed,
+            critic_sparsity,
         )
         self.schedule: SparsitySchedule = (
             CubicSparsity(start_step, end_step, update_period, initial_sparsity) if schedule is None else schedule

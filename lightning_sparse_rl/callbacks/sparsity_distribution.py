@@ -78,6 +78,8 @@ class SparsityDistributionCallback(Callback):
             which is cheaper and keeps the patterns identical.
         seed: seed of the mask draws (agent ``k`` of a population: ``seed + k``); ``None`` derives each
             agent's from its seed (stream ``masks`` of :mod:`lightning_sparse_rl.seeding`).
+        critic_sparsity: the critics' own target sparsity (RLx2 trains the actor sparser than the critics);
+            ``None``: ``global_sparsity`` for every network.
 
     """
 
@@ -90,11 +92,15 @@ class SparsityDistributionCallback(Callback):
         closeness: float = 0.2,
         target_sparsity: TargetSparsity = "magnitude",
         seed: int | None = None,
+        critic_sparsity: float | None = None,
     ) -> None:
         check_sparsity_arguments(global_sparsity, distribution, input_layer_sparsity, closeness)
+        if critic_sparsity is not None:
+            check_sparsity_arguments(critic_sparsity, distribution, input_layer_sparsity, closeness)
         if target_sparsity not in ("magnitude", "shared"):
             raise ValueError(f"target_sparsity={target_sparsity!r} must be 'magnitude' or 'shared'")
         self.global_sparsity = global_sparsity
+        self.critic_sparsity = critic_sparsity
         self.distribution = distribution
         self.input_layer_sparsity = input_layer_sparsity
         self.output_layer_sparse = output_layer_sparse
@@ -135,13 +141,17 @@ class SparsityDistributionCallback(Callback):
         keep_dense = [False] * n_layers
         keep_dense[-1] = not (self.output_layer_sparse and net.output_may_be_sparse)
         return compute_layer_sparsity(
-            self.global_sparsity,
+            self.requested(net.family),
             net.layer_sizes,
             keep_dense,
             self.distribution,
             self.closeness,
             self.input_layer_sparsity,
         )
+
+    def requested(self, family: str) -> float:
+        """The global sparsity asked for the network family (``actor`` or ``critic``)."""
+        return self.critic_sparsity if family == "critic" and self.critic_sparsity is not None else self.global_sparsity
 
     def initial_sparsity(self, level: float) -> float | None:
         """The sparsity a layer's mask starts at, given its level; ``None``: the layer stays dense, without a mask."""
@@ -186,7 +196,7 @@ class SparsityDistributionCallback(Callback):
         names = ", ".join(net.name for net in members)
         title = (
             f"{family} [{names}]: {'-'.join(map(str, members[0].layer_sizes))}, {self.distribution}, "
-            f"global sparsity requested {self.global_sparsity:g}, achieved {levels.global_sparsity:.5f}"
+            f"global sparsity requested {self.requested(family):g}, achieved {levels.global_sparsity:.5f}"
         )
         networks = len(members) * agents
         if networks > 1:
@@ -194,7 +204,7 @@ class SparsityDistributionCallback(Callback):
         table = format_sparsity_table(title, layer_counts(members[0].layers, members[0].members[0]))
         if levels.fallback:
             table += (
-                f"\nNote: global_sparsity {self.global_sparsity:g} cannot be met with input_layer_sparsity "
+                f"\nNote: global_sparsity {self.requested(family):g} cannot be met with input_layer_sparsity "
                 f"{self.input_layer_sparsity:g}: all other layers are dense, so the global sparsity is "
                 f"{levels.global_sparsity:.5f} (docs/original_code.md §3.3)."
             )

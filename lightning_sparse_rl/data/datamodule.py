@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 
+from lightning_sparse_rl.data.dynamic_buffer import DynamicCapacity, adjust_capacity
 from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
 from lightning_sparse_rl.data.episodes import random_policy_observations
 from lightning_sparse_rl.data.noise_features import (
@@ -45,7 +46,7 @@ from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 from lightning_sparse_rl.data.runner import EnvRunner
 from lightning_sparse_rl.persistence.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.persistence.state_encoding import decode, encode
-from lightning_sparse_rl.seeding import stream_seed
+from lightning_sparse_rl.seeding import agent_suffix, stream_seed
 from lightning_sparse_rl.stop_request import raise_if_stop_requested
 from lightning_sparse_rl.types import Agent, EvalEpisode, RefillMode, TrainBatch
 from lightning_sparse_rl.validation import MAX_SEED, check_at_least, check_in_range, check_positive, check_seeds
@@ -80,6 +81,12 @@ class EnvDataModule(LightningDataModule):
             the buffer stores only the ``d`` real features; ``env``: an observation wrapper appends the
             noise, the buffer stores all ``D`` features and replays the same noise.
         marginal_rollout_steps: random-policy steps for ``noise_distribution: marginals``.
+        n_step: minibatches of windows of ``n`` consecutive transitions for ``n``-step TD targets (RLx2); 1:
+            one-step transitions.
+        n_step_delay: gradient updates made with one-step transitions before the windows start (RLx2's delay,
+            e.g. 300 000).
+        dynamic_buffer: RLx2's dynamic capacity (:class:`~lightning_sparse_rl.data.dynamic_buffer.DynamicCapacity`):
+            drop each agent's oldest data once its policy has moved away from them; ``None``: off.
 
     """
 
@@ -100,6 +107,9 @@ class EnvDataModule(LightningDataModule):
         noise_distribution: NoiseDistribution = "gaussian",
         noise_mode: NoiseMode = "network",
         marginal_rollout_steps: int = 10_000,
+        n_step: int = 1,
+        n_step_delay: int = 0,
+        dynamic_buffer: DynamicCapacity | dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         check_in_range("seed", seed, 0, MAX_SEED)
@@ -116,7 +126,13 @@ class EnvDataModule(LightningDataModule):
             raise ValueError(f"batch_size={batch_size} is larger than buffer_size={buffer_size}")
         check_noise_arguments(fake_features, noise_std, noise_distribution, noise_mode)
         check_positive("marginal_rollout_steps", marginal_rollout_steps)
-        self.save_hyperparameters()
+        check_positive("n_step", n_step)
+        check_at_least("n_step_delay", n_step_delay, 0)
+        if isinstance(dynamic_buffer, dict):  # as checkpoints store it
+            dynamic_buffer = DynamicCapacity(**dynamic_buffer)
+        self.save_hyperparameters(ignore=["dynamic_buffer"])
+        # Plain values in checkpoints (which load with weights_only), not the settings object.
+        self.hparams["dynamic_buffer"] = None if dynamic_buffer is None else dataclasses.asdict(dynamic_buffer)
         self.env_id, notice = resolve_env_id(env_id)
         if notice:
             rank_zero_info(notice)
@@ -133,6 +149,9 @@ class EnvDataModule(LightningDataModule):
         self.eval_freq = eval_freq
         self.eval_episodes = eval_episodes
         self.updates_per_step = updates_per_step
+        self.n_step = n_step
+        self.n_step_delay = n_step_delay
+        self.dynamic_buffer = dynamic_buffer
         self.train_steps = 0  # main-loop env steps (warm-up excluded), the "Total Steps" of the logs
         self.buffer: ReplayBuffer | None = None
         self.runner: EnvRunner | None = None
@@ -271,6 +290,24 @@ class EnvDataModule(LightningDataModule):
         self.runner.warm_up(remaining)
         rank_zero_info(f"Replay buffer filled in {time.perf_counter() - start:.1f} s; training starts.")
 
+    def window_at(self, update: int) -> int:
+        """Transitions per sample for gradient update ``update`` (0-based): ``n_step`` once the delay has passed."""
+        return self.n_step if update >= self.n_step_delay else 1
+
+    def adjust_buffer_capacity(self) -> None:
+        """One dynamic-capacity check of every agent's buffer; logs ``buffer/policy_distance`` and ``buffer/size``."""
+        assert self.buffer is not None and self.dynamic_buffer is not None
+        spec = self.env_spec
+        low, high = (torch.as_tensor(bound, dtype=torch.float32) for bound in (spec.action_low, spec.action_high))
+        distances, sizes = adjust_capacity(self.buffer, self.agent, self.dynamic_buffer, low, high)
+        metrics = {"buffer/policy_distance": sum(distances) / len(distances), "buffer/size": sum(sizes) / len(sizes)}
+        if len(self.seeds) > 1:
+            for seed, distance, size in zip(self.seeds, distances, sizes, strict=True):
+                metrics[f"buffer/policy_distance{agent_suffix(self.seeds, seed)}"] = distance
+                metrics[f"buffer/size{agent_suffix(self.seeds, seed)}"] = float(size)
+        for logger in self.trainer.loggers:
+            logger.log_metrics(metrics, step=self.train_steps - 1)
+
     def request_refill(self, steps: int, mode: RefillMode) -> None:
         """Empty the buffer and refill it with ``steps`` env steps before the next env step (training or evaluation).
 
@@ -330,7 +367,12 @@ class _TrainSteps:
             if dm.train_steps >= dm.max_timesteps:
                 # This batch is still trained on and evaluated; then the fit loop ends.
                 dm.trainer.should_stop = True
-            minibatches = tuple(buffer.sample(dm.batch_size) for _ in range(dm.updates_per_step))
+            if dm.dynamic_buffer is not None and dm.train_steps % dm.dynamic_buffer.check_interval == 0:
+                dm.adjust_buffer_capacity()
+            first_update = (dm.train_steps - 1) * dm.updates_per_step
+            minibatches = tuple(
+                buffer.sample(dm.batch_size, dm.window_at(first_update + i)) for i in range(dm.updates_per_step)
+            )
             yield TrainBatch(minibatches, dm.train_steps, episodes)
 
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lightning_sparse_rl.seeding import RandomStream
-from lightning_sparse_rl.types import Transition
+from lightning_sparse_rl.types import Transition, TransitionWindow
 from lightning_sparse_rl.validation import UserInputError
 
 
@@ -50,6 +50,9 @@ class ReplayBuffer:
     original sampled without replacement within a minibatch, which makes no measurable difference at 1e6
     capacity).
 
+    An agent's oldest transitions can be dropped (:meth:`drop_oldest`, RLx2's dynamic capacity): they stay in
+    the storage but are no longer sampled, and the agent's buffer grows back as new steps overwrite them.
+
     Args:
         capacity: maximum number of transitions per agent; the oldest are overwritten first.
         obs_dim: observation size.
@@ -75,7 +78,8 @@ class ReplayBuffer:
         self.streams = [RandomStream(seed) for seed in seeds]
         self._members = torch.arange(self.members, device=self.device).unsqueeze(1)
         self.position = 0
-        self.size = 0
+        self.size = 0  # rows written, at most capacity (the physical rows [0, size) hold data)
+        self.dropped = [0] * self.members  # per agent: oldest written rows no longer sampled
         self._rows = np.empty((self.members, self.row_size), dtype=np.float32)
 
     def __len__(self) -> int:
@@ -93,8 +97,24 @@ class ReplayBuffer:
         rows[:, d + a + 1 : 2 * d + a + 1] = next_obs
         rows[:, -1] = terminated
         self.storage[:, self.position].copy_(torch.from_numpy(rows), non_blocking=False)
+        if self.size == self.capacity:  # the oldest row was overwritten: one fewer dropped row
+            self.dropped = [max(dropped - 1, 0) for dropped in self.dropped]
         self.position = (self.position + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+
+    def agent_sizes(self) -> list[int]:
+        """Transitions each agent samples from: the rows written minus the agent's dropped ones."""
+        return [self.size - dropped for dropped in self.dropped]
+
+    def drop_oldest(self, agent: int, count: int) -> None:
+        """Stop sampling agent ``agent``'s ``count`` oldest transitions (at least one stays)."""
+        self.dropped[agent] += min(max(count, 0), self.agent_sizes()[agent] - 1)
+
+    def oldest(self, agent: int, count: int) -> Transition:
+        """Agent ``agent``'s ``min(count, size)`` oldest sampled transitions, oldest first (shapes ``(n, ...)``)."""
+        size = self.agent_sizes()[agent]
+        index = (self.position - size + torch.arange(min(count, size), device=self.device)) % self.capacity
+        return self.split_rows(self.storage[agent, index])
 
     def state_dict(self) -> dict[str, Any]:
         """The stored rows ``(K, size, row)`` (a CPU copy), the write position and the sampling streams."""
@@ -102,6 +122,7 @@ class ReplayBuffer:
             "rows": self.storage[:, : self.size].to("cpu", copy=True),
             "position": self.position,
             "size": self.size,
+            "dropped": list(self.dropped),
             "streams": [stream.state_dict() for stream in self.streams],
         }
 
@@ -127,6 +148,7 @@ class ReplayBuffer:
         self.storage[:, : rows.shape[1]].copy_(rows)
         self.position = state["position"]
         self.size = state["size"]
+        self.dropped = list(state.get("dropped", [0] * self.members))  # absent in checkpoints before RLx2
         for stream, saved in zip(self.streams, state["streams"], strict=True):
             stream.load_state_dict(saved)
 
@@ -134,18 +156,56 @@ class ReplayBuffer:
         """Forget every stored transition."""
         self.position = 0
         self.size = 0
+        self.dropped = [0] * self.members
 
-    def sample(self, batch_size: int) -> Transition:
-        """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch."""
+    def sample(self, batch_size: int, window: int = 1) -> Transition | TransitionWindow:
+        """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch.
+
+        With ``window > 1``, each sample is the ``window`` consecutive transitions from a uniformly drawn one
+        (:class:`~lightning_sparse_rl.types.TransitionWindow`, ``(K, batch_size, window, …)``), for multi-step
+        targets; ``alive`` marks the steps that continue the first one's episode.
+        """
         if self.size == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        index = torch.stack(
+        sizes = self.agent_sizes()
+        start = torch.stack(
             [
-                torch.randint(self.size, (batch_size,), device=self.device, generator=stream.generator(self.device))
-                for stream in self.streams
+                self._physical(
+                    torch.randint(size, (batch_size,), device=self.device, generator=stream.generator(self.device)),
+                    agent,
+                )
+                for agent, (size, stream) in enumerate(zip(sizes, self.streams, strict=True))
             ]
         )
-        return self.split_rows(self.storage[self._members, index])
+        if window == 1:
+            return self.split_rows(self.storage[self._members, start])
+        return self.windows(start, window)
+
+    def windows(self, start: Tensor, window: int) -> TransitionWindow:
+        """The ``window`` transitions stored from rows ``start`` ``(K, B)`` on, and which continue row ``start``.
+
+        Step ``j`` is alive when step ``j − 1`` is alive, did not terminate, its next observation is step ``j``'s
+        observation (else the episode was truncated there and a new one began), and it is not the newest row.
+        """
+        offsets = torch.arange(window, device=self.device)
+        index = (start.unsqueeze(-1) + offsets) % self.capacity  # (K, B, n)
+        steps = self.split_rows(self.storage[self._members.unsqueeze(-1), index])
+        newest = (self.position - 1) % self.capacity
+        left = (newest - start) % self.capacity  # stored transitions after each start, (K, B)
+        follows = (steps.obs[:, :, 1:] == steps.next_obs[:, :, :-1]).all(dim=-1) & (steps.terminated[:, :, :-1] == 0)
+        follows &= offsets[1:] <= left.unsqueeze(-1)
+        alive = torch.cat([torch.ones_like(follows[..., :1]), follows], dim=-1).cumprod(dim=-1)
+        return TransitionWindow(steps, alive.to(steps.reward.dtype))
+
+    def _physical(self, logical: Tensor, agent: int) -> Tensor:
+        """Storage rows of logical indices ``0 … size−1`` (oldest first) of an agent's sampled transitions.
+
+        Without dropped rows the physical rows ``[0, size)`` are sampled directly, as they always were.
+        """
+        if self.dropped[agent] == 0:
+            return logical
+        size = self.size - self.dropped[agent]
+        return (self.position - size + logical) % self.capacity
 
     def split_rows(self, rows: Tensor) -> Transition:
         """View stored rows ``(..., row)`` as a :class:`Transition` (no copy)."""

@@ -1,0 +1,34 @@
+"""Multi-step TD targets (RLx2, Tan et al. 2023): an ``n``-step window of transitions as one transition.
+
+For a window ``(s_t, a_t, r_t, s'_t), …, (s_{t+n−1}, …)`` whose first ``m ≤ n`` steps belong to one stretch of an
+episode (:attr:`~lightning_sparse_rl.types.TransitionWindow.alive`), the target of any off-policy algorithm is
+
+    y = Σ_{j<m} γ^j r_{t+j} + γ^m (1 − terminated_{t+m−1}) · V̄(s'_{t+m−1})
+
+where ``V̄`` is the algorithm's bootstrap (TD3: clipped double Q at the smoothed target action; SAC: the soft value).
+A terminated step ends the sum without a bootstrap; a time-limit truncation ends it with a bootstrap from the true
+last observation. The intermediate actions are the stored (behaviour) ones, without correction, as in RLx2.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lightning_sparse_rl.types import Transition, TransitionWindow
+
+
+def n_step_transition(window: TransitionWindow, discount: float) -> Transition:
+    """The window as one transition: summed discounted rewards, the last alive step's next observation and end.
+
+    Shapes: ``window.steps`` fields ``(K, B, n, ...)``, ``window.alive`` ``(K, B, n)``; the result ``(K, B, ...)`` with
+    :attr:`~lightning_sparse_rl.types.Transition.discount` ``= γ^m`` per sample.
+    """
+    steps, alive = window.steps, window.alive
+    n = alive.shape[-1]
+    powers = discount ** torch.arange(n, device=alive.device, dtype=torch.float64)
+    reward = (steps.reward * alive * powers.to(steps.reward.dtype)).sum(dim=-1)
+    last = (alive.sum(dim=-1).long() - 1).unsqueeze(-1)  # index m − 1 of the last alive step, (K, B, 1)
+    next_obs = steps.next_obs.gather(2, last.unsqueeze(-1).expand(*last.shape, steps.next_obs.shape[-1])).squeeze(2)
+    terminated = steps.terminated.gather(2, last).squeeze(2)
+    bootstrap = powers.to(steps.reward.dtype)[last.squeeze(-1)] * discount
+    return Transition(steps.obs[:, :, 0], steps.action[:, :, 0], reward, next_obs, terminated, bootstrap)
