@@ -6,7 +6,10 @@ warm-up steps) for ``--steps`` training steps; the clock covers the training ste
 updates and of keeping the target networks sparse afterwards is included. Configurations are interleaved
 over ``--rounds`` rounds and each is reported as a ratio to dense SAC of the same round.
 
-Usage: ``python benchmarks/dst_throughput.py [--steps 3000] [--rounds 2] [--threads 1] [--json out.json]``
+GMP prunes from dense to 90 % during the timed steps (every ``--period`` updates); RLx2 adds 3-step targets and
+the dynamic-capacity buffer (checked every ``--period`` steps) to RigL. ``--agents K`` trains a population of K.
+
+Usage: ``python benchmarks/dst_throughput.py [--steps 3000] [--rounds 2] [--threads 1] [--agents 1] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -18,33 +21,63 @@ import statistics
 import lightning as L
 import torch
 from fit_timing import fit_steps_per_s
+from throughput import cpu_name
 
 from lightning_sparse_rl import SAC, EnvDataModule
-from lightning_sparse_rl.callbacks import DynamicSparsityCallback, SparsityDistributionCallback
+from lightning_sparse_rl.callbacks import DynamicSparsityCallback, GradualPruningCallback, SparsityDistributionCallback
+from lightning_sparse_rl.data.dynamic_buffer import DynamicCapacity
 
-#: name → (SparsityDistributionCallback kwargs or None for dense, dynamic sparse training on?)
-CONFIGS: dict[str, tuple[dict | None, bool]] = {
-    "dense SAC": (None, False),
-    "static 50% uniform": ({"global_sparsity": 0.5}, False),
-    "DST 50% uniform": ({"global_sparsity": 0.5}, True),
-    "DST 90% uniform": ({"global_sparsity": 0.9}, True),
-    "DST 90% ER": ({"global_sparsity": 0.9, "distribution": "ER"}, True),
-    "DST 50% uniform, shared target masks": ({"global_sparsity": 0.5, "target_sparsity": "shared"}, True),
-    "ANF input layer 80%, maskadam": ({"input_layer_sparsity": 0.8}, True),
+ER90 = {"global_sparsity": 0.9, "distribution": "ER"}
+#: name → {"sparsity": SparsityDistributionCallback kwargs, "dynamic": DynamicSparsityCallback kwargs,
+#: "pruning": GradualPruningCallback kwargs, "rlx2": 3-step targets and the dynamic buffer}; {} is dense SAC.
+CONFIGS: dict[str, dict] = {
+    "dense SAC": {},
+    "static 50% uniform": {"sparsity": {"global_sparsity": 0.5}},
+    "DST 50% uniform": {"sparsity": {"global_sparsity": 0.5}, "dynamic": {}},
+    "DST 90% uniform": {"sparsity": {"global_sparsity": 0.9}, "dynamic": {}},
+    "DST 90% ER": {"sparsity": ER90, "dynamic": {}},
+    "DST 50% uniform, shared target masks": {
+        "sparsity": {"global_sparsity": 0.5, "target_sparsity": "shared"},
+        "dynamic": {},
+    },
+    "ANF input layer 80%, maskadam": {"sparsity": {"input_layer_sparsity": 0.8}, "dynamic": {}},
+    "RigL 90% ER": {"sparsity": ER90, "dynamic": {"growth": "gradient"}},
+    "GMP dense to 90% ER": {"pruning": ER90},
+    "RLx2 90% ER (RigL, 3-step, dynamic buffer)": {
+        "sparsity": ER90,
+        "dynamic": {"growth": "gradient"},
+        "rlx2": True,
+    },
 }
 
 
-def steps_per_s(name: str, steps: int, skip: int, period: int) -> float:
+def steps_per_s(name: str, steps: int, skip: int, period: int, agents: int = 1) -> float:
     """Env steps (one gradient update each) per second of one configuration's ``Trainer.fit``."""
-    sparsity, dynamic = CONFIGS[name]
+    config = CONFIGS[name]
     L.seed_everything(0, verbose=False)
-    dm = EnvDataModule("HalfCheetah-v5", seed=0, start_timesteps=1000, max_timesteps=skip + steps, eval_freq=10**9)
-    model = SAC(dm.env_spec, optimizer="maskadam" if "maskadam" in name else "adam")
+    rlx2 = (
+        {"n_step": 3, "dynamic_buffer": DynamicCapacity(check_interval=period, min_size=500, samples=2048)}
+        if config.get("rlx2")
+        else {}
+    )
+    dm = EnvDataModule(
+        "HalfCheetah-v5",
+        seed=0,
+        seeds=list(range(agents)) if agents > 1 else None,
+        start_timesteps=1000,
+        max_timesteps=skip + steps,
+        eval_freq=10**9,
+        **rlx2,
+    )
+    model = SAC(dm.env_spec, optimizer="maskadam" if "maskadam" in name else "adam", agent_seeds=dm.seeds)
     callbacks: list[L.Callback] = []
-    if sparsity is not None:
-        callbacks.append(SparsityDistributionCallback(**sparsity))
-    if dynamic:
-        callbacks.append(DynamicSparsityCallback(update_period=period))
+    if "sparsity" in config:
+        callbacks.append(SparsityDistributionCallback(**config["sparsity"]))
+    if "dynamic" in config:
+        callbacks.append(DynamicSparsityCallback(update_period=period, **config["dynamic"]))
+    if "pruning" in config:
+        schedule = {"start_step": skip, "end_step": skip + steps, "update_period": period}
+        callbacks.append(GradualPruningCallback(**config["pruning"], **schedule))
     return fit_steps_per_s(model, dm, skip, steps, callbacks)
 
 
@@ -56,24 +89,30 @@ def main() -> None:
     parser.add_argument("--period", type=int, default=1000, help="topology update period (gradient updates)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--agents", type=int, default=1, help="K, agents trained together as one population")
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), metavar="NAME")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sps: dict[str, list[float]] = {name: [] for name in CONFIGS}
-    ratios: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    names = ["dense SAC", *(name for name in args.configs if name != "dense SAC")]
+    sps: dict[str, list[float]] = {name: [] for name in names}
+    ratios: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.rounds):
         dense = None
-        for name in CONFIGS:
-            value = steps_per_s(name, args.steps, args.skip, args.period)
+        for name in names:
+            value = steps_per_s(name, args.steps, args.skip, args.period, args.agents)
             dense = value if dense is None else dense
             sps[name].append(value)
             ratios[name].append(value / dense)
     device = "cuda" if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
-    print(f"SAC HalfCheetah-v5, {args.steps} timed steps x {args.rounds} rounds, topology update every {args.period}")
-    print(f"device: {device}")
+    print(
+        f"SAC HalfCheetah-v5, K={args.agents}, {args.steps} timed steps x {args.rounds} rounds, topology update every "
+        f"{args.period}"
+    )
+    print(f"device: {device}; CPU: {cpu_name()}")
     print(f"{'configuration':<40} {'env steps/s':>12} {'ratio to dense':>16}")
     results = {}
-    for name in CONFIGS:
+    for name in names:
         mean_sps, mean_ratio = statistics.mean(sps[name]), statistics.mean(ratios[name])
         spread = f"(rounds: {', '.join(f'{r:.3f}' for r in ratios[name])})"
         print(f"{name:<40} {mean_sps:>12.1f} {mean_ratio:>16.3f}  {spread}")
