@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import netrc
 import os
 from pathlib import Path
@@ -15,6 +16,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
@@ -25,6 +27,25 @@ def _step(row: dict[str, str | None]) -> float:
         return float(row.get("step") or "inf")
     except ValueError:
         return float("inf")
+
+
+def _warn_of_missing_rows(file: str, steps: list[float], resumed_at: int) -> None:
+    """Warn when a continued ``metrics.csv`` ends long before the step a run resumes from (rows lost to damage).
+
+    Normally its last row is at most one logging interval before ``resumed_at``; the longest gap between its
+    rows (from step -1) stands for that interval.
+    """
+    if resumed_at <= 0:
+        return
+    points = [-1.0, *steps]
+    interval = max(b - a for a, b in itertools.pairwise(points)) if steps else 0.0
+    if resumed_at - 1 - points[-1] <= interval:
+        return
+    holds = f"has no rows after step {int(points[-1])}" if steps else "is missing or has no rows"
+    rank_zero_warn(
+        f"{file} {holds}, but the run resumes from step {resumed_at}: the rows of steps {int(points[-1]) + 1}-"
+        f"{resumed_at - 1} are missing (the file was cut or damaged) and stay missing"
+    )
 
 
 class _ContinuingWriter(ExperimentWriter):
@@ -52,6 +73,8 @@ class _ContinuingWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         if not os.path.isfile(self.metrics_file_path):
+            if self._keep_below:
+                _warn_of_missing_rows(self.metrics_file_path, [], self._keep_below)
             return
         with open(self.metrics_file_path, newline="") as handle:
             text = handle.read()
@@ -63,6 +86,8 @@ class _ContinuingWriter(ExperimentWriter):
         keep_below = self._keep_below
         self._carried = [row for row in rows if keep_below is not None and _step(row) < keep_below]
         self.metrics_keys = sorted(header if self._carried else [])
+        if keep_below is not None:
+            _warn_of_missing_rows(self.metrics_file_path, sorted({_step(row) for row in self._carried}), keep_below)
 
     def save(self) -> None:
         """Write the recorded rows (the first time: the carried rows, the new ones, the whole file at once)."""

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from lightning_sparse_rl.data.replay_buffer import available_memory
 from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, linear_layers, trainable_weight
+from lightning_sparse_rl.validation import UserInputError
 
 # Every process that builds a network computes with denormal floats flushed to zero, on all its threads
 # (see lightning_sparse_rl.floating_point; LSRL_FLUSH_DENORMALS=0 turns it off).
@@ -70,6 +72,41 @@ class MemberMLP(nn.Module):
             if i < self.hidden_layers:
                 x = self.activation(x)
         return x
+
+
+def mlp_parameters_at_least(hidden_layers: int, hidden_width: int) -> int:
+    """The fewest parameters of one member of a :class:`MemberMLP` (or trunk and head) of this shape, whatever the env.
+
+    Its input and its output have at least one feature each.
+    """
+    return (hidden_layers - 1) * hidden_width**2 + (hidden_layers + 2) * hidden_width
+
+
+#: float32 copies of an actor-critic agent's networks while it trains, at the least: actor, Q1 and Q2 with their
+#: gradients and one optimizer state each (SGD's momentum; Adam keeps two), and the target Q1 and Q2.
+_TRAINING_COPIES = 3 * 3 + 2
+
+
+def check_actor_critic_fits(agents: int, hidden_layers: int, hidden_width: int, device: torch.device) -> None:
+    """Refuse networks that cannot be trained in the memory of ``device``, before any is made (one line).
+
+    The estimate is a lower bound (:func:`mlp_parameters_at_least`, :data:`_TRAINING_COPIES`), so no run that fits
+    is refused.
+
+    Raises:
+        UserInputError: the networks and optimizer states of ``agents`` agents need more than is available.
+
+    """
+    needed = 4 * agents * _TRAINING_COPIES * mlp_parameters_at_least(hidden_layers, hidden_width)
+    available = available_memory(device)
+    if available is not None and needed > available:
+        population = f"K={agents:,} agents with " if agents > 1 else ""
+        raise UserInputError(
+            f"{population}hidden_layers={hidden_layers:,}, hidden_width={hidden_width:,} needs at least "
+            f"{needed / 2**30:,.1f} GiB for the networks and optimizer states on {device}, but {available / 2**30:.1f} "
+            "GiB are available: lower --model.hidden_width or --model.hidden_layers"
+            + (" or the number of seeds" if agents > 1 else "")
+        )
 
 
 def init_members_(module: nn.Module, init: str, generators: Sequence[torch.Generator]) -> None:

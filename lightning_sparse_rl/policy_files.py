@@ -101,6 +101,8 @@ def load_policy(path: str | Path, seed: int | None = None) -> Policy:
     data = _read_policy_file(path)
     if CHECKPOINT_KEYS <= data.keys():  # a Lightning checkpoint
         hparams = data["hyper_parameters"]
+        if "env_spec" not in hparams:  # a plain Lightning checkpoint, not one of lsrl fit
+            raise _not_a_policy(path)
         name = str(hparams.get("_class_path", "")).rsplit(".", 1)[-1] or ("TD3" if "policy_freq" in hparams else "SAC")
         if name not in ALGORITHMS:
             raise ValueError(f"{path}: a checkpoint of {name}, not of {sorted(ALGORITHMS)}")

@@ -12,6 +12,12 @@ def training_steps(trainer: L.Trainer) -> int:
     return int(trainer.datamodule.train_steps if trainer.datamodule is not None else trainer.global_step)
 
 
+def training_budget(trainer: L.Trainer) -> int | None:
+    """The run's training env steps in all (the DataModule's ``max_timesteps``); ``None`` without one."""
+    budget = getattr(trainer.datamodule, "max_timesteps", None)
+    return int(budget) if budget is not None else None
+
+
 def run_directory(trainer: L.Trainer) -> Path:
     """The run's directory: the first logger's ``log_dir``, else the trainer's ``default_root_dir``."""
     return Path(trainer.log_dir or trainer.default_root_dir)

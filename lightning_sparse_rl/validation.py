@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 
 class UserInputError(ValueError):
     """A value the user gave is not allowed (the message names it and what is allowed)."""
@@ -32,42 +34,128 @@ def check_in_range(
 
 #: Seeds numpy accepts (the envs' and spaces' generators): ``[0, 2**32)``.
 MAX_SEED = 2**32
+#: The most agents of one population (each has its own train and eval envs; jsonargparse checks each seed).
+MAX_POPULATION = 1024
+#: The most values a YAML file may expand to once its aliases are expanded (a "YAML bomb" expands to billions).
+MAX_YAML_VALUES = 100_000
+_SEED_FORMS = "a range (1-8), a comma-separated list (1,3,5) or a YAML list ([1, 2, 3]) of whole numbers"
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: an error message never echoes a huge value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text):,} characters)"
+
+
+def _check_population_size(count: int, value: object) -> None:
+    if count > MAX_POPULATION:
+        raise UserInputError(
+            f"seeds={shown(value)} names {count:,} agents; a population has at most {MAX_POPULATION:,} (each agent "
+            "has its own envs): split it into several runs"
+        )
 
 
 def check_seeds(seeds: list[int]) -> None:
-    """Raise :class:`UserInputError` unless ``seeds`` is a non-empty list of distinct seeds in ``[0, 2**32)``."""
+    """Raise :class:`UserInputError` unless ``seeds`` is a non-empty list of distinct seeds in ``[0, 2**32)``.
+
+    At most :data:`MAX_POPULATION` of them.
+    """
     if not seeds:
         raise UserInputError("seeds=[] must name at least one seed")
+    _check_population_size(len(seeds), seeds)
     for seed in seeds:
         check_in_range("seed", seed, 0, MAX_SEED)
     if len(set(seeds)) != len(seeds):
-        raise UserInputError(f"seeds={seeds} must be distinct: two agents with one seed would be the same agent")
+        raise UserInputError(f"seeds={shown(seeds)} must be distinct: two agents with one seed would be the same agent")
 
 
-def parse_seeds(value: str | int | list[int]) -> list[int]:
+def _is_whole_number(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seeds_of_text(text: str, value: object) -> list[int]:
+    """Seeds from ``1-8`` or ``1,3,5``; their count is checked before any list is made."""
+    if "-" in text.lstrip("-") and "," not in text:
+        first, last = (int(part) for part in text.split("-", 1))
+        if last < first:
+            raise ValueError
+        _check_population_size(last - first + 1, value)
+        return list(range(first, last + 1))
+    _check_population_size(text.count(",") + 1, value)
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_seeds(value: object) -> list[int]:
     """Seeds from ``1-8`` (a range, both ends included), ``1,3,5``, one number, or a list of numbers.
 
     Raises:
-        UserInputError: for anything else, or for seeds that :func:`check_seeds` refuses.
+        UserInputError: for anything else (a list of lists, a mapping, ...), or for seeds that :func:`check_seeds`
+            refuses; a range of more than :data:`MAX_POPULATION` seeds before it is made.
 
     """
-    if isinstance(value, int):
+    if _is_whole_number(value):
         seeds = [value]
-    elif isinstance(value, list):
-        seeds = [int(v) for v in value]
-    else:
-        text = value.strip().strip("[]")
+    elif isinstance(value, list) and all(_is_whole_number(seed) for seed in value):
+        seeds = list(value)
+    elif isinstance(value, str):
         try:
-            if "-" in text.lstrip("-") and "," not in text:
-                first, last = (int(part) for part in text.split("-", 1))
-                if last < first:
-                    raise ValueError
-                seeds = list(range(first, last + 1))
-            else:
-                seeds = [int(part) for part in text.split(",") if part.strip()]
-        except ValueError:
-            raise UserInputError(
-                f"seeds={value!r} must be a range (1-8), a comma-separated list (1,3,5) or a YAML list ([1, 2, 3])"
-            ) from None
+            seeds = _seeds_of_text(value.strip().strip("[]"), value)
+        except ValueError as err:
+            if isinstance(err, UserInputError):
+                raise
+            raise UserInputError(f"seeds={shown(value)} must be {_SEED_FORMS}") from None
+    else:
+        raise UserInputError(f"seeds={shown(value)} must be {_SEED_FORMS}")
     check_seeds(seeds)
     return seeds
+
+
+def yaml_values(content: object, limit: int = MAX_YAML_VALUES) -> int:
+    """How many values ``content`` (as ``yaml.safe_load`` returns it) holds once its aliases are expanded.
+
+    Shared lists and mappings (YAML aliases) are counted once per use without being expanded, so a YAML bomb is
+    measured in microseconds; counting stops once it passes ``limit``.
+
+    Raises:
+        UserInputError: a list or mapping that contains itself, or one nested too deeply to count.
+
+    """
+    sizes: dict[int, int] = {}
+
+    def count(node: object, inside: frozenset[int]) -> int:
+        if not isinstance(node, (list, dict)):
+            return 1
+        if id(node) in inside:
+            raise UserInputError("a YAML alias refers to a list or mapping that contains it")
+        if id(node) not in sizes:
+            items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            total = 1
+            for item in items:
+                total += count(item, inside | {id(node)})
+                if total > limit:
+                    break
+            sizes[id(node)] = total
+        return sizes[id(node)]
+
+    try:
+        return count(content, frozenset())
+    except RecursionError:
+        raise UserInputError("lists or mappings are nested too deeply") from None
+
+
+def check_yaml_size(content: object, what: str) -> None:
+    """Refuse YAML ``content`` of file ``what`` that expands to more than :data:`MAX_YAML_VALUES` values."""
+    try:
+        values = yaml_values(content)
+    except UserInputError as err:
+        raise UserInputError(f"{what}: {err}") from None
+    if values > MAX_YAML_VALUES:
+        raise UserInputError(
+            f"{what} expands to more than {MAX_YAML_VALUES:,} values (YAML aliases repeat what they name): "
+            "a config or sweep file this large is not supported"
+        )
+
+
+def leads_out_of_folder(path: str) -> bool:
+    """Whether ``path``, read from inside a folder, can lead out of it: absolute, from ``~``, or with a ``..`` part."""
+    return path.startswith(("/", "~")) or ".." in PurePosixPath(path).parts

@@ -8,16 +8,18 @@ is reported.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_run_safety import RUN, _run, _write_config
+from test_run_safety import RUN, _rows, _run, _write_config
 
 # --------------------------------------------------------------------------- 1. config.yaml after a resume
 
@@ -135,3 +137,318 @@ def test_export_is_atomic_and_its_failures_are_one_line(case, resumed_run, tmp_p
     expected = [] if message is None else [message.format(tmp_path=tmp_path)]
     assert [line[: len(start)] for line, start in zip(errors, expected, strict=False)] == expected, err
     assert len(errors) == len(expected), err
+
+
+# ------------------------------------------------------------------------ 3. settings stay in their folder
+
+
+def _sweep_of(folder: Path, **content: object) -> list[str]:
+    """``lsrl sweep`` of a one-seed, 200-step sweep of the test config with ``content``, on one CPU."""
+    sweep = {"config": str(_write_config(folder, max_timesteps=200)), "seeds": 1, **content}
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return ["sweep", str(folder / "sweep.yaml"), "--dir", str(folder / "sweep"), "--cpus", "1"]
+
+
+#: case → (the command in a folder, the start of its one error line)
+ESCAPES = {
+    "sweep: a checkpoint name with ..": (
+        lambda folder: _sweep_of(folder, grid={"trainer.callbacks.ModelCheckpoint.filename": ["../" * 5 + "escaped"]}),
+        "error: sweep file {folder}/sweep.yaml: grid.trainer.callbacks.ModelCheckpoint.filename: "
+        "'../../../../../escaped' leads out of the trial folder",
+    ),
+    "sweep: an absolute folder": (
+        lambda folder: _sweep_of(folder, set={"trainer.callbacks.ModelCheckpoint.dirpath": f"{folder}/escaped"}),
+        "error: sweep file {folder}/sweep.yaml: trainer.callbacks.ModelCheckpoint.dirpath: '{folder}/escaped' leads",
+    ),
+    "fit: a checkpoint name with ..": (
+        lambda folder: [
+            "fit",
+            "--config",
+            str(_write_config(folder, max_timesteps=200)),
+            f"--trainer.default_root_dir={folder}/root",
+            "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+            "--trainer.callbacks.filename=" + "../" * 5 + "escaped",
+        ],
+        "error: trainer.callbacks[ModelCheckpoint].filename='../../../../../escaped' must name a file inside the "
+        "checkpoint folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ESCAPES))
+def test_a_setting_that_names_a_file_outside_its_folder_is_refused_before_anything_runs(case, tmp_path):
+    """A path out of the trial (or checkpoint) folder: one line, status 2, no Ray, nothing written anywhere."""
+    folder = tmp_path / "a" / "b" / "c"
+    folder.mkdir(parents=True)
+    command, message = ESCAPES[case]
+    result = _run(*command(folder), cwd=folder, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert result.stderr.startswith(message.format(folder=folder)), result.stderr
+    written = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
+    assert written <= {"a/b/c/base.yaml", "a/b/c/sweep.yaml"}, written
+
+
+# ----------------------------------------------------------------------------------- 4. huge or hostile inputs
+
+#: A "billion laughs" YAML list (a few hundred bytes): item i is nine aliases of item i - 1, 9**9 strings expanded.
+BOMB = "[&l1 [{}], {}]".format(
+    ", ".join(["lol"] * 9), ", ".join(f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(2, 10))
+)
+
+
+def _bomb_sweep(folder: Path, where: str) -> list[str]:
+    """A sweep file whose ``where`` (``set``, ``environments`` or ``grid``) holds the bomb."""
+    value = {"set": f"{{data.eval_episodes: {BOMB}}}", "environments": BOMB, "grid": f"{{model.lr: {BOMB}}}"}[where]
+    argv = _sweep_of(folder)
+    (folder / "sweep.yaml").write_text(f"config: base.yaml\nseeds: 1\n{where}: {value}\n")
+    return argv
+
+
+def _huge_grid(folder: Path) -> list[str]:
+    argv = _sweep_of(folder, grid={"model.lr": list(range(700_000))})
+    assert (folder / "sweep.yaml").stat().st_size > 5_000_000
+    return argv
+
+
+def _fit_of(folder: Path, *args: str) -> list[str]:
+    return ["fit", "--config", str(_write_config(folder, max_timesteps=200)), *args]
+
+
+#: case → (the command in a folder, what its one error line says)
+HUGE = {
+    "100 000 seeds": (
+        lambda folder: _fit_of(folder, "--seeds", "1-100000"),
+        ["seeds='1-100000' names 100,000 agents; a population has at most 1,024"],
+    ),
+    "networks larger than memory": (
+        lambda folder: _fit_of(folder, "--seeds", "1-2", "--model.hidden_width", "1000000"),
+        ["K=2 agents with hidden_layers=2, hidden_width=1,000,000 needs at least ", "optimizer states on cpu"],
+    ),
+    "YAML bomb in set": (lambda folder: _bomb_sweep(folder, "set"), ["sweep.yaml expands to more than 100,000"]),
+    "YAML bomb in environments": (
+        lambda folder: _bomb_sweep(folder, "environments"),
+        ["sweep.yaml expands to more than 100,000 values"],
+    ),
+    "YAML bomb in grid": (lambda folder: _bomb_sweep(folder, "grid"), ["sweep.yaml expands to more than 100,000"]),
+    "700 000 grid values": (_huge_grid, ["sweep.yaml: ", " bytes; a sweep file has at most 1,000,000"]),
+    "10 000 grid points": (
+        lambda folder: _sweep_of(
+            folder,
+            grid={key: list(range(10)) for key in ("model.lr", "model.tau", "model.discount", "model.weight_decay")},
+        ),
+        ["sweep.yaml: 10,000 trials; a sweep has at most 1,000"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE))
+def test_a_huge_or_hostile_input_is_refused_in_one_short_line_within_seconds(case, tmp_path):
+    """Huge populations, networks, YAML bombs and grids: one line under 300 characters, status 2, within 60 s."""
+    command, fragments = HUGE[case]
+    argv = command(tmp_path)
+    started = time.monotonic()
+    result = _run(*argv, cwd=tmp_path, timeout=120)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and len(line) < 300, line
+    assert all(fragment in line for fragment in fragments), line
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------- 5. more one-line errors
+
+
+@pytest.fixture(scope="module")
+def plain_checkpoint(tmp_path_factory) -> Path:
+    """A checkpoint of a plain Lightning module (Lightning's BoringModel), not of ``lsrl fit``."""
+    import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    folder = tmp_path_factory.mktemp("plain")
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(BoringModel())
+    trainer.save_checkpoint(folder / "plain.ckpt")
+    return folder / "plain.ckpt"
+
+
+def _immutable_run(folder: Path, resumed_run: Path) -> list[str]:
+    """The resumed run's folder, copied and made immutable (``chattr +i``); resumed in place."""
+    shutil.copytree(resumed_run / "runs", folder / "runs")
+    if subprocess.run(["chattr", "+i", str(folder / RUN)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported here")
+    return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last", "--data.max_timesteps=600"]
+
+
+def _evaluations_without_seeds(folder: Path) -> list[str]:
+    run_dir = folder / "runs" / "sac" / "version_0"
+    run_dir.mkdir(parents=True)
+    (run_dir / "evaluations.csv").write_text("step,return,episode_length\n200,-1500.0,200\n")
+    (run_dir / "config.yaml").write_text("data: {env_id: Pendulum-v1}\n")
+    return ["report", str(run_dir), "--out", str(folder / "report")]
+
+
+#: case → (the command in a folder, given it and the module's runs; the start of its one error line)
+ONE_LINE = {
+    "resume of a plain Lightning checkpoint": (
+        lambda folder, runs: _fit_of(folder, f"--ckpt_path={runs['plain']}"),
+        "error: {plain} is not a checkpoint of lsrl fit (it holds no EnvDataModule state",
+    ),
+    "export of a plain Lightning checkpoint": (
+        lambda folder, runs: ["export", str(runs["plain"]), "p.pt"],
+        "error: {plain} is neither an exported policy (.pt of lsrl export) nor a checkpoint (.ckpt of lsrl fit)",
+    ),
+    "an env id of a module that does not exist": (
+        lambda folder, runs: _fit_of(folder, "--data.env_id=nosuchmod:Foo-v0"),
+        "error: env_id='nosuchmod:Foo-v0': no module named 'nosuchmod' to make it from",
+    ),
+    "a sweep of an unknown env": (
+        lambda folder, runs: _sweep_of(folder, environments=["NoSuchEnv-v0"]),
+        "error: trial NoSuchEnv-v0__default: Environment `NoSuchEnv` doesn't exist.",
+    ),
+    "a 300-character grid value": (
+        lambda folder, runs: _sweep_of(folder, grid={"data.batch_size": ["x" * 300]}),
+        "error: trial Pendulum-v1__batch_size=xxxxxxxx",
+    ),
+    "seeds that are a list of lists": (
+        lambda folder, runs: _sweep_of(folder, seeds=[[1, 2]]),
+        "error: sweep file {folder}/sweep.yaml: seeds=[[1, 2]] must be a range (1-8), a comma-separated list",
+    ),
+    "seeds that are a mapping": (
+        lambda folder, runs: _sweep_of(folder, seeds={"a": 1}),
+        "error: sweep file {folder}/sweep.yaml: seeds={{'a': 1}} must be a range (1-8)",
+    ),
+    "an immutable run folder": (
+        lambda folder, runs: _immutable_run(folder, runs["resumed"]),
+        "error: Operation not permitted: {folder}/runs/lightning_logs/version_0/lsrl.lock",
+    ),
+    "a report of evaluations without seeds": (
+        lambda folder, runs: _evaluations_without_seeds(folder),
+        "error: {folder}/runs/sac/version_0/evaluations.csv has no column seed (its columns: step, return, episode",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ONE_LINE))
+def test_each_probed_traceback_is_one_line_with_status_2(case, tmp_path, resumed_run, plain_checkpoint):
+    """Each input that ended in a traceback: one ``error: ...`` line, status 2, no Ray, nothing trained."""
+    command, message = ONE_LINE[case]
+    argv = command(tmp_path, {"plain": plain_checkpoint, "resumed": resumed_run})
+    try:
+        result = _run(*argv, cwd=tmp_path, timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / RUN)], capture_output=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    # Lightning's own "Seed set to N" (an info line of seed_everything) may come before the error
+    (line,) = [line for line in result.stderr.strip().splitlines() if not line.startswith("Seed set to ")]
+    assert line.startswith(message.format(folder=tmp_path, plain=plain_checkpoint)), line
+    assert "Ray" not in result.stdout and not (tmp_path / "sweep").exists()
+    assert not list(tmp_path.rglob("*.ckpt")) or case == "an immutable run folder"
+
+
+# --------------------------------------------------------------------------- 6. wrong or missing data, said
+
+
+@pytest.fixture(scope="module")
+def connectivity_run(tmp_path_factory) -> Path:
+    """A finished 200-step run with InputConnectivityCallback (its heat-map is an end-of-training file)."""
+    folder = tmp_path_factory.mktemp("connectivity_run")
+    callback = "--trainer.callbacks+=lightning_sparse_rl.callbacks.InputConnectivityCallback"
+    assert _run(*_fit_of(folder, callback), cwd=folder).returncode == 0
+    return folder
+
+
+def _cut_evaluations(folder: Path, runs: dict) -> list[str]:
+    """A run whose evaluations.csv lost the end of its last row (``800,42,-19`` of ``800,42,-1912.5,200``)."""
+    argv = _evaluations_without_seeds(folder)
+    (Path(argv[1]) / "evaluations.csv").write_text("step,seed,return,episode_length\n400,42,-1504.5,200\n800,42,-19")
+    return argv
+
+
+def _lost_metrics(folder: Path, runs: dict) -> list[str]:
+    """The resumed run (at step 400) with its metrics.csv rows from step 150 on lost, resumed again."""
+    shutil.copytree(runs["resumed"] / "runs", folder / "runs")
+    metrics = folder / RUN / "metrics.csv"
+    with open(metrics, newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows, header = [row for row in reader if float(row["step"]) < 150], reader.fieldnames
+    with open(metrics, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last", "--data.max_timesteps=600"]
+
+
+def _finished_without_heatmap(folder: Path, runs: dict) -> list[str]:
+    """The connectivity run, killed (as it were) after its last checkpoint, before its heat-map; resumed."""
+    shutil.copytree(runs["connectivity"] / "runs", folder / "runs")
+    (folder / RUN / "connectivity_heatmap.png").unlink()
+    return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last"]
+
+
+def _before_first_checkpoint(folder: Path, runs: dict) -> list[str]:
+    """A run killed in its first seconds: its version folder has config.yaml and hparams.yaml, no checkpoint."""
+    (folder / RUN).mkdir(parents=True)
+    shutil.copy(_write_config(folder), folder / RUN / "config.yaml")
+    (folder / RUN / "hparams.yaml").write_text("{}\n")
+    return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last"]
+
+
+def _other_algorithm_forced(folder: Path, runs: dict) -> list[str]:
+    last = runs["resumed"] / RUN / "checkpoints" / "last.ckpt"
+    return _fit_of(
+        folder,
+        "--model=lightning_sparse_rl.TD3",
+        f"--ckpt_path={last}",
+        "--force_resume=true",
+        "--data.max_timesteps=600",
+    )
+
+
+#: case → (the command in a folder, given it and the module's runs; its status; what it says; what is left)
+SAID = {
+    "a report of a cut row": (
+        _cut_evaluations,
+        2,
+        "evaluations.csv, line 3: the row '800,42,-19' is incomplete (3 of 4 values, no line end)",
+        lambda folder: not (folder / "report").exists(),
+    ),
+    "a resume after metrics rows were lost": (
+        _lost_metrics,
+        0,
+        "-399 are missing (the file was cut or damaged) and stay missing",
+        lambda folder: [row["step"] for row in _rows(folder / RUN / "evaluations.csv")] == ["200", "400", "600"],
+    ),
+    "a finished run without its end-of-training files": (
+        _finished_without_heatmap,
+        0,
+        "is already at max_timesteps=200 (200 training steps); raise --data.max_timesteps to continue",
+        lambda folder: (folder / RUN / "connectivity_heatmap.png").stat().st_size > 0,
+    ),
+    "a run killed before its first checkpoint": (
+        _before_first_checkpoint,
+        2,
+        "never reached its first checkpoint (it has no checkpoints/last.ckpt), so there is nothing to resume. Start "
+        "it again with: lsrl fit --config ",
+        lambda folder: sorted(path.name for path in (folder / RUN).iterdir()) == ["config.yaml", "hparams.yaml"],
+    ),
+    "a refused forced resume of another algorithm": (
+        _other_algorithm_forced,
+        2,
+        "does not fit this config's networks",
+        lambda folder: not list(folder.glob("runs/*/version_*")),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SAID))
+def test_wrong_or_missing_data_is_said(case, tmp_path, resumed_run, connectivity_run):
+    """Cut or lost rows, missing end-of-training files, a run without a checkpoint, a refused resume: said, and
+    nothing left half-made."""
+    command, status, said, left = SAID[case]
+    argv = command(tmp_path, {"resumed": resumed_run, "connectivity": connectivity_run})
+    result = _run(*argv, cwd=tmp_path, timeout=300)
+    assert result.returncode == status and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert said in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr[-2000:]
+    assert left(tmp_path)

@@ -415,3 +415,17 @@ def test_a_sweep_runs_unchanged_on_a_ray_cluster_given_by_address(smoke_sweep, t
     assert f"on the Ray cluster at 127.0.0.1:{port} (2 CPUs, 0 GPUs)" in result.stdout
     run_dir = tmp_path / "on_cluster" / "trials" / SAC_TRIAL / "version_0"
     assert _evaluations(run_dir) == _evaluations(sweep_dir / "trials" / SAC_TRIAL / "version_0")
+
+
+@pytest.mark.parametrize("sweep_file", sorted((REPO / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_sweep_files_pass_the_settings_check(sweep_file, tmp_path):
+    """Every trial of every shipped sweep file parses with lsrl fit's own parser (what runs before Ray starts)."""
+    from lightning_sparse_rl.cli.sweep import check_trials
+
+    trials = expand_trials(load_sweep_file(sweep_file))
+    check_trials(trials, tmp_path / sweep_file.stem)
+    assert trials and all(trial.max_timesteps > 0 for trial in trials)
+    if sweep_file.stem == "methods":  # 2 envs × 6 methods, each at 90 % where it is sparse
+        assert len(trials) == 12
+        names = {trial.configuration for trial in trials}
+        assert "config=ds_td3,global_sparsity=0.9,growth=gradient" in names, names

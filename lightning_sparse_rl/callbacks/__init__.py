@@ -6,6 +6,7 @@ from lightning_sparse_rl.callbacks.feature_permutation import FeaturePermutation
 from lightning_sparse_rl.callbacks.gradual_pruning import GradualPruningCallback
 from lightning_sparse_rl.callbacks.input_connectivity import InputConnectivityCallback
 from lightning_sparse_rl.callbacks.progress import RLProgressReporter
+from lightning_sparse_rl.callbacks.progress_bar import RLProgressBar
 from lightning_sparse_rl.callbacks.run_checkpoints import RunCheckpoints
 from lightning_sparse_rl.callbacks.run_results import EvaluationResults
 from lightning_sparse_rl.callbacks.sparsity_distribution import SparsityDistributionCallback
@@ -17,6 +18,7 @@ __all__ = [
     "FeaturePermutationCallback",
     "GradualPruningCallback",
     "InputConnectivityCallback",
+    "RLProgressBar",
     "RLProgressReporter",
     "RunCheckpoints",
     "SparsityDistributionCallback",

@@ -13,12 +13,14 @@ import warnings
 from lightning.pytorch.cli import ArgsType
 from lightning.pytorch.utilities.rank_zero import rank_zero_module
 
+import lightning_sparse_rl
+from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.cli.errors import run_reporting_errors
 from lightning_sparse_rl.cli.fit import SparseRLCLI, build_cli
 from lightning_sparse_rl.cli.sweep import sweep
 from lightning_sparse_rl.cli.tools import TOOLS
 
-__all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl"]
+__all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl", "with_shipped_configs"]
 
 
 class _NoServiceTips(logging.Filter):
@@ -32,6 +34,20 @@ class _NoServiceTips(logging.Filter):
 _NO_SERVICE_TIPS = _NoServiceTips()
 
 
+def with_shipped_configs(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--config NAME`` of a shipped config (``sac``, ``ds_td3``) replaced by its file's path.
+
+    A path that exists is kept as given, so a file of that name in the working folder wins.
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out) and (file := shipped_configs.find(out[i + 1], "config")):
+            out[i + 1] = str(file)
+        elif arg.startswith("--config=") and (file := shipped_configs.find(arg.split("=", 1)[1], "config")):
+            out[i] = f"--config={file}"
+    return out
+
+
 def run_lsrl(argv: list[str]) -> None:
     """Run the ``lsrl`` command ``argv`` (``fit ...``, ``view ...``, ``export ...``, ``plot ...``); errors propagate."""
     # Not for our users: Lightning's adverts on every run, a deprecation inside Lightning's use of torch's
@@ -39,11 +55,14 @@ def run_lsrl(argv: list[str]) -> None:
     rank_zero_module.log.addFilter(_NO_SERVICE_TIPS)  # the logger of Lightning's rank-zero messages (it sets it)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*LightningCLI's args parameter is intended.*")
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"lsrl (lightning-sparse-rl) {lightning_sparse_rl.__version__}")
+        return
     tools = {**TOOLS, "sweep": sweep}
     if argv and argv[0] in tools:
         tools[argv[0]](argv[1:])
         return
-    build_cli(argv)
+    build_cli(with_shipped_configs(argv))
 
 
 def main(args: ArgsType = None) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -22,13 +25,20 @@ from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter,
 from lightning_sparse_rl.cli.errors import RunFinished
 from lightning_sparse_rl.data.datamodule import EnvDataModule
 from lightning_sparse_rl.loggers import CSVLogger
+from lightning_sparse_rl.networks import check_actor_critic_fits
 from lightning_sparse_rl.persistence.checkpoint_io import check_side_files, read_checkpoint
 from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_changes
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import RunLock
 from lightning_sparse_rl.run_position import run_directory
 from lightning_sparse_rl.trainer import TRAINER_DEFAULTS, arrange_for_rl
-from lightning_sparse_rl.validation import MAX_SEED, UserInputError, parse_seeds
+from lightning_sparse_rl.validation import (
+    MAX_SEED,
+    UserInputError,
+    check_yaml_size,
+    leads_out_of_folder,
+    parse_seeds,
+)
 
 #: The trainer defaults of :func:`~lightning_sparse_rl.trainer.make_trainer`, with a CSV log in ``runs/``.
 CLI_TRAINER_DEFAULTS: dict[str, Any] = {
@@ -46,7 +56,9 @@ class ResumePlan:
 
     ``run_config`` is the config as YAML without what makes it a resume (``ckpt_path``, ``force_resume``, the
     logger's version folder): what ``config.yaml`` and the checkpoints record, so that ``lsrl fit --config
-    RUN_DIR/config.yaml`` repeats the run instead of continuing it.
+    RUN_DIR/config.yaml`` repeats the run instead of continuing it. ``finished``: for a run already at its
+    ``max_timesteps`` resumed in place, what to say once its end-of-training hooks have run again (they write
+    files such as ``connectivity_heatmap.png`` that a kill after the last checkpoint left unwritten).
     """
 
     checkpoint: Path
@@ -54,6 +66,7 @@ class ResumePlan:
     run_dir: Path | None
     changes: list[ConfigChange]
     run_config: str
+    finished: str | None = None
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -93,7 +106,7 @@ class SaveRunConfig(SaveConfigCallback):
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """For a resume (the checkpoint restored without error): write ``config.yaml`` and record the changes."""
-        if self.resume is None:
+        if self.resume is None or self.resume.finished:
             return
         super().setup(trainer, pl_module, "fit")
         if self.resume.run_dir is not None and not self.resume.changes:
@@ -144,6 +157,7 @@ def check_config_file(path: str) -> None:
     if not isinstance(content, dict):
         kind = type(content).__name__
         raise ValueError(f"config file {path} must hold keys (model:, data:, trainer:, ...), not a {kind}")
+    check_yaml_size(content, f"config file {path}")
 
 
 def _import(class_path: str) -> type | None:
@@ -173,11 +187,16 @@ class SparseRLCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.resume: ResumePlan | None = None
         self.run_lock: RunLock | None = None
+        self.new_run_dir: Path | None = None
+        completed = False
         try:
             super().__init__(*args, **kwargs)  # parses, instantiates and runs the subcommand
+            completed = True
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
+            if not completed:
+                self._remove_unused_new_run_folder()
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the links, the always-on callbacks and ``--force_resume``."""
@@ -213,6 +232,9 @@ class SparseRLCLI(LightningCLI):
         if not isinstance(seed, bool) and seed is not None and not 0 <= seed < MAX_SEED:
             raise ValueError(f"seed_everything={seed} must be in [0, {MAX_SEED - 1}] (tutorial front: --seed)")
         self._drop_progress_bars_if_disabled(config)
+        _check_checkpoint_filenames(config)
+        if subcommand == "fit":
+            _check_networks_fit(config)
         if subcommand == "fit" and config.get("ckpt_path"):
             path, run_dir = _resume_target(config)
             if run_dir is not None:  # the run folder is ours before its checkpoint is read
@@ -242,11 +264,19 @@ class SparseRLCLI(LightningCLI):
             CheckpointDamaged: the checkpoint's bytes differ from its recorded checksum, or its replay-buffer
                 file is missing or of the wrong size.
             UserInputError: the given config changes keys that define the checkpoint (without
-                ``--force_resume``), or the checkpoint holds objects that ``weights_only`` loading refuses.
-            RunFinished: the checkpoint is already at ``data.max_timesteps`` (with its last evaluation done).
+                ``--force_resume``), the checkpoint holds objects that ``weights_only`` loading refuses, or it is
+                not a checkpoint of ``lsrl fit`` (a plain Lightning checkpoint).
+            RunFinished: the checkpoint is already at ``data.max_timesteps`` (with its last evaluation done) and
+                would be resumed in a new folder (in place, the plan's ``finished`` says so after its fit, which
+                trains nothing and runs the end-of-training hooks again).
 
         """
         checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
+        if EnvDataModule.__qualname__ not in checkpoint:
+            raise UserInputError(
+                f"{path} is not a checkpoint of lsrl fit (it holds no {EnvDataModule.__qualname__} state: no envs, "
+                "replay buffer or step counters to resume); start a new run without --ckpt_path"
+            )
         check_side_files(path, checkpoint)
         recorded = checkpoint.get("callbacks", {}).get(SaveRunConfig.__qualname__, {}).get("config")
         changes = []
@@ -264,19 +294,22 @@ class SparseRLCLI(LightningCLI):
             )
         train_steps = int(checkpoint.get(EnvDataModule.__qualname__, {}).get("train_steps", 0))
         max_timesteps = config["data"]["max_timesteps"]
+        finished = None
         if train_steps >= max_timesteps and not _evaluation_pending(checkpoint):
-            raise RunFinished(
+            finished = (
                 f"{path} is already at max_timesteps={max_timesteps} ({train_steps} training steps); "
                 "raise --data.max_timesteps to continue"
             )
-        for change in changes:
+            if run_dir is None:
+                raise RunFinished(finished)
+        for change in [] if finished else changes:
             print(f"Resuming with a changed setting{' (forced)' if change.protected else ''}: {change}", flush=True)
         config["ckpt_path"], config["force_resume"] = None, False  # they describe this resume, not the run
         run_config = parser.dump(config, skip_none=False)
         config["ckpt_path"] = str(path)
         if run_dir is not None:
             SparseRLCLI._continue_loggers_in(config, run_dir)
-        return ResumePlan(path, train_steps, run_dir, changes, run_config)
+        return ResumePlan(path, train_steps, run_dir, changes, run_config, finished)
 
     @staticmethod
     def _continue_loggers_in(config: Any, run_dir: Path) -> None:
@@ -305,6 +338,8 @@ class SparseRLCLI(LightningCLI):
         for callback in trainer.callbacks:
             if isinstance(callback, SaveRunConfig):
                 callback.resume = self.resume
+        if self.resume is not None and self.resume.finished:
+            trainer.limit_train_batches = 0  # the fit restores the run, trains nothing and runs on_fit_end hooks
         if self.resume is not None and self.resume.run_dir is not None:
             for logger in trainer.loggers:
                 if isinstance(logger, CSVLogger):
@@ -330,7 +365,14 @@ class SparseRLCLI(LightningCLI):
                 break
             except FileExistsError:  # another run started at the same moment took this version
                 logger._version = logger.version + 1
-        self._lock(run_directory(self.trainer))
+        self.new_run_dir = run_directory(self.trainer)
+        self._lock(self.new_run_dir)
+
+    def _remove_unused_new_run_folder(self) -> None:
+        """Remove the version folder this fit made when it failed before writing anything but ``hparams.yaml``."""
+        folder = self.new_run_dir
+        if folder is not None and folder.is_dir() and {path.name for path in folder.iterdir()} <= {"hparams.yaml"}:
+            shutil.rmtree(folder)
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the subcommand (``fit`` holds its run folder's lock); mark bugs apart from user errors."""
@@ -349,6 +391,42 @@ class SparseRLCLI(LightningCLI):
         except BaseException as error:
             error.lsrl_during_fit = True  # type: ignore[attr-defined]
             raise
+        if self.resume is not None and self.resume.finished:
+            raise RunFinished(self.resume.finished)
+
+
+def _training_device(trainer: Any) -> torch.device:
+    """The device a fit with these trainer settings trains on (a GPU unless the accelerator is the CPU or none)."""
+    use_gpu = str(trainer.get("accelerator") or "auto") in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
+
+
+def _check_networks_fit(config: Any) -> None:
+    """Refuse networks too large for the device's memory before any is made (an actor-critic of ``model``'s shape)."""
+    model = config.get("model")
+    cls = _import(str(model.get("class_path"))) if model is not None else None
+    init_args = model.get("init_args") if model is not None else None
+    if not (isinstance(cls, type) and issubclass(cls, OffPolicyAlgorithm) and init_args is not None):
+        return
+    layers, width = init_args.get("hidden_layers"), init_args.get("hidden_width")
+    if isinstance(layers, int) and isinstance(width, int) and layers >= 1 and width >= 1:  # else the model refuses
+        agents = len(config["data"].get("seeds") or [config.get("seed_everything")])
+        check_actor_critic_fits(agents, layers, width, _training_device(config["trainer"]))
+
+
+def _check_checkpoint_filenames(config: Any) -> None:
+    """Refuse a ``ModelCheckpoint`` ``filename`` that leads out of its checkpoint folder (absolute, ``..``, ``~``)."""
+    callbacks = (config.get("trainer") or {}).get("callbacks") or []
+    for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+        cls = _import(str(callback.get("class_path")))
+        filename = str((callback.get("init_args") or {}).get("filename") or "")
+        if not (isinstance(cls, type) and issubclass(cls, ModelCheckpoint)):
+            continue
+        if leads_out_of_folder(filename):
+            raise UserInputError(
+                f"trainer.callbacks[{cls.__name__}].filename={filename!r} must name a file inside the checkpoint "
+                "folder (no absolute path, no '..', no '~'); choose the folder with dirpath"
+            )
 
 
 def _resume_target(config: Any) -> tuple[Path, Path | None]:
@@ -359,8 +437,16 @@ def _resume_target(config: Any) -> tuple[Path, Path | None]:
         if not path.is_file():
             raise FileNotFoundError(f"--ckpt_path {given_path}: no such checkpoint file")
         return path, None
-    run_dirs = [Path(str(path)).resolve().parent for path in config.get("config") or []]
+    config_files = [Path(str(path)).resolve() for path in config.get("config") or []]
+    run_dirs = [file.parent for file in config_files]
     found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
+    unstarted = _run_without_checkpoint(config_files)
+    if unstarted is not None and not found:
+        raise FileNotFoundError(
+            f"--ckpt_path last: the run in {unstarted} never reached its first checkpoint (it has no "
+            "checkpoints/last.ckpt), so there is nothing to resume. Start it again with: lsrl fit --config "
+            f"{unstarted / 'config.yaml'} (it makes a new version folder; {unstarted} can be removed)"
+        )
     if not found:
         where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
         raise FileNotFoundError(
@@ -368,6 +454,16 @@ def _resume_target(config: Any) -> tuple[Path, Path | None]:
             "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
         )
     return found[-1] / "checkpoints" / "last.ckpt", found[-1]
+
+
+def _run_without_checkpoint(config_files: list[Path]) -> Path | None:
+    """The run folder of a given ``RUN_DIR/config.yaml`` (``.../version_N``) that holds no ``last.ckpt``, if any."""
+    for file in reversed(config_files):
+        run_dir = file.parent
+        if file.name == "config.yaml" and re.fullmatch(r"version_\d+", run_dir.name):
+            if not (run_dir / "checkpoints" / "last.ckpt").exists():
+                return run_dir
+    return None
 
 
 def _population_seeds(seeds: str | int | list[int] | None) -> list[int] | None:

@@ -12,10 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import yaml
 
+from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.cli.errors import ToolParser, one_line
 from lightning_sparse_rl.cli.fit import SparseRLCLI, cli_options
+from lightning_sparse_rl.data.envs import make_env, resolve_env_id
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import wait_until_released
 from lightning_sparse_rl.provenance import machine_description, source_commit
@@ -34,16 +37,32 @@ class _SettingsCheck(SparseRLCLI):
         """Nothing is instantiated by a check."""
 
 
+def _check_environment(trial: Trial, checked: set[str]) -> None:
+    """Make the trial's env once (as ``lsrl fit`` would), unless an earlier trial made the same one."""
+    if trial.env_id in checked:
+        return
+    try:
+        make_env(resolve_env_id(trial.env_id)[0]).close()
+    except (ValueError, gym.error.Error) as err:
+        raise UserInputError(f"trial {trial.name}: {one_line(err)}") from None
+    checked.add(trial.env_id)
+
+
 def check_trials(trials: Sequence[Trial], sweep_dir: Path) -> None:
-    """Parse every trial's ``lsrl fit`` arguments with ``lsrl fit``'s own parser; fill in ``max_timesteps``.
+    """Check every trial as ``lsrl fit`` would before Ray starts; fill in ``max_timesteps``.
+
+    Its env is made, and its arguments are parsed with ``lsrl fit``'s own parser (which also checks that its
+    networks fit in memory).
 
     Raises:
-        UserInputError: the first trial whose settings ``lsrl fit`` refuses, naming it and the key.
+        UserInputError: the first trial whose env or settings ``lsrl fit`` refuses, naming it and the reason.
 
     """
     checker: SparseRLCLI | None = None
+    environments: set[str] = set()
     with tempfile.TemporaryDirectory() as scratch:
         for trial in trials:
+            _check_environment(trial, environments)
             config_file = Path(scratch) / f"{trial.name}.yaml"
             config_file.write_text(yaml.safe_dump(trial_config(trial, trial_folder(sweep_dir, trial.name))))
             args = ["--config", str(config_file), *trial.fit_args]
@@ -65,7 +84,9 @@ def _write_json(path: Path, content: Any) -> None:
 def sweep(argv: Sequence[str]) -> None:
     """``lsrl sweep SWEEP_FILE`` (or ``--resume SWEEP_DIR``): run a grid of trials on Ray Tune."""
     parser = ToolParser(prog="lsrl sweep", description=sweep.__doc__)
-    parser.add_argument("sweep_file", nargs="?", help="the sweep file (YAML; see configs/sweeps/)")
+    parser.add_argument(
+        "sweep_file", nargs="?", help="the sweep file (YAML), or the name of a shipped one (lsrl configs lists them)"
+    )
     parser.add_argument("--dir", help="the sweep folder (default: runs/sweeps/NAME, NAME the sweep file's)")
     parser.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep folder's unfinished trials")
     parser.add_argument("--address", help="a Ray cluster: auto, or ray://HOST:10001 (default: a local Ray instance)")
@@ -92,7 +113,7 @@ def sweep(argv: Sequence[str]) -> None:
                 "--cpus-per-trial, --gpus-per-trial or --max-failures"
             )
     else:
-        spec = load_sweep_file(args.sweep_file)
+        spec = load_sweep_file(shipped_configs.find(args.sweep_file, "sweep") or args.sweep_file)
         resources = Resources(
             spec.resources.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
             spec.resources.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial,

@@ -1,4 +1,4 @@
-"""``lsrl view``, ``lsrl export``, ``lsrl plot`` and ``lsrl report``: tools that work on what runs wrote."""
+"""``lsrl view``, ``export``, ``plot`` and ``report``: tools that work on what runs wrote; ``lsrl configs``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.cli.errors import ToolParser
+from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
 
 def view(argv: Sequence[str]) -> None:
@@ -117,7 +119,7 @@ def plot(argv: Sequence[str]) -> None:
         parser.error("give run directories, --layers, or both")
     import numpy as np
 
-    from lightning_sparse_rl.persistence.run_files import read_csv_columns
+    from lightning_sparse_rl.persistence.run_files import EVALUATION_COLUMNS, read_csv_columns
     from lightning_sparse_rl.plots import plot_connectivity, plot_learning_curves, plot_sparsity_distribution
 
     out = Path(args.out)
@@ -128,12 +130,12 @@ def plot(argv: Sequence[str]) -> None:
         if not (run / "evaluations.csv").exists():
             parser.error(f"{run} has no evaluations.csv: not a run directory of lsrl fit")
         group = run.parent.name if run.name.startswith("version_") else run.name
-        evaluations = read_csv_columns(run / "evaluations.csv")
+        evaluations = read_csv_columns(run / "evaluations.csv", EVALUATION_COLUMNS)
         for seed in np.unique(evaluations["seed"]):  # each agent of a population is a seed of the group
             rows = evaluations["seed"] == seed
             returns.setdefault(group, []).append((evaluations["step"][rows], evaluations["return"][rows]))
         if (run / "connectivity.csv").exists():
-            columns = read_csv_columns(run / "connectivity.csv")
+            columns = read_csv_columns(run / "connectivity.csv", ["step", "actor/real", "actor/noise"])
             real, noise = connectivity.setdefault(group, ([], []))
             real.append((columns["step"], columns["actor/real"]))
             noise.append((columns["step"], columns["actor/noise"]))
@@ -203,5 +205,39 @@ def report(argv: Sequence[str]) -> None:
         print(f"Wrote {path}")
 
 
+def configs(argv: Sequence[str]) -> None:
+    """``lsrl configs``: list the shipped configs and sweep files; ``lsrl configs copy NAME [DEST]`` copies one."""
+    parser = ToolParser(prog="lsrl configs", description=configs.__doc__)
+    parser.add_argument("action", nargs="?", choices=["list", "copy"], default="list")
+    parser.add_argument("name", nargs="?", help="copy: a shipped config or sweep file (sac, ds_td3_vs_td3, ...)")
+    parser.add_argument("dest", nargs="?", help="copy: the file or folder to write (default: NAME.yaml here)")
+    parser.add_argument("--force", action="store_true", help="copy: overwrite DEST if it exists")
+    args = parser.parse_args(argv)
+    run_configs, sweep_files = shipped_configs.shipped("config"), shipped_configs.shipped("sweep")
+    if args.action == "list":
+        if args.name is not None:
+            parser.error(f"lsrl configs list takes no name ({args.name!r}); copy one with: lsrl configs copy NAME")
+        width = max(map(len, [*run_configs, *sweep_files]))
+        print(f"Configs (lsrl fit --config NAME), in {shipped_configs.configs_folder()}:")
+        for name, path in run_configs.items():
+            print(f"  {name:<{width}}  {shipped_configs.description(path)}")
+        print("Sweep files (lsrl sweep NAME):")
+        for name, path in sweep_files.items():
+            print(f"  {name:<{width}}  {shipped_configs.description(path)}")
+        return
+    name = (args.name or "").removesuffix(".yaml")
+    source = run_configs.get(name) or sweep_files.get(name)
+    if source is None:
+        parser.error(f"no shipped config or sweep file named {args.name!r}: see lsrl configs")
+    dest = Path(args.dest or f"{name}.yaml")
+    if dest.is_dir():
+        dest = dest / source.name
+    if dest.exists() and not args.force:
+        parser.error(f"{dest} exists: give another DEST, or --force to overwrite it")
+    atomic_write_bytes(dest, source.read_bytes())
+    command = f"lsrl sweep {dest}" if name in sweep_files else f"lsrl fit --config {dest}"
+    print(f"Wrote {dest} (a copy of {source}); edit it, then: {command}")
+
+
 #: ``lsrl`` subcommands that are not LightningCLI's.
-TOOLS = {"view": view, "export": export, "plot": plot, "report": report}
+TOOLS = {"view": view, "export": export, "plot": plot, "report": report, "configs": configs}

@@ -243,7 +243,7 @@ def to_lsrl_args(args: argparse.Namespace) -> list[str]:
     if args.save_model:
         checkpoint = {"monitor": "eval/return", "mode": "max", "filename": "best", "save_last": True}
         callbacks.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": checkpoint})
-    callbacks.append({"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", "init_args": {"refresh_rate": 50}})
+    callbacks.append({"class_path": "lightning_sparse_rl.callbacks.RLProgressBar", "init_args": {"refresh_rate": 50}})
 
     out = ["fit", f"--seed_everything={args.seed}", f"--model=lightning_sparse_rl.{algorithm}"]
     if args.seeds is not None:

@@ -129,10 +129,16 @@ def make_env(env_id: str, noise: NoiseSpec | None = None, noise_seed: int = 0, *
     generator seeded with ``noise_seed``). ``make_kwargs`` go to ``gym.make`` (e.g. ``render_mode``).
 
     Raises:
-        ValueError: for an action space that is not a continuous ``Box`` or a non-flat observation.
+        ValueError: for an action space that is not a continuous ``Box``, a non-flat observation, or a module that
+            the id names (``MODULE:ENV``) or the env needs and that cannot be found.
 
     """
-    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **make_kwargs))
+    try:
+        made = gym.make(env_id, **make_kwargs)
+    except ModuleNotFoundError as err:  # an id MODULE:ENV imports MODULE first, or the env needs a missing package
+        missing = err.name or next(iter(re.findall(r"module named '([^']+)'", str(err))), str(err))
+        raise ValueError(f"env_id={env_id!r}: no module named {missing!r} to make it from") from None
+    env = gym.wrappers.RecordEpisodeStatistics(made)
     if not isinstance(env.action_space, gym.spaces.Box):
         env.close()
         raise ValueError(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+#: The columns of ``evaluations.csv`` that every reader needs (one row per evaluation and agent).
+EVALUATION_COLUMNS = ("step", "seed", "return")
 #: ``OSError`` numbers of a full disk or quota.
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -75,14 +77,32 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def read_csv_columns(path: str | Path) -> dict[str, np.ndarray]:
-    """The numeric columns of a CSV file with a header, by name (empty cells are NaN)."""
+def read_csv_columns(path: str | Path, required: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The numeric columns of a CSV file with a header, by name (empty cells are NaN).
+
+    Raises:
+        ValueError: the file is empty, lacks a ``required`` column, or has an incomplete row: fewer values than the
+            header, or a last line without its line end (cut by a crash or damage; the run files are written
+            whole, so a cut row is never a value to report).
+
+    """
     with open(path, newline="") as handle:
-        rows = list(csv.reader(handle))
+        text = handle.read()
+    rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         raise ValueError(f"{path} is empty")
     header, body = rows[0], rows[1:]
+    missing = [name for name in required if name not in header]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(missing)} (its columns: {', '.join(header)})")
+    for line, row in enumerate(body, start=2):
+        cut = line == len(rows) and not text.endswith("\n")
+        if row and (len(row) < len(header) or cut):
+            raise ValueError(
+                f"{path}, line {line}: the row {','.join(row)[:80]!r} is incomplete ({len(row)} of {len(header)} "
+                f"values{', no line end' if cut else ''}): the file was cut or damaged"
+            )
     return {
-        name: np.asarray([float(row[i]) if i < len(row) and row[i] != "" else np.nan for row in body])
+        name: np.asarray([float(row[i]) if i < len(row) and row[i] != "" else np.nan for row in body if row])
         for i, name in enumerate(header)
     }

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lightning_sparse_rl.persistence.run_files import read_csv_columns
+from lightning_sparse_rl.persistence.run_files import EVALUATION_COLUMNS, read_csv_columns
 from lightning_sparse_rl.sweep.layout import TRIALS_FILE, is_sweep_folder, trial_run_folder
 from lightning_sparse_rl.validation import UserInputError
 
@@ -44,7 +44,7 @@ class AgentResult:
 
 
 def _agents_of_run(run_dir: Path, configuration: str, env_id: str) -> list[AgentResult]:
-    evaluations = read_csv_columns(run_dir / "evaluations.csv")
+    evaluations = read_csv_columns(run_dir / "evaluations.csv", EVALUATION_COLUMNS)
     seeds = [int(seed) for seed in dict.fromkeys(evaluations["seed"].tolist())]
     per_feature = run_dir / "connectivity_per_feature.npz"
     arrays = np.load(per_feature) if per_feature.exists() else None
@@ -145,7 +145,7 @@ def unfinished_trials(paths: Sequence[str | Path]) -> list[str]:
     for path in filter(is_sweep_folder, map(Path, paths)):
         for trial in json.loads((path / TRIALS_FILE).read_text())["trials"]:
             file = trial_run_folder(path, trial["name"]) / "evaluations.csv"
-            steps = read_csv_columns(file)["step"] if file.exists() else np.zeros(1)
+            steps = read_csv_columns(file, ["step"])["step"] if file.exists() else np.zeros(1)
             last = int(np.max(steps)) if len(steps) else 0
             if last < trial["max_timesteps"]:
                 lines.append(f"{trial['name']} at {last:,} of {trial['max_timesteps']:,} steps")

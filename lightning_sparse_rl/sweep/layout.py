@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -42,6 +43,17 @@ def trial_run_folder(sweep_dir: str | Path, name: str) -> Path:
     return trial_folder(sweep_dir, name) / RUN_FOLDER
 
 
+#: The longest trial folder name (file systems allow 255 bytes; Ray adds to it in its own folders).
+MAX_NAME_CHARS = 120
+
+
 def file_name_part(text: str) -> str:
-    """``text`` with every character that is not safe in a file name replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+    """``text`` with every character that is not safe in a file name replaced by ``_``, at most a name long.
+
+    A longer text than :data:`MAX_NAME_CHARS` is cut, and ends in the first 10 hex digits of its SHA-1 (names stay
+    distinct).
+    """
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", text)
+    if len(name) <= MAX_NAME_CHARS:
+        return name
+    return f"{name[: MAX_NAME_CHARS - 11]}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"

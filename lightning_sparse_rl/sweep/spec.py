@@ -23,14 +23,19 @@ Keys are those of ``lsrl fit`` (``data.fake_features``, ``model.lr``, ``model`` 
 * ``trainer.callbacks.CLASS.ARG``: argument ``ARG`` of the callback of class ``CLASS`` in the base config's
   ``trainer.callbacks`` (e.g. ``trainer.callbacks.SparsityDistributionCallback.global_sparsity``).
 
+A setting's value that reads as a path leading out of the trial folder (absolute, ``..``, ``~``) is refused: every
+trial writes only in its own folder.
+
 This module only reads and expands; whether each trial's settings are valid is decided by ``lsrl fit``'s own
 parser before any trial starts (``lsrl sweep``).
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -39,9 +44,14 @@ from typing import Any
 
 import yaml
 
+from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.sweep.layout import RUN_FOLDER, file_name_part
-from lightning_sparse_rl.validation import UserInputError, parse_seeds
+from lightning_sparse_rl.validation import UserInputError, check_yaml_size, leads_out_of_folder, parse_seeds, shown
 
+#: The largest sweep file read (a sweep file is a few hundred bytes to a few kB).
+MAX_SWEEP_FILE_BYTES = 1_000_000
+#: The most trials of one sweep (each is an ``lsrl fit``; every trial's settings are checked before Ray starts).
+MAX_TRIALS = 1000
 #: The keys a sweep file may have.
 SWEEP_KEYS = ("config", "seeds", "environments", "grid", "set", "resources", "max_failures")
 #: The grid key that chooses the base config.
@@ -139,10 +149,13 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"sweep file {path} does not exist")
+    if path.stat().st_size > MAX_SWEEP_FILE_BYTES:
+        raise _fail(path, f"{path.stat().st_size:,} bytes; a sweep file has at most {MAX_SWEEP_FILE_BYTES:,}")
     try:
         content = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise _fail(path, f"not valid YAML ({' '.join(str(err).split())})") from None
+        raise _fail(path, f"not valid YAML ({' '.join(str(err).split())[:200]})") from None
+    check_yaml_size(content, f"sweep file {path}")
     if not isinstance(content, dict):
         raise _fail(path, f"must hold keys ({', '.join(SWEEP_KEYS)}), not a {type(content).__name__}")
     unknown = sorted(set(content) - set(SWEEP_KEYS))
@@ -152,11 +165,11 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     grids = []
     for grid in grids_given if isinstance(grids_given, list) else [grids_given]:
         if not isinstance(grid, dict):
-            raise _fail(path, f"grid must map keys to lists of values, not {grid!r}")
+            raise _fail(path, f"grid must map keys to lists of values, not {shown(grid)}")
         grids.append({str(key): _as_list(path, f"grid.{key}", value) for key, value in grid.items()})
     settings = content.get("set") or {}
     if not isinstance(settings, dict):
-        raise _fail(path, f"set must map keys to values, not {settings!r}")
+        raise _fail(path, f"set must map keys to values, not {shown(settings)}")
     if any(CONFIG_KEY not in grid for grid in grids or [{}]) and CONFIG_KEY not in content:
         raise _fail(path, "no base config: give config: FILE (or config: [...] in the grid)")
     default_config = str(_config_path(path, str(content[CONFIG_KEY]))) if CONFIG_KEY in content else None
@@ -172,17 +185,21 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     resources_given = content.get("resources") or {}
     allowed = {"cpus_per_trial": 1e-9, "gpus_per_trial": 0.0}  # and their smallest values
     if not isinstance(resources_given, dict) or not set(resources_given) <= set(allowed):
-        raise _fail(path, f"resources: {resources_given!r}; allowed keys: {', '.join(allowed)}")
+        raise _fail(path, f"resources: {shown(resources_given)}; allowed keys: {', '.join(allowed)}")
     for key, value in resources_given.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < allowed[key]:
-            raise _fail(path, f"resources.{key}={value!r} must be a number {'> 0' if allowed[key] else '>= 0'}")
+            raise _fail(path, f"resources.{key}={shown(value)} must be a number {'> 0' if allowed[key] else '>= 0'}")
     resources = Resources(**{key: float(value) for key, value in resources_given.items()})
     for key in [*settings, *(key for grid in grids for key in grid)]:
         if any(key == reserved or key.startswith(f"{reserved}.") for reserved in RESERVED_KEYS):
             raise _fail(path, f"{key}: a sweep sets this itself (seeds: top-level seeds; logs: each trial's folder)")
+    named = [*settings.items(), *((f"grid.{key}", values) for grid in grids for key, values in grid.items())]
+    for label, value in named:
+        if label != f"grid.{CONFIG_KEY}":
+            _check_inside_trial(path, label, value)
     max_failures = content.get("max_failures", 3)
     if not isinstance(max_failures, int) or max_failures < 0:
-        raise _fail(path, f"max_failures={max_failures!r} must be an integer >= 0")
+        raise _fail(path, f"max_failures={shown(max_failures)} must be an integer >= 0")
     environments = (
         [str(env) for env in _as_list(path, "environments", content.get("environments") or [])]
         if ("environments" in content)
@@ -191,11 +208,40 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     return SweepSpec(path, grids or [{}], default_config, seeds, environments, dict(settings), resources, max_failures)
 
 
+def _check_inside_trial(sweep_file: Path, key: str, value: Any) -> None:
+    """Refuse a setting whose value, read as a path from the trial folder, leads out of it (``..``, ``/``, ``~``).
+
+    A value that is not a path (a number, a class path) never does; lists and mappings are checked item by item.
+    """
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            _check_inside_trial(sweep_file, key, item)
+        return
+    if isinstance(value, str) and leads_out_of_folder(value):
+        raise _fail(
+            sweep_file,
+            f"{key}: {shown(value, 200)} leads out of the trial folder; a sweep's settings may name files and folders "
+            "only inside it (no absolute path, no '..', no '~')",
+        )
+
+
 def _config_path(sweep_file: Path, config: str) -> Path:
-    """A base config named in a sweep file: relative to the sweep file's folder (an absolute path as it is)."""
+    """A base config named in a sweep file: a path from the sweep file's folder, or a shipped config's name.
+
+    An absolute path is taken as it is; a name such as ``td3`` that is not a file there is a shipped config
+    (``lsrl configs`` lists them).
+    """
     file = Path(config) if Path(config).is_absolute() else sweep_file.parent / config
     if not file.is_file():
-        raise _fail(sweep_file, f"config file {config} does not exist (paths are relative to the sweep file)")
+        file = shipped_configs.find(config, "config") or file
+    if not file.is_file():
+        raise _fail(
+            sweep_file,
+            f"config file {config} does not exist (paths are relative to the sweep file) and is not a shipped "
+            "config (lsrl configs lists them)",
+        )
     return file.resolve()
 
 
@@ -220,15 +266,24 @@ def cli_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("...").strip()
 
 
+def _check_trial_count(spec: SweepSpec) -> None:
+    """Refuse a sweep of more than :data:`MAX_TRIALS` trials, before any is made."""
+    count = sum(math.prod(len(values) for values in grid.values()) for grid in spec.grids)
+    count *= max(1, len(spec.environments))
+    if count > MAX_TRIALS:
+        raise _fail(spec.path, f"{count:,} trials; a sweep has at most {MAX_TRIALS:,}: split it into several sweeps")
+
+
 def expand_trials(spec: SweepSpec) -> list[Trial]:
     """The sweep's trials: for every grid point of every grid, one per environment (in file order).
 
     A trial's configuration is named by its grid's keys and values (``config=ds_sac,global_sparsity=0.9``).
 
     Raises:
-        UserInputError: two grid points that are the same trial.
+        UserInputError: more than :data:`MAX_TRIALS` trials, or two grid points that are the same trial.
 
     """
+    _check_trial_count(spec)
     seeds_arg = ",".join(map(str, spec.seeds))
     trials: list[Trial] = []
     for given in spec.grids:
@@ -262,8 +317,7 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
                         callback_settings=callbacks,
                     )
                 )
-    names = [trial.name for trial in trials]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted(name for name, count in collections.Counter(trial.name for trial in trials).items() if count > 1)
     if repeated:
         raise _fail(spec.path, f"grid points repeat a trial: {', '.join(repeated)}")
     return trials
@@ -274,6 +328,7 @@ def _read_config(config_file: str) -> dict[str, Any]:
         content = yaml.safe_load(Path(config_file).read_text()) or {}
     except yaml.YAMLError as err:
         raise UserInputError(f"config file {config_file}: not valid YAML ({' '.join(str(err).split())})") from None
+    check_yaml_size(content, f"config file {config_file}")
     if not isinstance(content, dict):
         raise UserInputError(f"config file {config_file} must hold keys (model:, data:, trainer:, ...)")
     return content

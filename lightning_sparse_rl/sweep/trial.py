@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from ray import tune
 
-from lightning_sparse_rl.persistence.run_files import read_csv_columns
+from lightning_sparse_rl.persistence.run_files import EVALUATION_COLUMNS, read_csv_columns
 from lightning_sparse_rl.persistence.run_lock import LOCK_FILE, lock_owner, wait_until_released
 from lightning_sparse_rl.sweep.layout import FIT_LOG, RUN_FOLDER, TRIAL_CONFIG, trial_folder
 from lightning_sparse_rl.sweep.spec import Trial
@@ -73,7 +73,7 @@ def read_progress(run_dir: Path, seeds: list[int], max_timesteps: int) -> TrialP
     file = run_dir / "evaluations.csv"
     if not file.exists():
         return TrialProgress(0, float("nan"), False)
-    columns = read_csv_columns(file)
+    columns = read_csv_columns(file, EVALUATION_COLUMNS)
     steps = [columns["step"][columns["seed"] == seed] for seed in seeds]
     if any(len(s) == 0 for s in steps):
         return TrialProgress(0, float("nan"), False)
