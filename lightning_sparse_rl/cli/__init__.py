@@ -7,6 +7,7 @@ the tutorial front (:mod:`lightning_sparse_rl.cli.tutorial`).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 
@@ -67,7 +68,11 @@ def run_lsrl(argv: list[str]) -> None:
 
 def main(args: ArgsType = None) -> None:
     """Console-script entry point of ``lsrl`` (user errors as one line, see :func:`run_reporting_errors`)."""
-    run_reporting_errors(run_lsrl, list(sys.argv[1:] if args is None else args))
+    try:
+        run_reporting_errors(run_lsrl, list(sys.argv[1:] if args is None else args))
+    except BrokenPipeError:  # the reader of our output stopped reading (lsrl configs | head): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout
+        sys.exit(1)
 
 
 if __name__ == "__main__":
