@@ -315,7 +315,8 @@ def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
     owner = _subprocess(*resume, "--data.max_timesteps=100000", cwd=tmp_path, stdout=subprocess.DEVNULL)
     lock = run_dir / "lsrl.lock"
     deadline = time.monotonic() + 120
-    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+    while not (lock.exists() and lock.read_text()):
+        assert time.monotonic() < deadline, "the first lsrl fit did not take the run folder's lock within 120 s"
         time.sleep(0.1)
     try:
         second = _run(*resume, "--data.max_timesteps=100000", cwd=tmp_path)

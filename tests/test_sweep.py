@@ -298,9 +298,11 @@ def _start_long_sac_sweep(tmp_path: Path, models: tuple[str, ...] = ("SAC",)) ->
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if (run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400:
-            break
+    while not ((run_dir / "evaluations.csv").exists() and max(s for s, _, _ in _evaluations(run_dir)) >= 400):
+        assert process.poll() is None, (
+            f"the sweep ended before its trial's evaluation at step 400: {process.stdout.read()}"
+        )
+        assert time.monotonic() < deadline, "the trial did not reach its evaluation at step 400 within 300 s"
         time.sleep(0.05)
     return process, run_dir
 
@@ -390,11 +392,12 @@ def test_a_sweep_runs_unchanged_on_a_ray_cluster_given_by_address(smoke_sweep, t
     address = ("--address", f"127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
+                assert time.monotonic() < deadline, f"the Ray head did not listen on port {port} within 120 s"
                 time.sleep(0.5)
         refused = _lsrl(
             "sweep", str(sweep), "--dir", str(tmp_path / "refused"), *address, env=env | {"RAY_AUTH_MODE": "disabled"}

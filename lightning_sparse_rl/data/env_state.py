@@ -96,7 +96,7 @@ def restore_env_state(env: gym.Env, state: list[dict[str, Any]]) -> None:
     """Put ``env`` (built by the same ``make_env`` call) into the snapshot ``state`` of :func:`env_state`.
 
     Raises:
-        ValueError: if the wrapper stack differs from the snapshot's.
+        UserInputError: if the wrapper stack differs from the snapshot's.
 
     """
     layers = _layers(env)
