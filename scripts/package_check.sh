@@ -36,7 +36,7 @@ if grep -q $'\r' fit.log; then echo "carriage returns (a progress bar) in fit.lo
 checkpoint=$(ls runs/*/version_0/checkpoints/last.ckpt)
 echo "lsrl fit --config sac: $(tail -1 runs/*/version_0/evaluations.csv) (last evaluation), $checkpoint"
 "$work/venv/bin/python" -m lightning_sparse_rl.main --policy SAC --env Pendulum-v1 --start_timesteps 100 \
-  --max_timesteps 300 --eval_freq 150 --eval_episodes 1 --batch_size 32 >tutorial.log 2>&1 \
+  --max_timesteps 300 --eval_freq 150 --eval_episodes 1 --batch_size 32 --wandb_mode disabled >tutorial.log 2>&1 \
   || { tail -40 tutorial.log; exit 1; }
 echo "tutorial front: $(grep -c '^Evaluation over' tutorial.log) evaluations"
 "$lsrl" export "$checkpoint" policy.pt
