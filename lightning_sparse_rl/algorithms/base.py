@@ -33,6 +33,15 @@ RECENT_EPISODES = 10
 DEVICE_FINITE_CHECK_STEPS = 100
 
 
+def sum_of_agent_means(per_sample: Tensor) -> Tensor:
+    """A population's loss: per-sample losses ``(K, B)`` → ``Σ_k mean_b``, a scalar.
+
+    The sum over agents keeps each agent's gradient exactly that of its own mean loss (agents share no
+    parameter), so K agents train as K separate runs would.
+    """
+    return per_sample.mean(dim=1).sum()
+
+
 class OffPolicyAlgorithm(LightningModule):
     r"""Base class of the off-policy algorithms; subclasses implement :meth:`update` and :meth:`act`.
 

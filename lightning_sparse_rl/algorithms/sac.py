@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
+from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, init_members_, polyak_update
 from lightning_sparse_rl.sparse import SparseNetwork
@@ -119,13 +119,13 @@ class SAC(OffPolicyAlgorithm):
                 batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, discount
             )
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
-        return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()
+        return sum_of_agent_means((q1 - target).pow(2) + (q2 - target).pow(2))
 
     def actor_loss(self, batch: Transition) -> tuple[Tensor, Tensor]:
         """``Σ_agents mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))``, ã reparameterised; also ``log π`` ``(K, B)``."""
         action, log_prob = self.actor.sample(self.observe(batch.obs), self.policy_generators())
         q1_pi, q2_pi = self.critic(self.observe(batch.obs), action)
-        return (self.alpha * log_prob - torch.min(q1_pi, q2_pi)).mean(dim=1).sum(), log_prob
+        return sum_of_agent_means(self.alpha * log_prob - torch.min(q1_pi, q2_pi)), log_prob
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""
@@ -144,11 +144,13 @@ class SAC(OffPolicyAlgorithm):
         k = self.agents
         losses = {"critic_loss": critic_loss.detach() / k, "actor_loss": actor_loss.detach() / k}
         if self.log_alpha is not None:
-            alpha_loss = -(self.log_alpha.unsqueeze(1) * (log_prob.detach() + self.target_entropy)).mean(dim=1).sum()
+            alpha_loss = -sum_of_agent_means(self.log_alpha.unsqueeze(1) * (log_prob.detach() + self.target_entropy))
             self.optimizer_step(optimizers[2], alpha_loss, "entropy temperature (alpha)")
             losses["alpha_loss"] = alpha_loss.detach() / k
             losses["alpha"] = self.log_alpha.detach().exp().mean()
 
+        # As the original SAC code: it checks its update count before counting this update (updates % interval),
+        # so the first update already moves the target (unlike TD3's policy_freq, counted after; see td3.py).
         if self.gradient_steps % self.hparams.target_update_interval == 0:
             polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
         return losses

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import Tensor
 
-from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName
+from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, init_members_, member_normal, polyak_update
 from lightning_sparse_rl.sparse import SparseNetwork
@@ -116,11 +116,13 @@ class TD3(OffPolicyAlgorithm):
             discount = self.hparams.discount if batch.discount is None else batch.discount
             target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, discount)
         q1, q2 = self.critic(self.observe(batch.obs), batch.action)
-        return ((q1 - target).pow(2) + (q2 - target).pow(2)).mean(dim=1).sum()
+        return sum_of_agent_means((q1 - target).pow(2) + (q2 - target).pow(2))
 
     def actor_loss(self, batch: Transition) -> Tensor:
         """``−Σ_agents mean Q1(s, π(s))``."""
-        return -self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))).mean(dim=1).sum()
+        # observe() twice on purpose: with noise features drawn inside the networks (ANF's noise_mode: network),
+        # the actor and the critic each see their own draw, as in the original code's two forward passes.
+        return -sum_of_agent_means(self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))))
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""
@@ -133,6 +135,8 @@ class TD3(OffPolicyAlgorithm):
         self.optimizer_step(critic_optimizer, critic_loss, "critic")
         losses = {"critic_loss": critic_loss.detach() / self.agents}
 
+        # The original TD3 counts the update first (total_it += 1), then steps the actor when total_it % d == 0:
+        # the 2nd, 4th, ... update here (gradient_steps counts the updates before this one).
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
             actor_loss = self.actor_loss(batch)
             self.optimizer_step(actor_optimizer, actor_loss, "actor")
