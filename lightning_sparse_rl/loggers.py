@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
@@ -63,6 +64,7 @@ class _ContinuingWriter(ExperimentWriter):
         self._hparams_pending = False
         super().__init__(log_dir)
 
+    @override
     def log_hparams(self, params: dict) -> None:
         """Record hyperparameters; when continuing a file, write ``hparams.yaml`` with the first rows."""
         if self._keep_below is None:
@@ -71,6 +73,7 @@ class _ContinuingWriter(ExperimentWriter):
         self.hparams.update(params)
         self._hparams_pending = True
 
+    @override
     def _check_log_dir_exists(self) -> None:
         if not os.path.isfile(self.metrics_file_path):
             if self._keep_below:
@@ -89,6 +92,7 @@ class _ContinuingWriter(ExperimentWriter):
         if keep_below is not None:
             _warn_of_missing_rows(self.metrics_file_path, sorted({_step(row) for row in self._carried}), keep_below)
 
+    @override
     def save(self) -> None:
         """Write the recorded rows (the first time: the carried rows, the new ones, the whole file at once)."""
         if self._hparams_pending and self.metrics:
@@ -145,6 +149,7 @@ class CSVLogger(_LightningCSVLogger):
             raise RuntimeError("continue_from must be called before the logger writes anything")
         self._keep_below = step
 
+    @override
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_sparse_rl.data.replay_buffer import available_memory
 from lightning_sparse_rl.floating_point import apply_configured
@@ -65,6 +66,7 @@ class MemberMLP(nn.Module):
         self.activation = ACTIVATIONS[activation]()
         self.hidden_layers = hidden_layers
 
+    @override
     def forward(self, x: Tensor, members: slice | None = None) -> Tensor:
         """``(M, B, in_dim)`` → ``(M, B, out)``; with ``members``, only those members (``x`` holds only theirs)."""
         for i, layer in enumerate(self.layers):
@@ -178,6 +180,7 @@ class SquashedGaussianActor(_ActionScaling):
         """Trunk layers, then the head ``hidden → 2·action_dim``."""
         return (*self.trunk.layers, self.head)
 
+    @override
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and clamped log-std of the pre-squash Gaussian, each ``(M, B, action_dim)``."""
         mean, log_std = self.head(self.trunk(obs)).float().split(self.action_dim, dim=-1)
@@ -224,6 +227,7 @@ class DeterministicActor(_ActionScaling):
         """The MLP's layers, input to output."""
         return tuple(self.net.layers)
 
+    @override
     def forward(self, obs: Tensor) -> Tensor:
         """Actions ``(M, B, action_dim)`` in env units."""
         return torch.tanh(self.net(obs).float()) * self.action_scale + self.action_bias
@@ -247,6 +251,7 @@ class TwinQCritic(nn.Module):
         self.agents = agents
         self.net = MemberMLP(2 * agents, obs_dim + action_dim, 1, hidden_layers, hidden_width, activation)
 
+    @override
     def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Q1 and Q2 values, each ``(K, B)``."""
         x = torch.cat([obs, action], dim=-1)

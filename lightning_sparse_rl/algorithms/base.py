@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics.aggregation import MeanMetric, RunningMean
+from typing_extensions import override
 
 from lightning_sparse_rl.algorithms.n_step import n_step_transition
 from lightning_sparse_rl.data.envs import EnvSpec
@@ -180,6 +181,7 @@ class OffPolicyAlgorithm(LightningModule):
         adam = MaskAdam if self.hparams.optimizer == "maskadam" else torch.optim.Adam
         return adam(params, lr=self.hparams.lr, weight_decay=wd, fused=True)
 
+    @override
     def optimizer_step(self, optimizer: Any, loss: Tensor, network: str) -> None:
         """``zero_grad → manual_backward(loss) → step`` on one Lightning-wrapped optimizer.
 
@@ -243,6 +245,7 @@ class OffPolicyAlgorithm(LightningModule):
             setattr(self, name, torch.compile(getattr(self, name), mode=self.hparams.compile_mode))
 
     # ----------------------------------------------------------------------------- Lightning hooks
+    @override
     def setup(self, stage: str) -> None:
         """Flush denormals on the threads that will fit; refuse a DataModule with another number of agents."""
         apply_configured()
@@ -253,6 +256,7 @@ class OffPolicyAlgorithm(LightningModule):
                 f"(agent_seeds {list(self.seeds)}): build the model with agent_seeds=data.seeds"
             )
 
+    @override
     def on_train_start(self) -> None:
         """Compile the losses if asked (after the sparsity callbacks have registered their masks)."""
         if self.hparams.compile and "critic_loss" not in self.__dict__:
@@ -264,6 +268,7 @@ class OffPolicyAlgorithm(LightningModule):
             return n_step_transition(minibatch, self.hparams.discount)
         return minibatch
 
+    @override
     def training_step(self, batch: TrainBatch, batch_idx: int) -> None:
         """Run ``updates_per_step`` gradient updates; log losses every ``log_every_n_steps`` env steps."""
         for minibatch in batch.minibatches:
@@ -287,6 +292,7 @@ class OffPolicyAlgorithm(LightningModule):
             self.log_dict({f"train/{k}": v for k, v in self._last_losses.items()})
             self.log("train/gradient_steps", float(self.gradient_steps))
 
+    @override
     def validation_step(self, batch: EvalEpisode, batch_idx: int) -> None:
         """Add one evaluation episode of every agent to the means over the evaluation.
 
@@ -305,11 +311,13 @@ class OffPolicyAlgorithm(LightningModule):
                 self.log(f"eval/return/seed_{seed}", self.eval_agent_returns[k], on_epoch=True, batch_size=1)
                 self.log(f"eval/episode_length/seed_{seed}", self.eval_agent_lengths[k], on_epoch=True, batch_size=1)
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the gradient-step counter and the agents' policy streams."""
         checkpoint["gradient_steps"] = self.gradient_steps
         checkpoint["policy_streams"] = [stream.state_dict() for stream in self.policy_streams]
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the gradient-step counter and the policy streams; register the checkpoint's masks first."""
         restore_masks(self, checkpoint["state_dict"])

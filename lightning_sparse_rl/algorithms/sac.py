@@ -6,6 +6,7 @@ import copy
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
@@ -90,6 +91,7 @@ class SAC(OffPolicyAlgorithm):
         """Each agent's entropy temperature α, ``(K, 1)`` (detached), or the fixed ``temperature``."""
         return self.log_alpha.detach().exp().unsqueeze(1) if self.log_alpha is not None else self.hparams.temperature
 
+    @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Actor and critic optimizers (+ an Adam for log α without weight decay when tuning)."""
         optimizers = [self.make_optimizer(self.actor.parameters()), self.make_optimizer(self.critic.parameters())]

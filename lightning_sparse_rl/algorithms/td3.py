@@ -6,6 +6,7 @@ import copy
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
@@ -81,6 +82,7 @@ class TD3(OffPolicyAlgorithm):
         self.register_buffer("action_low", low)
         self.register_buffer("action_high", high)
 
+    @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Actor and critic optimizers."""
         return [self.make_optimizer(self.actor.parameters()), self.make_optimizer(self.critic.parameters())]

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from torch.nn.utils import parametrize
+from typing_extensions import override
 
 from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds
 from lightning_sparse_rl.sparse import (
@@ -101,6 +102,7 @@ class DynamicSparsityCallback(Callback):
         self.streams: list[RandomStream] = []  # one per agent: created at fit start, or by a checkpoint's state
 
     # ------------------------------------------------------------------------------------------ hooks
+    @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Create each agent's regrowth stream (unless a checkpoint restored them); warn when nothing is masked."""
         if not self.streams:
@@ -112,6 +114,7 @@ class DynamicSparsityCallback(Callback):
                 stacklevel=1,
             )
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
@@ -212,6 +215,7 @@ class DynamicSparsityCallback(Callback):
             optimizer.reset_state(weight, pruned | grown)
 
     # ------------------------------------------------------------------------------------------ state
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Counters, seed and the agents' regrowth streams."""
         return {
@@ -221,6 +225,7 @@ class DynamicSparsityCallback(Callback):
             "streams": [stream.state_dict() for stream in self.streams],
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore counters and the agents' regrowth streams."""
         self.last_update_step = state_dict["last_update_step"]

@@ -7,6 +7,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from lightning_sparse_rl.data.episodes import play_episodes
 from lightning_sparse_rl.loggers import log_video
@@ -45,6 +46,7 @@ class EvaluationVideo(Callback):
         self.seed = seed
         self.evaluations = 0
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Count evaluations; film and log an episode every ``every_n_evaluations``."""
         if trainer.sanity_checking:
@@ -67,10 +69,12 @@ class EvaluationVideo(Callback):
         for logger in trainer.loggers:
             log_video(logger, "eval/video", path, record.frames, fps, step)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The evaluation counter."""
         return {"evaluations": self.evaluations}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.evaluations = state_dict["evaluations"]

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds, agent_suffix
 from lightning_sparse_rl.types import BufferRefill, RefillMode, TrainBatch
@@ -68,6 +69,7 @@ class FeaturePermutationCallback(Callback):
         self.permutations: list[list[list[int]]] = []  # per agent, in the order they were applied
         self.streams: list[RandomStream] = []  # per agent: created at setup, or by a checkpoint's state
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Create each agent's permutation stream (a checkpoint's state replaces them when resuming)."""
         agents = len(pl_module.seeds)
@@ -81,6 +83,7 @@ class FeaturePermutationCallback(Callback):
         self.next_change = [self.period] * agents
         self.permutations = [[] for _ in range(agents)]
 
+    @override
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
@@ -116,6 +119,7 @@ class FeaturePermutationCallback(Callback):
             if tuple(permutation.tolist()) not in seen:
                 return permutation
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Per agent: permutation history, next change step and permutation stream; and the seed."""
         return {
@@ -125,6 +129,7 @@ class FeaturePermutationCallback(Callback):
             "streams": [stream.state_dict() for stream in self.streams],
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.permutations = [[list(p) for p in history] for history in state_dict["permutations"]]

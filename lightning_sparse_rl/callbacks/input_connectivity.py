@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from lightning_sparse_rl.persistence.run_files import write_csv, write_npy, write_npz
 from lightning_sparse_rl.plots import plot_connectivity_heatmap
@@ -51,6 +52,7 @@ class InputConnectivityCallback(Callback):
         self.means: list[list[float]] = []
         self.per_feature: dict[str, list[torch.Tensor]] = {}
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure the untrained networks (step 0), as the original; not again when resuming after training began."""
         if training_steps(trainer) == 0:  # a new run, or one resumed from its warm-up: step 0 (again)
@@ -59,6 +61,7 @@ class InputConnectivityCallback(Callback):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=0)
 
+    @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Measure, log and write the connectivity of the current input layers."""
         if not trainer.sanity_checking:
@@ -113,6 +116,7 @@ class InputConnectivityCallback(Callback):
             **arrays,
         )
 
+    @override
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Save the heat-map of connections per input feature over the evaluations."""
@@ -130,10 +134,12 @@ class InputConnectivityCallback(Callback):
         """Per network, connections per input over the measurements, ``(measurements, n_in)`` int32."""
         return {name: torch.stack(rows) for name, rows in self.per_feature.items()}
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The measurements so far (per-feature counts as int32 tensors ``(evaluations, n_in)``)."""
         return {"steps": self.steps, "means": self.means, "per_feature": self._per_feature_arrays()}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.steps = list(state_dict["steps"])

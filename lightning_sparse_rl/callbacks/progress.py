@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from lightning_sparse_rl.run_position import training_steps
 from lightning_sparse_rl.types import TrainBatch
@@ -63,14 +64,17 @@ class RLProgressReporter(Callback):
         current = 0.0 if self._fit_start is None else time.perf_counter() - self._fit_start
         return self._earlier_s + current
 
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start this fit's clock."""
         self._fit_start = time.perf_counter()
 
+    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Open a new throughput window at the first batch of the epoch (after warm-up)."""
         self._window = None
 
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
@@ -100,6 +104,7 @@ class RLProgressReporter(Callback):
             pl_module.log("ups", update_rate, prog_bar=True, logger=False)
             self._window = (now, batch.train_step, updates)
 
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Print the evaluation line and remember the best evaluation."""
         if trainer.sanity_checking or "eval/return" not in trainer.callback_metrics:
@@ -127,17 +132,20 @@ class RLProgressReporter(Callback):
                 f" (Student t over agents)\n{dashes}"
             )
 
+    @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Print the best evaluation and the total running time."""
         if self._best is not None:
             rank_zero_info(f"Best evaluation return: {self._best[0]:.3f} (after {self._best[1]} training steps)")
         rank_zero_info(f"Total running time {_elapsed(self.running_seconds())}")
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Stop the clock at the end of a fit (a checkpoint saved afterwards counts no idle time)."""
         if stage == "fit":
             self._earlier_s, self._fit_start = self.running_seconds(), None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The best evaluation and the run's time so far, flat.
 
@@ -148,6 +156,7 @@ class RLProgressReporter(Callback):
         best_return, best_step = self._best if self._best is not None else (None, None)
         return {"best_return": best_return, "best_step": best_step, "running_s": self.running_seconds()}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: this fit's clock continues from ``running_s``."""
         self._earlier_s = float(state_dict["running_s"])

@@ -10,6 +10,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from lightning_sparse_rl.run_position import checkpoint_directory
 from lightning_sparse_rl.stop_request import StopRequested, clear_stop_request, request_stop, stop_requested
@@ -77,6 +78,7 @@ class RunCheckpoints(Callback):
         request_stop(signal.Signals(signum))
         rank_zero_info(f"Received {signal.Signals(signum).name}: stopping at the next safe point, with a checkpoint.")
 
+    @override
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Install the signal handlers (over Lightning's own, which it installs after ``setup``)."""
         clear_stop_request()
@@ -89,11 +91,13 @@ class RunCheckpoints(Callback):
             signal.signal(sig, handler)
         self._previous.clear()
 
+    @override
     def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Put the previous signal handlers back; forget a stop request that arrived after the last safe point."""
         self._restore_handlers()
         clear_stop_request()
 
+    @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After a honoured stop request, write the resumable checkpoint; then put the signal handlers back."""
         self._restore_handlers()
@@ -103,6 +107,7 @@ class RunCheckpoints(Callback):
             self._stopped_in = None
             clear_stop_request()
 
+    @override
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: TrainBatch, batch_idx: int
     ) -> None:
@@ -112,6 +117,7 @@ class RunCheckpoints(Callback):
         if period and batch.train_step % period == 0 and not epoch_ends:
             self._save(trainer)
 
+    @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Checkpoint after the epoch's evaluation (unless a ``ModelCheckpoint`` before it just wrote this file)."""
         path = checkpoint_directory(trainer) / "last.ckpt"
@@ -125,6 +131,7 @@ class RunCheckpoints(Callback):
                 return
         self._save(trainer)
 
+    @override
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         """Make the loops of a stop's checkpoint resume where the run stopped.
 

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_only
+from typing_extensions import override
 
 from lightning_sparse_rl.persistence.run_files import write_csv, write_npy
 from lightning_sparse_rl.run_position import run_directory, training_steps
@@ -37,6 +38,7 @@ class EvaluationResults(Callback):
         self.evaluations: list[list[float]] = []
         self.sparsity: list[dict[str, float]] = []
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record this evaluation and rewrite the files."""
         metrics = trainer.callback_metrics
@@ -67,10 +69,12 @@ class EvaluationResults(Callback):
             header = list(self.sparsity[-1])
             write_csv(run_dir / "sparsity.csv", header, [[row.get(k, "") for k in header] for row in self.sparsity])
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The results so far."""
         return {"evaluations": self.evaluations, "sparsity": self.sparsity}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.evaluations = [list(row) for row in state_dict["evaluations"]]

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
+from typing_extensions import override
 
 from lightning_sparse_rl.floating_point import count_nonzero_entries
 from lightning_sparse_rl.seeding import RandomStream, agent_stream_seeds, agent_suffix
@@ -111,6 +112,7 @@ class SparsityDistributionCallback(Callback):
         self.levels: dict[str, LayerSparsity] = {}
 
     # ------------------------------------------------------------------------------------------ setup
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Create the masks (unless the model is already masked), print the tables, log the levels."""
         networks: list[SparseNetwork] = pl_module.sparse_networks()
@@ -211,6 +213,7 @@ class SparsityDistributionCallback(Callback):
         rank_zero_info(table)
 
     # ------------------------------------------------------------------------------------------ logging
+    @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Log measured per-layer (sparse layers) and global sparsity of each online and target network."""
         seeds: tuple[int, ...] = pl_module.seeds
@@ -235,10 +238,12 @@ class SparsityDistributionCallback(Callback):
         pl_module.log_dict({key: sum(v) / len(v) for key, v in values.items()}, on_epoch=True)
 
     # ------------------------------------------------------------------------------------------ state
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The mask seeds (the masks themselves are module buffers in the model's state)."""
         return {"seed": self.seed, "agent_seeds": self.agent_seeds}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the seeds."""
         self.seed = state_dict["seed"]

@@ -13,6 +13,7 @@ import warnings
 
 from lightning.pytorch.cli import ArgsType
 from lightning.pytorch.utilities.rank_zero import rank_zero_module
+from typing_extensions import override
 
 import lightning_sparse_rl
 from lightning_sparse_rl import shipped_configs
@@ -27,6 +28,7 @@ __all__ = ["SparseRLCLI", "build_cli", "main", "run_lsrl", "with_shipped_configs
 class _NoServiceTips(logging.Filter):
     """Drops Lightning's "💡 Tip: ... try installing litlogger / litmodels" lines (adverts for hosted services)."""
 
+    @override
     def filter(self, record: logging.LogRecord) -> bool:
         """Keep every record but the tips."""
         return not record.getMessage().startswith("💡 Tip:")

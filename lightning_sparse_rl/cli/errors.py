@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from typing_extensions import override
 
 from lightning_sparse_rl.persistence.checkpoint_io import CheckpointDamaged
 from lightning_sparse_rl.persistence.run_lock import RunFolderBusy
@@ -59,6 +60,7 @@ class RunFinished(Exception):
 class ToolParser(argparse.ArgumentParser):
     """``argparse`` whose errors are exceptions (``lsrl`` prints them as one line), not usage text and an exit."""
 
+    @override
     def error(self, message: str) -> Any:
         """Raise ``argparse.ArgumentError`` with ``message``."""
         raise argparse.ArgumentError(None, f"{self.prog}: {message}")

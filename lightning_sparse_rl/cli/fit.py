@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
+from typing_extensions import override
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
@@ -87,6 +88,7 @@ class SaveRunConfig(SaveConfigCallback):
         self.resume: ResumePlan | None = None
         self._dumped: str | None = None
 
+    @override
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write the resolved config to ``RUN_DIR/config.yaml``, atomically (a resume reads it)."""
         atomic_write_bytes(run_directory(trainer) / self.config_filename, self._config_yaml().encode())
@@ -99,11 +101,13 @@ class SaveRunConfig(SaveConfigCallback):
             self._dumped = self.parser.dump(self.config, skip_none=False)
         return self._dumped
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Write ``config.yaml`` now, unless this fit resumes a checkpoint."""
         if self.resume is None:
             super().setup(trainer, pl_module, stage)
 
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """For a resume (the checkpoint restored without error): write ``config.yaml`` and record the changes."""
         if self.resume is None or self.resume.finished:
@@ -124,6 +128,7 @@ class SaveRunConfig(SaveConfigCallback):
         text = yaml.safe_dump([*(history or []), entry], sort_keys=False, allow_unicode=True)
         atomic_write_bytes(history_file, text.encode())
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """The resolved config, as YAML."""
         return {"config": self._config_yaml()}
@@ -198,6 +203,7 @@ class SparseRLCLI(LightningCLI):
             if not completed:
                 self._remove_unused_new_run_folder()
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add the links, the always-on callbacks and ``--force_resume``."""
         parser.link_arguments("data.env_spec", "model.init_args.env_spec", apply_on="instantiate")
@@ -220,6 +226,7 @@ class SparseRLCLI(LightningCLI):
             help="resume even when the config changes keys that define the checkpoint (network, env, sparsity, seed)",
         )
 
+    @override
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Check config files, parse, then check what must be checked before anything is instantiated or seeded."""
         if args is None or isinstance(args, (list, tuple)):
@@ -241,6 +248,7 @@ class SparseRLCLI(LightningCLI):
                 self._lock(run_dir)
             self.resume = self.plan_resume(config, self._subcommand_parsers[subcommand], path, run_dir)
 
+    @override
     def _parse_ckpt_path(self) -> None:
         """Leave the config as given: :meth:`plan_resume` compares it with the checkpoint's instead of overriding it."""
 
@@ -332,6 +340,7 @@ class SparseRLCLI(LightningCLI):
             if cls is LightningCSVLogger:
                 logger.class_path = f"{CSVLogger.__module__}.{CSVLogger.__qualname__}"
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The trainer, arranged as by :func:`~lightning_sparse_rl.trainer.arrange_for_rl`; resumes continue logs."""
         trainer = arrange_for_rl(super().instantiate_trainer(**kwargs))
@@ -374,6 +383,7 @@ class SparseRLCLI(LightningCLI):
         if folder is not None and folder.is_dir() and {path.name for path in folder.iterdir()} <= {"hparams.yaml"}:
             shutil.rmtree(folder)
 
+    @override
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the subcommand (``fit`` holds its run folder's lock); mark bugs apart from user errors."""
         try:

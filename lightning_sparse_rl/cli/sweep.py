@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
+from typing_extensions import override
 
 from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.cli.errors import ToolParser, one_line
@@ -30,9 +31,11 @@ from lightning_sparse_rl.validation import UserInputError
 class _SettingsCheck(SparseRLCLI):
     """``lsrl fit``'s parser, without instantiating anything: checks a trial's arguments as ``lsrl fit`` would."""
 
+    @override
     def _set_seed(self) -> None:
         """Nothing is seeded by a check."""
 
+    @override
     def instantiate_classes(self) -> None:
         """Nothing is instantiated by a check."""
 

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from lightning_sparse_rl.data.dynamic_buffer import DynamicCapacity, adjust_capacity
 from lightning_sparse_rl.data.envs import EnvSpec, env_spec_of, make_env, resolve_env_id
@@ -198,6 +199,7 @@ class EnvDataModule(LightningDataModule):
         return NoiseSpec(count, hp.noise_distribution, hp.noise_std, quantiles)
 
     # ----------------------------------------------------------------------------- Lightning hooks
+    @override
     def setup(self, stage: str) -> None:
         """Create the replay buffer on the trainer's device and the env runner (seeded)."""
         if self.runner is not None:
@@ -216,23 +218,28 @@ class EnvDataModule(LightningDataModule):
         self.runner = EnvRunner(spec, self.seeds, self.buffer)
         self._restore_saved()
 
+    @override
     def teardown(self, stage: str) -> None:
         """Close the envs (the buffer and the counters stay readable)."""
         if self.runner is not None:
             self.runner.close()
 
+    @override
     def train_dataloader(self) -> _TrainSteps:
         """An iterable of :class:`TrainBatch`, one per env step of the current epoch."""
         return _TrainSteps(self)
 
+    @override
     def val_dataloader(self) -> _EvalEpisodes:
         """An iterable of :class:`EvalEpisode`, one per deterministic evaluation episode."""
         return _EvalEpisodes(self)
 
+    @override
     def transfer_batch_to_device(self, batch: object, device: torch.device, dataloader_idx: int) -> object:
         """Batches are produced on the buffer's device already: nothing to move."""
         return batch
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs to continue exactly.
 
@@ -250,6 +257,7 @@ class EnvDataModule(LightningDataModule):
             "rng": encode(global_rng_state()),
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: buffer and runner once they exist, the generators before the next env step."""
         self.train_steps = state_dict["train_steps"]

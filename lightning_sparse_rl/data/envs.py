@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+from typing_extensions import override
 
 from lightning_sparse_rl.data.noise_features import NoiseFeatures, NoiseSpec
 
@@ -117,6 +118,7 @@ class NoisyObservation(gym.ObservationWrapper):
         size = env.observation_space.shape[0] + noise.count
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), env.observation_space.dtype)
 
+    @override
     def observation(self, observation: np.ndarray) -> np.ndarray:
         """``[observation, fresh noise]``."""
         return np.concatenate([observation, self.noise(1)[0, 0].numpy().astype(observation.dtype)])

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.validation import check_in_range, check_positive
@@ -132,6 +133,7 @@ class NoiseFeatures(nn.Module):
         real = quantiles.shape[0] if spec.quantiles else 1
         self.register_buffer("source_feature", torch.arange(spec.count) % real, persistent=False)
 
+    @override
     def forward(self, rows: int) -> Tensor:
         """Fresh noise, shape ``(M, rows, count)``, float32."""
         device = self.source_feature.device
@@ -152,10 +154,12 @@ class NoiseFeatures(nn.Module):
         low, high = self.quantiles[feature, index], self.quantiles[feature, index + 1]
         return torch.lerp(low, high, position - index)
 
+    @override
     def get_extra_state(self) -> dict[str, Any]:
         """Each member stream's seed, device and state."""
         return {"streams": [stream.state_dict() for stream in self.streams]}
 
+    @override
     def set_extra_state(self, state: dict[str, Any]) -> None:
         """Restore the streams (applied on the next draw, on the module's device)."""
         for stream, saved in zip(self.streams, state["streams"], strict=True):
@@ -192,6 +196,7 @@ class InputFeatures(nn.Module):
         self.permuted = False  # derived from the buffer: saves a check per forward pass
         self.register_load_state_dict_post_hook(_refresh_permuted)
 
+    @override
     def forward(self, obs: Tensor) -> Tensor:
         """``[obs, noise]`` reordered by each member's permutation, ``(M, B, input_dim)``."""
         if self.noise is not None:

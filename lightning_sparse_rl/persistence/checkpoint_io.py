@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from typing_extensions import override
 
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.validation import UserInputError
@@ -165,6 +166,7 @@ def _unreadable(path: Path, err: BaseException) -> CheckpointDamaged:
 class RunCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` with atomic writes, a replay-buffer side file and clear errors for damaged files."""
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         """Write the buffer's side file, then the checkpoint (both atomically), then drop older side files."""
         if storage_options is not None:
@@ -195,6 +197,7 @@ class RunCheckpointIO(TorchCheckpointIO):
             if old not in written:
                 old.unlink(missing_ok=True)
 
+    @override
     def load_checkpoint(self, path: Any, map_location: Any | None = "cpu", weights_only: bool | None = None) -> Any:
         """Read a checkpoint and its side file.
 
@@ -225,6 +228,7 @@ class RunCheckpointIO(TorchCheckpointIO):
             )
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
 
+    @override
     def remove_checkpoint(self, path: Any) -> None:
         """Remove a checkpoint and its side files."""
         super().remove_checkpoint(path)

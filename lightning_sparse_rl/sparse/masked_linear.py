@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+from typing_extensions import override
 
 from lightning_sparse_rl.sparse.member_linear import MemberLinear
 
@@ -28,10 +29,12 @@ class WeightMask(nn.Module):
         #: Incremented whenever the mask may have changed (:func:`set_mask`, ``load_state_dict``).
         self.version = 0
 
+    @override
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self.version += 1
 
+    @override
     def forward(self, weight: Tensor) -> Tensor:
         """The masked weight."""
         return weight * self.mask

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 
 class MemberLinear(nn.Module):
@@ -35,10 +36,12 @@ class MemberLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(members, in_features, out_features))
         self.bias = nn.Parameter(torch.empty(members, out_features))
 
+    @override
     def extra_repr(self) -> str:
         """``members, in_features, out_features``."""
         return f"members={self.members}, in_features={self.in_features}, out_features={self.out_features}"
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """``(M, B, in)`` → ``(M, B, out)``."""
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight)

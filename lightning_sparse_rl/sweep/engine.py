@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from typing_extensions import override
 
 from lightning_sparse_rl.sweep.spec import Resources, Trial
 from lightning_sparse_rl.sweep.trial import run_trial
@@ -100,27 +101,33 @@ class TrialTable(tune.Callback):
     def __init__(self) -> None:
         self.printed = time.monotonic()  # the first table comes with the first trial's start
 
+    @override
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Print the table."""
         self.print_table(trials)
 
+    @override
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Print the table."""
         self.print_table(trials)
 
+    @override
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Print the table."""
         self.print_table(trials)
 
+    @override
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """Say that a failed trial is retried."""
         print(f"Trial {_name(trial)} failed (failure {trial.num_failures}); Ray retries it from its last checkpoint.")
 
+    @override
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         """Print the table if it was last printed :data:`TABLE_SECONDS` ago."""
         if time.monotonic() - self.printed >= TABLE_SECONDS:
             self.print_table(trials)
 
+    @override
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Print the final table."""
         self.print_table(trials)
