@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,13 @@ from lightning_sparse_rl import SAC, TD3, EnvDataModule
 from lightning_sparse_rl.callbacks import RLProgressReporter
 
 ALGORITHMS = {"sac": SAC, "td3": TD3}
+#: The repository's root folder.
+REPO = Path(__file__).resolve().parents[1]
+
+
+def lsrl_command(*args: str) -> list[str]:
+    """The argv that runs ``lsrl ARGS`` in a process of its own, with this Python (as sweep trials start it)."""
+    return [sys.executable, "-m", "lightning_sparse_rl.cli", *args]
 
 
 def short_fit(

@@ -7,13 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import one_line_error
+from helpers import REPO, one_line_error
 
 from lightning_sparse_rl import SAC, TD3
 from lightning_sparse_rl.cli import build_cli
 from lightning_sparse_rl.cli.tutorial import build_parser, main, to_lsrl_args
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(args):

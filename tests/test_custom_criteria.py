@@ -7,18 +7,17 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import REPO, lsrl_command
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback
 from lightning_sparse_rl.sparse import LayerState, MagnitudePrune, RandomGrowth, prune_and_regrow
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
-from custom_growth import GradientMomentumGrowth  # noqa: E402
+from custom_growth import GradientMomentumGrowth
 
 
 def test_example_grows_where_gradient_times_momentum_is_largest():
@@ -83,9 +82,7 @@ def test_lsrl_fit_trains_with_a_criterion_named_in_yaml(tmp_path):
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(REPO / "examples"))
-    done = subprocess.run(
-        [sys.executable, "-m", "lightning_sparse_rl.cli", *args], env=env, capture_output=True, text=True
-    )
+    done = subprocess.run(lsrl_command(*args), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     saved = yaml.safe_load(next(tmp_path.glob("**/config.yaml")).read_text())
     growth = next(c for c in saved["trainer"]["callbacks"] if "Dynamic" in c["class_path"])["init_args"]["growth"]

@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from helpers import find_callback, one_line_error, short_fit
+from helpers import REPO, find_callback, one_line_error, short_fit
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressReporter, SparsityDistributionCallback
 from lightning_sparse_rl.cli import build_cli, main, run_lsrl
@@ -22,7 +22,6 @@ from lightning_sparse_rl.policy_files import load_policy
 from lightning_sparse_rl.sparse import compute_layer_sparsity, linear_layers, weight_mask
 from lightning_sparse_rl.validation import UserInputError, parse_seeds
 
-REPO = Path(__file__).resolve().parents[1]
 #: Agent ``i`` of a population and the same seed alone differ only by float rounding: the batched products of
 #: K members and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
 TOLERANCE = 1e-6

@@ -8,12 +8,12 @@ import pty
 import re
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import lsrl_command
 from test_run_safety import BASE
 
 from lightning_sparse_rl.callbacks import RLProgressBar
@@ -33,7 +33,7 @@ def _config(folder: Path) -> Path:
 
 
 def _fit(folder: Path, stdout: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "fit", "--config", str(_config(folder))]
+    command = lsrl_command("fit", "--config", str(_config(folder)))
     return subprocess.Popen(command, cwd=folder, stdout=stdout, stderr=subprocess.STDOUT, env={**os.environ})
 
 

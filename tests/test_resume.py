@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import short_fit
+from helpers import lsrl_command, short_fit
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl import SAC
@@ -219,10 +218,6 @@ def test_a_non_finite_loss_stops_training_with_a_checkpoint(tmp_path, monkeypatc
     assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
 
 
-def _lsrl(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from lightning_sparse_rl.cli import main; main()", *args]
-
-
 def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
     """``kill -TERM`` during training: a checkpoint, a clean exit; ``--ckpt_path last`` finishes the run."""
     common = [
@@ -242,7 +237,7 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(
-        _lsrl("fit", *common), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+        lsrl_command("fit", *common), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
     )
     assert process.stdout is not None
     lines = []
@@ -262,7 +257,7 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
 
     time.sleep(0.1)
     done = subprocess.run(
-        _lsrl("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last"),
+        lsrl_command("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last"),
         capture_output=True,
         text=True,
         env=env,

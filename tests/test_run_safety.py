@@ -17,7 +17,7 @@ from subprocess import STDOUT
 
 import pytest
 import yaml
-from helpers import one_line_error
+from helpers import lsrl_command, one_line_error
 
 from lightning_sparse_rl.cli import main as lsrl_main
 from lightning_sparse_rl.cli.tutorial import main as tutorial_main
@@ -75,10 +75,6 @@ def _write_config(folder: Path, *, sparse: bool = False, **data: object) -> Path
     return path
 
 
-def _lsrl(argv: list[str]) -> None:
-    lsrl_main(argv)
-
-
 def _snapshot(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` and the SHA-256 of its bytes."""
     return {
@@ -100,8 +96,7 @@ def _logged(run_dir: Path, key: str) -> list[int]:
 
 def _subprocess(*argv: str, cwd: Path, **kwargs: object) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(TESTS), PYTHONUNBUFFERED="1")
-    command = [sys.executable, "-c", "from lightning_sparse_rl.cli import main; main()", *argv]
-    return subprocess.Popen(command, cwd=cwd, env=env, text=True, **kwargs)
+    return subprocess.Popen(lsrl_command(*argv), cwd=cwd, env=env, text=True, **kwargs)
 
 
 def _run(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -227,7 +222,7 @@ def test_a_resume_that_changes_what_the_checkpoint_means_is_refused_and_changes_
         changes = ["--config", str(_sparse_override(tmp_path, **changes))]
     before = _snapshot(tmp_path / "runs")
     argv = ["fit", "--config", str(RUN / "config.yaml"), *changes, "--data.max_timesteps=600", "--ckpt_path", "last"]
-    error = one_line_error(capsys, _lsrl, argv)
+    error = one_line_error(capsys, lsrl_main, argv)
     assert error.startswith(f"error: cannot resume {(RUN / 'checkpoints' / 'last.ckpt').resolve()} with this config: ")
     assert re.search(listed, error), error
     assert "start a new run, or pass --force_resume true" in error
@@ -248,7 +243,7 @@ def test_a_resume_with_safe_changes_continues_and_records_them(case, sparse_run,
     """Safe changes (with a longer run) are accepted, printed and appended to resumes.yaml."""
     shutil.copytree(sparse_run / "runs", tmp_path / "runs")
     monkeypatch.chdir(tmp_path)
-    _lsrl(
+    lsrl_main(
         ["fit", "--config", str(RUN / "config.yaml"), *ALLOWED[case], "--data.max_timesteps=600", "--ckpt_path", "last"]
     )
     out = capsys.readouterr().out
@@ -271,11 +266,11 @@ def test_force_resume_records_forced_changes_and_a_mismatched_network_still_chan
     monkeypatch.chdir(tmp_path)
     resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
     before = _snapshot(tmp_path / "runs")
-    error = one_line_error(capsys, _lsrl, [*resume, "--model.hidden_width=32", "--force_resume=true"])
+    error = one_line_error(capsys, lsrl_main, [*resume, "--model.hidden_width=32", "--force_resume=true"])
     assert error.startswith("error: checkpoint ") and "does not fit this config's networks" in error
     assert _snapshot(tmp_path / "runs") == before
 
-    _lsrl([*resume, "--model.lr=0.0005", "--force_resume=true"])
+    lsrl_main([*resume, "--model.lr=0.0005", "--force_resume=true"])
     assert "Resuming with a changed setting (forced): model.init_args.lr 0.001 → 0.0005" in capsys.readouterr().out
     (entry,) = yaml.safe_load((RUN / "resumes.yaml").read_text())
     assert entry["changes"]["model.init_args.lr"] == {"saved": 0.001, "given": 0.0005, "forced": True}
@@ -296,7 +291,7 @@ def test_a_flipped_byte_in_last_ckpt_is_detected_before_anything_changes(sparse_
     before = _snapshot(tmp_path / "runs")
     resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
     for argv in [resume, ["view", str(last), "--record", "x.gif"], ["export", str(last), "p.pt"]]:
-        error = one_line_error(capsys, _lsrl, argv)
+        error = one_line_error(capsys, lsrl_main, argv)
         assert f"{last} is truncated or corrupted" in error
         assert "is truncated or corrupted: its bytes do not match the SHA-256 recorded when it was written" in error
     assert _snapshot(tmp_path / "runs") == before
@@ -454,7 +449,7 @@ def test_every_bad_fit_input_is_one_line_with_status_2(case, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     changes, message = FIT_ERRORS[case]
     argv = ["fit", "--config", str(_write_config(tmp_path)), *(changes(tmp_path) if callable(changes) else changes)]
-    error = one_line_error(capsys, _lsrl, argv)
+    error = one_line_error(capsys, lsrl_main, argv)
     assert error.startswith(message.format(folder=tmp_path)), error
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
 
@@ -482,26 +477,26 @@ TOOL_ERRORS = {
         "error: python -m lightning_sparse_rl.main: argument --lr: invalid float value: 'fast'",
     ),
     "view: a text file": (
-        _lsrl,
+        lsrl_main,
         ["view", "{folder}/notes.txt", "--record", "x.gif"],
         "error: {folder}/notes.txt is neither an exported policy",
     ),
     "view: a missing file": (
-        _lsrl,
+        lsrl_main,
         ["view", "nope.pt", "--record", "x.gif"],
         "error: no policy or checkpoint file at nope.pt",
     ),
     "view: bad video suffix": (
-        _lsrl,
+        lsrl_main,
         ["view", "nope.pt", "--record", "x.avi"],
         "error: lsrl view: --record x.avi: the video file must end in one of",
     ),
     "export: a missing checkpoint": (
-        _lsrl,
+        lsrl_main,
         ["export", "nope.ckpt", "p.pt"],
         "error: no policy or checkpoint file at nope.ckpt",
     ),
-    "plot: not a run folder": (_lsrl, ["plot", "{folder}"], "error: lsrl plot: {folder} has no evaluations.csv"),
+    "plot: not a run folder": (lsrl_main, ["plot", "{folder}"], "error: lsrl plot: {folder} has no evaluations.csv"),
 }
 
 
@@ -520,12 +515,12 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LSRL_DEBUG", raising=False)
     with pytest.raises(ValueError, match="eval_episodes=0 must be > 0"):
-        _lsrl(["fit", "--config", str(_write_config(tmp_path)), "--data.eval_episodes=0", "--debug"])
+        lsrl_main(["fit", "--config", str(_write_config(tmp_path)), "--data.eval_episodes=0", "--debug"])
     with pytest.raises(ValueError, match="eval_episodes=0 must be > 0"):
         tutorial_main(["--eval_episodes", "0", "--wandb_mode", "disabled", "--env", "Pendulum-v1", "--debug"])
     monkeypatch.setenv("LSRL_DEBUG", "1")
     with pytest.raises(ValueError, match="batch_size=0 must be > 0"):
-        _lsrl(["fit", "--config", str(_write_config(tmp_path)), "--data.batch_size=0"])
+        lsrl_main(["fit", "--config", str(_write_config(tmp_path)), "--data.batch_size=0"])
 
 
 def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_intact(tmp_path):
@@ -644,7 +639,7 @@ def test_a_missing_replay_buffer_file_is_refused_before_anything_changes(sparse_
     side.unlink()
     before = _snapshot(tmp_path / "runs")
     resume = ["fit", "--config", str(RUN / "config.yaml"), "--data.max_timesteps=600", "--ckpt_path", "last"]
-    error = one_line_error(capsys, _lsrl, resume)
+    error = one_line_error(capsys, lsrl_main, resume)
     assert f"the replay buffer file {side.resolve()} of checkpoint" in error and "is missing or truncated" in error
     assert _snapshot(tmp_path / "runs") == before
 
@@ -664,14 +659,14 @@ def test_tensorboard_hides_the_events_a_crashed_run_wrote_after_its_checkpoint(t
 
     monkeypatch.chdir(tmp_path)
     logger = '[{"class_path": "lightning.pytorch.loggers.TensorBoardLogger", "init_args": {"save_dir": "runs"}}]'
-    _lsrl(["fit", "--config", str(_write_config(tmp_path, max_timesteps=200)), f"--trainer.logger={logger}"])
+    lsrl_main(["fit", "--config", str(_write_config(tmp_path, max_timesteps=200)), f"--trainer.logger={logger}"])
     run_dir = tmp_path / RUN
     shutil.copytree(run_dir / "checkpoints", tmp_path / "at200")
     resume = ["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--data.max_timesteps=400"]
-    _lsrl(resume)  # events up to step 399 ...
+    lsrl_main(resume)  # events up to step 399 ...
     shutil.rmtree(run_dir / "checkpoints")
     shutil.copytree(tmp_path / "at200", run_dir / "checkpoints")  # ... then a crash lost the checkpoint at 400
-    _lsrl(resume)
+    lsrl_main(resume)
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert [event.step for event in events.Scalars("eval/return")] == [199, 399]

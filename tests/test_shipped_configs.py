@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import one_line_error
+from helpers import REPO, one_line_error
 
 from lightning_sparse_rl import TD3, __version__, shipped_configs
 from lightning_sparse_rl.cli import build_cli, main, with_shipped_configs
 from lightning_sparse_rl.sweep.spec import expand_trials, load_sweep_file
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_shipped_configs_are_the_repositorys_configs_folder():

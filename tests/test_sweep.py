@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO, lsrl_command
 
 from lightning_sparse_rl.persistence.run_files import read_csv_columns
 from lightning_sparse_rl.sweep.spec import expand_trials, load_sweep_file, trial_config
 from lightning_sparse_rl.validation import UserInputError
 
-REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
 SAC_TRIAL, TD3_TRIAL = "Pendulum-v1__model=SAC", "Pendulum-v1__model=TD3"
 #: The tests that use the smoke sweep run in one pytest-xdist worker (``--dist loadgroup``), so it runs once.
@@ -34,10 +34,9 @@ def _write(path: Path, content: dict) -> Path:
     return path
 
 
-def _lsrl(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``lsrl ARGS`` as a user does, in a process of its own."""
-    command = [sys.executable, "-m", "lightning_sparse_rl.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
+def _lsrl_process(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``lsrl ARGS`` as a user does, in a process of its own, from the repository's root; its output captured."""
+    return subprocess.run(lsrl_command(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
 
 def _evaluations(run_dir: Path) -> list[tuple[int, int, float]]:
@@ -174,7 +173,7 @@ def test_a_bad_grid_key_or_value_is_rejected_before_ray_starts(tmp_path, grid, m
         tmp_path / "bad.yaml",
         {"config": str(REPO / "configs/sac.yaml"), "seeds": "1-2", "environments": ["Pendulum-v1"], "grid": grid},
     )
-    result = _lsrl("sweep", str(sweep), "--dir", str(tmp_path / "sweep"), timeout=120)
+    result = _lsrl_process("sweep", str(sweep), "--dir", str(tmp_path / "sweep"), timeout=120)
     assert result.returncode == 2, result.stderr
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and re.match(message, errors[0]), result.stderr
@@ -188,13 +187,13 @@ def test_a_missing_ray_or_an_unreachable_cluster_is_one_line(tmp_path):
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n")
     env = {**os.environ, "PYTHONPATH": str(fake.parent)}
-    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(SMOKE), "--dir", str(tmp_path / "a")]
+    command = lsrl_command("sweep", str(SMOKE), "--dir", str(tmp_path / "a"))
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: lsrl sweep needs Ray Tune (ray is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
     )
-    result = _lsrl("sweep", str(SMOKE), "--dir", str(tmp_path / "b"), "--address", "127.0.0.1:9", timeout=120)
+    result = _lsrl_process("sweep", str(SMOKE), "--dir", str(tmp_path / "b"), "--address", "127.0.0.1:9", timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: cannot reach a Ray cluster at 127.0.0.1:9: Connection refused"
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
@@ -208,7 +207,7 @@ def test_a_missing_ray_or_an_unreachable_cluster_is_one_line(tmp_path):
     ],
 )
 def test_cpus_sizes_only_the_local_instance_and_fits_a_trial(tmp_path, options, message):
-    result = _lsrl("sweep", str(SMOKE), "--dir", str(tmp_path / "a"), *options, timeout=120)
+    result = _lsrl_process("sweep", str(SMOKE), "--dir", str(tmp_path / "a"), *options, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: lsrl sweep: {message}"), result.stderr
     assert not (tmp_path / "a").exists()
@@ -221,7 +220,7 @@ def smoke_sweep(tmp_path_factory):
     Session-scoped: its tests run in one pytest-xdist worker (``SMOKE_GROUP``), but possibly between other modules'.
     """
     sweep_dir = tmp_path_factory.mktemp("sweeps") / "smoke"
-    result = _lsrl("sweep", str(SMOKE), "--dir", str(sweep_dir))
+    result = _lsrl_process("sweep", str(SMOKE), "--dir", str(sweep_dir))
     return sweep_dir, result
 
 
@@ -249,7 +248,9 @@ def test_the_smoke_sweep_trains_every_trial_as_a_population(smoke_sweep):
 @SMOKE_GROUP
 def test_the_report_of_the_smoke_sweep_has_a_row_per_configuration(smoke_sweep):
     sweep_dir, _ = smoke_sweep
-    result = _lsrl("report", str(sweep_dir), "--reps", "1000", "--curve-reps", "200", "--steps", "400", timeout=300)
+    result = _lsrl_process(
+        "report", str(sweep_dir), "--reps", "1000", "--curve-reps", "200", "--steps", "400", timeout=300
+    )
     assert result.returncode == 0, result.stderr
     report = (sweep_dir / "report" / "report.md").read_text()
     assert "## Pendulum-v1" in report
@@ -272,7 +273,7 @@ def test_the_report_of_the_smoke_sweep_has_a_row_per_configuration(smoke_sweep):
 def test_resume_skips_finished_trials(smoke_sweep):
     sweep_dir, _ = smoke_sweep
     before = {name: _evaluations(sweep_dir / "trials" / name / "version_0") for name in (SAC_TRIAL, TD3_TRIAL)}
-    result = _lsrl("sweep", "--resume", str(sweep_dir))
+    result = _lsrl_process("sweep", "--resume", str(sweep_dir))
     assert result.returncode == 0, result.stderr
     assert "2 of 2 trials finished" in result.stdout
     for name in (SAC_TRIAL, TD3_TRIAL):
@@ -293,7 +294,7 @@ def _start_long_sac_sweep(tmp_path: Path, models: tuple[str, ...] = ("SAC",)) ->
     content.update(config=str(REPO / "configs/sac.yaml"), grid=grid)
     content["set"]["data.max_timesteps"] = 1400
     sweep = _write(tmp_path / "long.yaml", content)
-    command = [sys.executable, "-m", "lightning_sparse_rl.cli", "sweep", str(sweep), "--dir", str(tmp_path / "long")]
+    command = lsrl_command("sweep", str(sweep), "--dir", str(tmp_path / "long"))
     command += ["--cpus", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     run_dir = tmp_path / "long" / "trials" / SAC_TRIAL / "version_0"
@@ -348,7 +349,7 @@ def test_ctrl_c_stops_a_sweep_with_checkpoints_and_resume_continues_it(smoke_swe
     assert re.search(r"Stopped by SIGTERM during (training|evaluation); wrote", log)  # its worker's stop, as SIGTERM
     stopped_at = max(step for step, _, _ in _evaluations(run_dir))
     assert stopped_at < 1400
-    result = _lsrl("sweep", "--resume", str(tmp_path / "long"))
+    result = _lsrl_process("sweep", "--resume", str(tmp_path / "long"))
     assert result.returncode == 0, result.stdout[-3000:]
     assert "2 of 2 trials finished" in result.stdout
     td3_run = tmp_path / "long" / "trials" / TD3_TRIAL / "version_0"
@@ -399,10 +400,10 @@ def test_a_sweep_runs_unchanged_on_a_ray_cluster_given_by_address(smoke_sweep, t
             except OSError:
                 assert time.monotonic() < deadline, f"the Ray head did not listen on port {port} within 120 s"
                 time.sleep(0.5)
-        refused = _lsrl(
+        refused = _lsrl_process(
             "sweep", str(sweep), "--dir", str(tmp_path / "refused"), *address, env=env | {"RAY_AUTH_MODE": "disabled"}
         )
-        result = _lsrl(
+        result = _lsrl_process(
             "sweep", str(sweep), "--dir", str(tmp_path / "on_cluster"), *address, env=env | {"RAY_AUTH_MODE": "token"}
         )
     finally:

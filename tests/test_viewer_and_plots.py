@@ -22,7 +22,6 @@ from lightning_sparse_rl.data.episodes import play_episodes
 from lightning_sparse_rl.policy import export_policy
 from lightning_sparse_rl.policy_files import load_policy
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:layer .* is extremely sparse")
 
 

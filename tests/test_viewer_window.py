@@ -12,13 +12,13 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT
 
 import numpy as np
 import pytest
+from helpers import lsrl_command
 from PIL import Image, ImageGrab, features
 
 AGENT = Path(__file__).resolve().parents[1] / "agents" / "halfcheetah-v5_ds-sac" / "policy.pt"
@@ -113,7 +113,7 @@ def test_lsrl_view_opens_a_mujoco_window_that_shows_the_cheetah(xvfb_display, tm
     env.pop("MUJOCO_GL", None)  # conftest's headless EGL; a user with a display has none set
     env.pop("WAYLAND_DISPLAY", None)  # GLFW must open its window on the X display
     log = tmp_path / "view.log"
-    command = [sys.executable, "-c", "from lightning_sparse_rl.cli import main; main()", "view", str(AGENT)]
+    command = lsrl_command("view", str(AGENT))
     with log.open("w") as out:
         viewer = subprocess.Popen([*command, "--episodes", "1"], cwd=tmp_path, env=env, stdout=out, stderr=STDOUT)
     try:
