@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, in under 8 minutes on one GPU: the tests that need CUDA, then the population throughput
 # harness on the GPU (agent-steps/s of K = 1 and 32 agents, fp32 and bf16-mixed, and K = 1 with CUDA graphs
-# through torch.compile's reduce-overhead mode). Paste the printed tables into an issue or the README.
+# through torch.compile's reduce-overhead mode). Paste the printed tables into an issue or docs/performance.md.
 # Usage: bash scripts/gpu_check.sh [output folder]   (default: gpu_check/; the JSON report goes there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
