@@ -12,9 +12,8 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks.progress import ProgressBar
 
-from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressBar, RLProgressReporter, RunCheckpoints
+from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
 from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.persistence.checkpoint_io import RunCheckpointIO
 
@@ -50,8 +49,9 @@ def make_trainer(
 
     It logs to ``save_dir/name/version_N`` (CSV, continued on resume) and always has the console reporter
     (:class:`RLProgressReporter`), the run files (:class:`EvaluationResults`) and ``last.ckpt`` after every
-    evaluation and on SIGINT/SIGTERM (:class:`RunCheckpoints`). Unless ``callbacks`` has a progress bar or
-    ``enable_progress_bar=False``, it shows :class:`RLProgressBar` (plain lines when stdout is not a terminal).
+    evaluation and on SIGINT/SIGTERM (:class:`RunCheckpoints`). As in ``lsrl fit``, the progress bar is the one in
+    ``callbacks`` (the shipped configs use :class:`RLProgressBar`: plain lines when stdout is not a terminal),
+    else Lightning's default.
 
     Args:
         name: the run's name (a folder of ``save_dir``).
@@ -62,9 +62,6 @@ def make_trainer(
 
     """
     always = [RLProgressReporter(), EvaluationResults(), RunCheckpoints(every_n_env_steps=every_n_env_steps)]
-    has_bar = any(isinstance(callback, ProgressBar) for callback in callbacks)
-    if trainer_kwargs.get("enable_progress_bar") is not False and not has_bar:
-        always.insert(0, RLProgressBar())
     settings = {**TRAINER_DEFAULTS, "default_root_dir": str(save_dir), "logger": CSVLogger(save_dir, name=name)}
     trainer = L.Trainer(callbacks=[*callbacks, *always], **{**settings, **trainer_kwargs})
     return arrange_for_rl(trainer)
