@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers import CSVLogger as _LightningCSVLogger
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
@@ -19,6 +20,12 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from lightning_sparse_rl.lightning_internals import (
+    CSVExperimentWriter,
+    csv_logger_writer,
+    set_csv_logger_writer,
+    tensorboard_file_writer,
+)
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 
 
@@ -49,7 +56,7 @@ def _warn_of_missing_rows(file: str, steps: list[float], resumed_at: int) -> Non
     )
 
 
-class _ContinuingWriter(ExperimentWriter):
+class _ContinuingWriter(CSVExperimentWriter):
     """Lightning's CSV writer, but an existing ``metrics.csv`` is continued instead of deleted.
 
     The rows with ``step < keep_below`` are kept, later ones dropped (``keep_below=None``: none are kept,
@@ -74,7 +81,8 @@ class _ContinuingWriter(ExperimentWriter):
         self._hparams_pending = True
 
     @override
-    def _check_log_dir_exists(self) -> None:
+    def check_log_dir(self) -> None:
+        """Read the rows to keep from an existing ``metrics.csv`` (Lightning's writer deletes the file here)."""
         if not os.path.isfile(self.metrics_file_path):
             if self._keep_below:
                 _warn_of_missing_rows(self.metrics_file_path, [], self._keep_below)
@@ -103,7 +111,8 @@ class _ContinuingWriter(ExperimentWriter):
             return
         if not self.metrics:
             return
-        self._record_new_keys()
+        self.metrics_keys.extend(set().union(*self.metrics) - set(self.metrics_keys))  # new keys, as Lightning's save
+        self.metrics_keys.sort()
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=self.metrics_keys, lineterminator="\n")
         writer.writeheader()
@@ -145,7 +154,7 @@ class CSVLogger(_LightningCSVLogger):
 
     def continue_from(self, step: int) -> None:
         """Continue the folder's ``metrics.csv``: keep its rows with ``step < step``, drop the others."""
-        if self._experiment is not None:
+        if csv_logger_writer(self) is not None:
             raise RuntimeError("continue_from must be called before the logger writes anything")
         self._keep_below = step
 
@@ -154,10 +163,12 @@ class CSVLogger(_LightningCSVLogger):
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         """The CSV writer (created on first use; it continues the folder's file after :meth:`continue_from`)."""
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(self.log_dir, self._keep_below)
-        return self._experiment
+        writer = csv_logger_writer(self)
+        if writer is None:
+            get_filesystem(self.root_dir).makedirs(self.root_dir, exist_ok=True)
+            writer = _ContinuingWriter(self.log_dir, self._keep_below)
+            set_csv_logger_writer(self, writer)
+        return writer
 
 
 WandbMode = Literal["online", "offline", "disabled"]
@@ -240,6 +251,6 @@ def log_video(logger: Logger, key: str, video: Path, frames: list[np.ndarray], f
         height, width, channels = frames[0].shape
         image = Summary.Image(height=height, width=width, colorspace=channels, encoded_image_string=encoded.getvalue())
         summary = Summary(value=[Summary.Value(tag=key, image=image)])
-        logger.experiment._get_file_writer().add_summary(summary, step)
+        tensorboard_file_writer(logger.experiment).add_summary(summary, step)
         return True
     return False

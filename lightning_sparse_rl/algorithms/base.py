@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from torchmetrics.aggregation import MeanMetric, RunningMean
 from typing_extensions import override
@@ -249,7 +249,11 @@ class OffPolicyAlgorithm(LightningModule):
     def setup(self, stage: str) -> None:
         """Flush denormals on the threads that will fit; refuse a DataModule with another number of agents."""
         apply_configured()
-        seeds = getattr(self.trainer.datamodule, "seeds", None) if self._trainer is not None else None
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached to a Trainer (setup called by hand)
+            trainer = None
+        seeds = getattr(trainer.datamodule, "seeds", None) if isinstance(trainer, Trainer) else None  # not Fabric's
         if seeds is not None and len(seeds) != self.agents:
             raise UserInputError(
                 f"the DataModule steps {len(seeds)} agents (seeds {list(seeds)}) but the model has {self.agents} "

@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_sparse_rl.lightning_internals import drop_loop_state, mark_evaluation_begun, model_checkpoint_saved_at
 from lightning_sparse_rl.run_position import checkpoint_directory
 from lightning_sparse_rl.stop_request import StopRequested, clear_stop_request, request_stop, stop_requested
 from lightning_sparse_rl.types import TrainBatch
@@ -19,9 +20,6 @@ from lightning_sparse_rl.validation import check_positive
 
 #: The signals that stop a run gracefully.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-#: Where Lightning keeps the validation loop's progress in a checkpoint.
-_VAL_PROGRESS = "epoch_loop.val_loop.batch_progress"
 
 
 class RunCheckpoints(Callback):
@@ -126,7 +124,7 @@ class RunCheckpoints(Callback):
                 isinstance(callback, ModelCheckpoint)
                 and callback.save_last
                 and callback.last_model_path == str(path)
-                and getattr(callback, "_last_global_step_saved", None) == trainer.global_step
+                and model_checkpoint_saved_at(callback) == trainer.global_step
             ):
                 return
         self._save(trainer)
@@ -142,13 +140,9 @@ class RunCheckpoints(Callback):
           epoch's evaluation unless its progress shows an evaluation batch started and not processed.)
         """
         if self._stopped_in == "warm-up":
-            del checkpoint["loops"]
-        if self._stopped_in != "evaluation":
-            return
-        progress = checkpoint["loops"]["fit_loop"][_VAL_PROGRESS]
-        for counts in (progress["total"], progress["current"]):
-            counts.update(ready=1, started=1, processed=0, completed=0)
-        progress["is_last_batch"] = False
+            drop_loop_state(checkpoint)
+        if self._stopped_in == "evaluation":
+            mark_evaluation_begun(checkpoint)
 
     def _save(self, trainer: Trainer) -> Path:
         path = checkpoint_directory(trainer) / "last.ckpt"

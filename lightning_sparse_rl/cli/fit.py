@@ -16,7 +16,7 @@ import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 from typing_extensions import override
@@ -25,6 +25,13 @@ from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
 from lightning_sparse_rl.cli.errors import RunFinished
 from lightning_sparse_rl.data.datamodule import EnvDataModule
+from lightning_sparse_rl.lightning_internals import (
+    LightningCLIConfigAsGiven,
+    datamodule_state_key,
+    evaluation_pending,
+    set_logger_version,
+    subcommand_parser,
+)
 from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.networks import check_actor_critic_fits
 from lightning_sparse_rl.persistence.checkpoint_io import check_side_files, read_checkpoint
@@ -173,7 +180,7 @@ def _import(class_path: str) -> type | None:
         return None
 
 
-class SparseRLCLI(LightningCLI):
+class SparseRLCLI(LightningCLIConfigAsGiven):
     """LightningCLI wired for off-policy RL.
 
     * ``data.env_spec`` (made by the DataModule from the env) is linked into ``model.env_spec``;
@@ -193,10 +200,22 @@ class SparseRLCLI(LightningCLI):
         self.resume: ResumePlan | None = None
         self.run_lock: RunLock | None = None
         self.new_run_dir: Path | None = None
+        self._running = False  # the subcommand runs (from after_instantiate_classes to after_fit)
         completed = False
         try:
             super().__init__(*args, **kwargs)  # parses, instantiates and runs the subcommand
             completed = True
+        except RuntimeError as error:
+            if not self._running or not str(error).startswith("Error(s) in loading state_dict"):
+                self._mark_if_running(error)
+                raise
+            raise UserInputError(  # only reachable with --force_resume or a checkpoint without a recorded config
+                f"checkpoint {self.resume.checkpoint if self.resume else ''} does not fit this config's networks "
+                f"({str(error).splitlines()[1].strip()})"
+            ) from error
+        except BaseException as error:
+            self._mark_if_running(error)
+            raise
         finally:
             if self.run_lock is not None:
                 self.run_lock.release()
@@ -246,11 +265,7 @@ class SparseRLCLI(LightningCLI):
             path, run_dir = _resume_target(config)
             if run_dir is not None:  # the run folder is ours before its checkpoint is read
                 self._lock(run_dir)
-            self.resume = self.plan_resume(config, self._subcommand_parsers[subcommand], path, run_dir)
-
-    @override
-    def _parse_ckpt_path(self) -> None:
-        """Leave the config as given: :meth:`plan_resume` compares it with the checkpoint's instead of overriding it."""
+            self.resume = self.plan_resume(config, subcommand_parser(self, subcommand), path, run_dir)
 
     @staticmethod
     def _drop_progress_bars_if_disabled(config: Any) -> None:
@@ -280,7 +295,8 @@ class SparseRLCLI(LightningCLI):
 
         """
         checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
-        if EnvDataModule.__qualname__ not in checkpoint:
+        datamodule_key = datamodule_state_key(EnvDataModule)
+        if datamodule_key not in checkpoint:
             raise UserInputError(
                 f"{path} is not a checkpoint of lsrl fit (it holds no {EnvDataModule.__qualname__} state: no envs, "
                 "replay buffer or step counters to resume); start a new run without --ckpt_path"
@@ -300,10 +316,10 @@ class SparseRLCLI(LightningCLI):
                 + "; ".join(map(str, refused))
                 + ". These keys define what the checkpoint holds; start a new run, or pass --force_resume true"
             )
-        train_steps = int(checkpoint.get(EnvDataModule.__qualname__, {}).get("train_steps", 0))
+        train_steps = int(checkpoint.get(datamodule_key, {}).get("train_steps", 0))
         max_timesteps = config["data"]["max_timesteps"]
         finished = None
-        if train_steps >= max_timesteps and not _evaluation_pending(checkpoint):
+        if train_steps >= max_timesteps and not evaluation_pending(checkpoint):
             finished = (
                 f"{path} is already at max_timesteps={max_timesteps} ({train_steps} training steps); "
                 "raise --data.max_timesteps to continue"
@@ -316,17 +332,22 @@ class SparseRLCLI(LightningCLI):
         run_config = parser.dump(config, skip_none=False)
         config["ckpt_path"] = str(path)
         if run_dir is not None:
-            SparseRLCLI._continue_loggers_in(config, run_dir)
+            SparseRLCLI._continue_loggers_in(config, run_dir, train_steps)
         return ResumePlan(path, train_steps, run_dir, changes, run_config, finished)
 
     @staticmethod
-    def _continue_loggers_in(config: Any, run_dir: Path) -> None:
-        """Point CSV/TensorBoard loggers at ``run_dir`` from any working directory (Lightning's CSV logger: ours)."""
+    def _continue_loggers_in(config: Any, run_dir: Path, train_steps: int) -> None:
+        """Point CSV/TensorBoard loggers at ``run_dir`` from any working directory (Lightning's CSV logger: ours).
+
+        TensorBoard hides the events a crashed run wrote after ``train_steps`` (``purge_step``).
+        """
         version = re.fullmatch(r"version_(\d+)", run_dir.name)
         loggers = config["trainer"].get("logger")
         for logger in loggers if isinstance(loggers, list) else [loggers]:
             init_args = getattr(logger, "init_args", None)
             cls = _import(str(getattr(logger, "class_path", "")))
+            if init_args is not None and isinstance(cls, type) and issubclass(cls, TensorBoardLogger):
+                init_args["purge_step"] = train_steps  # a SummaryWriter argument, passed on by TensorBoardLogger
             if not (version and init_args is not None and isinstance(cls, type)):
                 continue
             if issubclass(cls, (LightningCSVLogger, TensorBoardLogger)):
@@ -353,8 +374,6 @@ class SparseRLCLI(LightningCLI):
             for logger in trainer.loggers:
                 if isinstance(logger, CSVLogger):
                     logger.continue_from(self.resume.train_steps)
-                elif isinstance(logger, TensorBoardLogger):  # TensorBoard hides the crashed run's later events
-                    logger._kwargs["purge_step"] = self.resume.train_steps
         return trainer
 
     def _lock(self, run_dir: Path) -> None:
@@ -373,7 +392,7 @@ class SparseRLCLI(LightningCLI):
                 run_directory(self.trainer).mkdir(parents=True)
                 break
             except FileExistsError:  # another run started at the same moment took this version
-                logger._version = logger.version + 1
+                set_logger_version(logger, logger.version + 1)
         self.new_run_dir = run_directory(self.trainer)
         self._lock(self.new_run_dir)
 
@@ -384,23 +403,23 @@ class SparseRLCLI(LightningCLI):
             shutil.rmtree(folder)
 
     @override
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Run the subcommand (``fit`` holds its run folder's lock); mark bugs apart from user errors."""
-        try:
-            if subcommand == "fit" and self.run_lock is None:
-                self._lock_new_run_folder()
-            super()._run_subcommand(subcommand)
-        except RuntimeError as error:
-            if not str(error).startswith("Error(s) in loading state_dict"):
-                error.lsrl_during_fit = True  # type: ignore[attr-defined]
-                raise
-            raise UserInputError(  # only reachable with --force_resume or a checkpoint without a recorded config
-                f"checkpoint {self.resume.checkpoint if self.resume else ''} does not fit this config's networks "
-                f"({str(error).splitlines()[1].strip()})"
-            ) from error
-        except BaseException as error:
+    def after_instantiate_classes(self) -> None:
+        """The subcommand runs next: from here on, errors are marked as raised during the fit (see ``__init__``)."""
+        self._running = self.subcommand is not None
+
+    def _mark_if_running(self, error: BaseException) -> None:
+        """Mark an error raised while the subcommand ran, so that a bug is told apart from a user error."""
+        if self._running:
             error.lsrl_during_fit = True  # type: ignore[attr-defined]
-            raise
+
+    def before_fit(self) -> None:
+        """Claim and lock a new run's folder (a resume in place locked its folder before reading the checkpoint)."""
+        if self.run_lock is None:
+            self._lock_new_run_folder()
+
+    def after_fit(self) -> None:
+        """A finished run resumed in place: say so (:class:`RunFinished`) once its end-of-training hooks ran again."""
+        self._running = False
         if self.resume is not None and self.resume.finished:
             raise RunFinished(self.resume.finished)
 
@@ -479,13 +498,6 @@ def _run_without_checkpoint(config_files: list[Path]) -> Path | None:
 def _population_seeds(seeds: str | int | list[int] | None) -> list[int] | None:
     """``--seeds`` as a list (``None``: no population)."""
     return None if seeds is None else parse_seeds(seeds)
-
-
-def _evaluation_pending(checkpoint: dict[str, Any]) -> bool:
-    """Whether the checkpoint was written during an evaluation that a resume repeats (a stop mid-evaluation)."""
-    loops = checkpoint.get("loops", {}).get("fit_loop", {})
-    total = loops.get("epoch_loop.val_loop.batch_progress", {}).get("total", {})
-    return total.get("started", 0) > total.get("processed", 0)
 
 
 def cli_options(args: ArgsType = None, run: bool = True) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import yaml
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser
 from typing_extensions import override
 
 from lightning_sparse_rl import shipped_configs
@@ -32,8 +33,10 @@ class _SettingsCheck(SparseRLCLI):
     """``lsrl fit``'s parser, without instantiating anything: checks a trial's arguments as ``lsrl fit`` would."""
 
     @override
-    def _set_seed(self) -> None:
-        """Nothing is seeded by a check."""
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse and check as ``lsrl fit`` does; then ``seed_everything: false``, so that a check seeds nothing."""
+        super().parse_arguments(parser, args)
+        self.config["seed_everything"] = False
 
     @override
     def instantiate_classes(self) -> None:
