@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from typing_extensions import override
 
 from lightning_sparse_rl.data.replay_buffer import available_memory
 from lightning_sparse_rl.floating_point import apply_configured
+from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, linear_layers, trainable_weight
 from lightning_sparse_rl.validation import UserInputError
 
@@ -143,8 +144,44 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: Targ
     budget.enforce_(checked, was_zero)
 
 
-class _ActionScaling(nn.Module):
-    """Maps ``[-1, 1]`` to the env's action box: ``a = x·scale + bias``."""
+#: What a network reads for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)`` (the
+#: algorithm's :class:`~lightning_sparse_rl.data.noise_features.InputFeatures`: noise features, permutation).
+InputReader = Callable[[Tensor], Tensor]
+
+
+def _unchanged(obs: Tensor) -> Tensor:
+    return obs
+
+
+class ReadsObservations(nn.Module):
+    """A network that takes stored observations and reads them through its algorithm's input features.
+
+    By default it reads them unchanged. :meth:`read_through` connects the algorithm's input features and
+    random streams: every call of the network then draws its own noise features, as the original ANF code
+    draws them inside each forward pass. Both are held by reference, not as submodules: the algorithm
+    saves them once, and all its networks share them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: InputReader = _unchanged
+        self.streams: Sequence[RandomStream] = ()
+
+    def read_through(self, inputs: InputReader, streams: Sequence[RandomStream]) -> None:
+        """Read observations through ``inputs``; draw random actions from ``streams`` (one per agent)."""
+        self.inputs = inputs
+        self.streams = streams
+
+    def standard_normal(self, shape: Sequence[int], device: torch.device) -> Tensor:
+        """Standard normal draws ``shape`` ``(K, ...)``, agent ``k``'s from its own stream (on ``device``)."""
+        return member_normal(shape, [stream.generator(device) for stream in self.streams])
+
+
+class _ActionScaling(ReadsObservations):
+    """Maps ``[-1, 1]`` to the env's action box: ``a = x·scale + bias``.
+
+    The box's bounds ``action_low``/``action_high`` are kept too (not saved: they come from the env).
+    """
 
     def __init__(self, action_low: tuple[float, ...], action_high: tuple[float, ...]) -> None:
         super().__init__()
@@ -152,6 +189,8 @@ class _ActionScaling(nn.Module):
         high = torch.tensor(action_high, dtype=torch.float32)
         self.register_buffer("action_scale", (high - low) / 2.0)
         self.register_buffer("action_bias", (high + low) / 2.0)
+        self.register_buffer("action_low", low, persistent=False)
+        self.register_buffer("action_high", high, persistent=False)
 
 
 class SquashedGaussianActor(_ActionScaling):
@@ -183,16 +222,16 @@ class SquashedGaussianActor(_ActionScaling):
     @override
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and clamped log-std of the pre-squash Gaussian, each ``(M, B, action_dim)``."""
-        mean, log_std = self.head(self.trunk(obs)).float().split(self.action_dim, dim=-1)
+        mean, log_std = self.head(self.trunk(self.inputs(obs))).float().split(self.action_dim, dim=-1)
         return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
 
-    def sample(self, obs: Tensor, generators: Sequence[torch.Generator]) -> tuple[Tensor, Tensor]:
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """Reparameterised action ``(M, B, action_dim)`` and its log-probability ``(M, B)``.
 
-        Member ``m``'s Gaussian noise comes from ``generators[m]``.
+        Agent ``k``'s Gaussian noise comes from its own stream (:meth:`read_through`).
         """
         mean, log_std = self(obs)
-        eps = member_normal(mean.shape, generators)
+        eps = self.standard_normal(mean.shape, mean.device)
         u = mean + log_std.exp() * eps
         squashed = torch.tanh(u)
         # log N(u; mean, std) with (u - mean) / std = eps, minus the log-det of the tanh + scaling.
@@ -230,14 +269,14 @@ class DeterministicActor(_ActionScaling):
     @override
     def forward(self, obs: Tensor) -> Tensor:
         """Actions ``(M, B, action_dim)`` in env units."""
-        return torch.tanh(self.net(obs).float()) * self.action_scale + self.action_bias
+        return torch.tanh(self.net(self.inputs(obs)).float()) * self.action_scale + self.action_bias
 
     def deterministic(self, obs: Tensor) -> Tensor:
         """The evaluation action (the actor's output, no exploration noise), ``(M, B, action_dim)``."""
         return self(obs)
 
 
-class TwinQCritic(nn.Module):
+class TwinQCritic(ReadsObservations):
     """The two Q networks of ``agents`` agents as ``2·agents`` members of one batched MLP on ``[obs, action]``.
 
     Members ``0…K−1`` are the agents' Q1, ``K…2K−1`` their Q2: one batched product per layer computes both.
@@ -254,13 +293,14 @@ class TwinQCritic(nn.Module):
     @override
     def forward(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """Q1 and Q2 values, each ``(K, B)``."""
-        x = torch.cat([obs, action], dim=-1)
+        x = torch.cat([self.inputs(obs), action], dim=-1)
         q = self.net(torch.cat([x, x], dim=0)).float().squeeze(-1)
         return q[: self.agents], q[self.agents :]
 
     def q1_value(self, obs: Tensor, action: Tensor) -> Tensor:
         """Q1 alone, ``(K, B)`` (TD3's actor loss): only the Q1 members are computed."""
-        return self.net(torch.cat([obs, action], dim=-1), members=slice(0, self.agents)).float().squeeze(-1)
+        x = torch.cat([self.inputs(obs), action], dim=-1)
+        return self.net(x, members=slice(0, self.agents)).float().squeeze(-1)
 
     def sparse_networks(self, target: TwinQCritic) -> list[SparseNetwork]:
         """Q1 and Q2 (family ``critic``, dense output) with the matching members of ``target``."""

@@ -83,6 +83,22 @@ def test_n_steps_equal_n_over_2_then_resume_for_n_over_2(tmp_path, name):
     assert torch.equal(resumed_dm.buffer.storage, straight_dm.buffer.storage)
 
 
+def test_a_td3_checkpoint_of_version_0_1_0_resumes(tmp_path):
+    """0.1.0 kept a copy of TD3's action bounds in the module's state; such a checkpoint still resumes."""
+    _fit(tmp_path / "first", "sparse DST TD3, env noise", 150)
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    assert "action_low" not in checkpoint["state_dict"]
+    checkpoint["state_dict"]["action_low"] = torch.tensor([-2.0])
+    checkpoint["state_dict"]["action_high"] = torch.tensor([2.0])
+    torch.save(checkpoint, last.with_name("legacy.ckpt"))  # next to the replay buffer file it refers to
+    _, resumed, resumed_dm = _fit(
+        tmp_path / "second", "sparse DST TD3, env noise", 300, str(last.with_name("legacy.ckpt"))
+    )
+    assert resumed.gradient_steps == resumed_dm.train_steps == 300
+    assert resumed.actor.action_low.tolist() == [-2.0] and resumed.actor.action_high.tolist() == [2.0]
+
+
 class _SignalAt(L.Callback):
     """Delivers a stop signal to ``RunCheckpoints`` after training step ``step`` (as ``kill -TERM`` would)."""
 

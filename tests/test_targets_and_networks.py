@@ -4,7 +4,15 @@ import torch
 
 from lightning_sparse_rl.algorithms.sac import sac_td_target
 from lightning_sparse_rl.algorithms.td3 import td3_td_target
-from lightning_sparse_rl.networks import MemberMLP, SquashedGaussianActor, TwinQCritic, init_members_, polyak_update
+from lightning_sparse_rl.networks import (
+    DeterministicActor,
+    MemberMLP,
+    SquashedGaussianActor,
+    TwinQCritic,
+    init_members_,
+    polyak_update,
+)
+from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.sparse import MemberLinear
 
 
@@ -64,7 +72,8 @@ def test_squashed_gaussian_log_prob_matches_change_of_variables():
     actor = SquashedGaussianActor(2, 5, 3, 2, 16, "relu", (-2.0, -2.0, -1.0), (2.0, 2.0, 3.0))
     init_members_(actor, "xavier", _generators(0, 1))
     obs = torch.randn(2, 64, 5)
-    action, log_prob = actor.sample(obs, _generators(7, 8))
+    actor.read_through(lambda o: o, [RandomStream(7), RandomStream(8)])  # member m's noise: its own stream
+    action, log_prob = actor.sample(obs)
     mean, log_std = actor(obs)
     eps = torch.stack([torch.randn(64, 3, generator=g) for g in _generators(7, 8)])
     u = mean + log_std.exp() * eps
@@ -106,6 +115,32 @@ def test_twin_critics_of_an_agent_share_its_generator_in_the_order_of_a_single_a
     q1_alone, q2_alone = alone(obs[2:], action[2:])
     assert torch.allclose(q1[2], q1_alone[0]) and torch.allclose(q2[2], q2_alone[0])
     assert torch.allclose(population.q1_value(obs, action), q1)
+
+
+def test_networks_read_observations_through_the_connected_input_features():
+    """Every network applies its input features in each call, and keeps them out of its saved state."""
+    calls = []
+
+    def doubled(obs):
+        calls.append(obs.shape)
+        return 2 * obs
+
+    obs, action = torch.randn(2, 4, 5), torch.randn(2, 4, 3)
+    critic = TwinQCritic(2, 5, 3, 1, 8, "relu")
+    actor = DeterministicActor(2, 5, 3, 1, 8, "relu", (-1.0,) * 3, (1.0,) * 3)
+    expected_q, expected_action = critic(2 * obs, action), actor(2 * obs)
+    keys = (set(critic.state_dict()), set(actor.state_dict()))
+    for network in (critic, actor):
+        network.read_through(doubled, [RandomStream(0), RandomStream(1)])
+    assert torch.equal(critic(obs, action)[0], expected_q[0]) and torch.equal(actor(obs), expected_action)
+    assert torch.equal(critic.q1_value(obs, action), expected_q[0])
+    assert len(calls) == 3  # one draw of the input features per network call
+    assert (set(critic.state_dict()), set(actor.state_dict())) == keys
+    assert set(actor.state_dict()) == {
+        "action_scale",
+        "action_bias",
+        *(f"net.layers.{i}.{p}" for i in (0, 1) for p in ("weight", "bias")),
+    }
 
 
 def test_mlp_rejects_unknown_activation():

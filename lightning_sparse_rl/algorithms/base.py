@@ -15,6 +15,7 @@ from lightning_sparse_rl.algorithms.n_step import n_step_transition
 from lightning_sparse_rl.data.envs import EnvSpec
 from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.floating_point import apply_configured
+from lightning_sparse_rl.networks import ReadsObservations, polyak_update
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
 from lightning_sparse_rl.seeding import agent_suffix, member_streams, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
@@ -138,16 +139,25 @@ class OffPolicyAlgorithm(LightningModule):
         """Fresh CPU generators of each agent's ``init`` stream (for the networks' initial weights)."""
         return [stream.generator("cpu") for stream in member_streams(self.seeds, "init")]
 
-    def policy_generators(self) -> list[torch.Generator]:
-        """Each agent's ``policy`` stream on the module's device (action sampling, exploration noise)."""
-        return [stream.generator(self.device) for stream in self.policy_streams]
+    def read_inputs_here(self, *networks: ReadsObservations) -> None:
+        """Make ``networks`` read through :attr:`input_features` and draw from each agent's ``policy`` stream.
+
+        Subclasses call it once their networks (targets included) exist. Each network call then draws its
+        own noise features (docs/original_code.md §5.3), as in the original code's forward passes.
+        """
+        for network in networks:
+            network.read_through(self.input_features.__call__, self.policy_streams)  # a reference, not a submodule
 
     def observe(self, obs: Tensor) -> Tensor:
-        """What a network reads for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)``.
+        """What the networks read for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)``.
 
-        Call it once per network call: each call draws fresh noise features (docs/original_code.md §5.3).
+        Each call draws fresh noise features.
         """
         return self.input_features(obs)
+
+    def update_target(self, target: nn.Module, online: nn.Module) -> None:
+        """Polyak-average ``online`` into ``target`` at rate ``tau``, keeping the target as sparse as ``online``."""
+        polyak_update(target, online, self.hparams.tau, self.target_budget)
 
     # ----------------------------------------------------------------------------- for subclasses
     def update(self, batch: Transition) -> dict[str, Tensor]:

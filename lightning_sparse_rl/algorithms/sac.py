@@ -10,7 +10,7 @@ from typing_extensions import override
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, init_members_, polyak_update
+from lightning_sparse_rl.networks import SquashedGaussianActor, TwinQCritic, init_members_
 from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
@@ -83,6 +83,7 @@ class SAC(OffPolicyAlgorithm):
         init_members_(self.actor, "xavier", generators)
         init_members_(self.critic, "xavier", generators)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.read_inputs_here(self.actor, self.critic, self.critic_target)
         self.target_entropy = -float(action_dim)
         self.log_alpha = nn.Parameter(torch.zeros(k)) if automatic_entropy_tuning else None
 
@@ -102,8 +103,7 @@ class SAC(OffPolicyAlgorithm):
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """``tanh(mean)`` when deterministic, else a sample of the policy."""
-        obs = self.observe(obs)
-        return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs, self.policy_generators())[0]
+        return self.actor.deterministic(obs) if deterministic else self.actor.sample(obs)[0]
 
     def sparse_networks(self) -> list[SparseNetwork]:
         """The actor (no target) and the twin critics with their target critics."""
@@ -114,19 +114,19 @@ class SAC(OffPolicyAlgorithm):
     def critic_loss(self, batch: Transition) -> Tensor:
         """``Σ_agents MSE(Q1, y) + MSE(Q2, y)`` with the soft TD target ``y`` of :func:`sac_td_target`."""
         with torch.no_grad():
-            next_action, next_log_prob = self.actor.sample(self.observe(batch.next_obs), self.policy_generators())
-            next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
+            next_action, next_log_prob = self.actor.sample(batch.next_obs)
+            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
             discount = self.hparams.discount if batch.discount is None else batch.discount
             target = sac_td_target(
                 batch.reward, batch.terminated, next_q1, next_q2, next_log_prob, self.alpha, discount
             )
-        q1, q2 = self.critic(self.observe(batch.obs), batch.action)
+        q1, q2 = self.critic(batch.obs, batch.action)
         return sum_of_agent_means((q1 - target).pow(2) + (q2 - target).pow(2))
 
     def actor_loss(self, batch: Transition) -> tuple[Tensor, Tensor]:
         """``Σ_agents mean(α·log π(ã|s) − min(Q1, Q2)(s, ã))``, ã reparameterised; also ``log π`` ``(K, B)``."""
-        action, log_prob = self.actor.sample(self.observe(batch.obs), self.policy_generators())
-        q1_pi, q2_pi = self.critic(self.observe(batch.obs), action)
+        action, log_prob = self.actor.sample(batch.obs)
+        q1_pi, q2_pi = self.critic(batch.obs, action)
         return sum_of_agent_means(self.alpha * log_prob - torch.min(q1_pi, q2_pi)), log_prob
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
@@ -154,5 +154,5 @@ class SAC(OffPolicyAlgorithm):
         # As the original SAC code: it checks its update count before counting this update (updates % interval),
         # so the first update already moves the target (unlike TD3's policy_freq, counted after; see td3.py).
         if self.gradient_steps % self.hparams.target_update_interval == 0:
-            polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
+            self.update_target(self.critic_target, self.critic)
         return losses

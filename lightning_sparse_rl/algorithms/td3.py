@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -10,7 +11,7 @@ from typing_extensions import override
 
 from lightning_sparse_rl.algorithms.base import OffPolicyAlgorithm, OptimizerName, sum_of_agent_means
 from lightning_sparse_rl.data.envs import EnvSpec
-from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, init_members_, member_normal, polyak_update
+from lightning_sparse_rl.networks import DeterministicActor, TwinQCritic, init_members_
 from lightning_sparse_rl.sparse import SparseNetwork
 from lightning_sparse_rl.types import Transition
 from lightning_sparse_rl.validation import check_at_least, check_positive
@@ -77,10 +78,7 @@ class TD3(OffPolicyAlgorithm):
         init_members_(self.critic, "default", generators)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        low = torch.tensor(env_spec.action_low, dtype=torch.float32)
-        high = torch.tensor(env_spec.action_high, dtype=torch.float32)
-        self.register_buffer("action_low", low)
-        self.register_buffer("action_high", high)
+        self.read_inputs_here(self.actor, self.critic, self.actor_target, self.critic_target)
 
     @override
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -90,12 +88,19 @@ class TD3(OffPolicyAlgorithm):
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool) -> Tensor:
         """The actor's action, plus clipped Gaussian exploration noise unless deterministic."""
-        action = self.actor(self.observe(obs))
+        action = self.actor(obs)
         if deterministic:
             return action
-        scale = self.hparams.expl_noise * self.actor.action_scale
-        noise = member_normal(action.shape, self.policy_generators()) * scale
-        return (action + noise).clamp(self.action_low, self.action_high)
+        exploration = self.hparams.expl_noise * self.actor.action_scale
+        noise = self.actor.standard_normal(action.shape, action.device) * exploration
+        return (action + noise).clamp(self.actor.action_low, self.actor.action_high)
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """As the base class; checkpoints of version 0.1.0 also held the action bounds, now the actor's (not saved)."""
+        for key in ("action_low", "action_high"):
+            checkpoint["state_dict"].pop(key, None)
+        super().on_load_checkpoint(checkpoint)
 
     def sparse_networks(self) -> list[SparseNetwork]:
         """The actor and the twin critics, each with its target network."""
@@ -106,25 +111,21 @@ class TD3(OffPolicyAlgorithm):
 
     def critic_loss(self, batch: Transition) -> Tensor:
         """``Σ_agents MSE(Q1, y) + MSE(Q2, y)``, ``y`` from the smoothed target action (:func:`td3_td_target`)."""
-        scale = self.actor.action_scale
+        actor = self.actor
         with torch.no_grad():
-            clip = self.hparams.noise_clip * scale
-            draws = member_normal(batch.action.shape, self.policy_generators())
-            noise = (draws * (self.hparams.policy_noise * scale)).clamp(-clip, clip)
-            next_action = (self.actor_target(self.observe(batch.next_obs)) + noise).clamp(
-                self.action_low, self.action_high
-            )
-            next_q1, next_q2 = self.critic_target(self.observe(batch.next_obs), next_action)
+            clip = self.hparams.noise_clip * actor.action_scale
+            draws = actor.standard_normal(batch.action.shape, batch.action.device)
+            noise = (draws * (self.hparams.policy_noise * actor.action_scale)).clamp(-clip, clip)
+            next_action = (self.actor_target(batch.next_obs) + noise).clamp(actor.action_low, actor.action_high)
+            next_q1, next_q2 = self.critic_target(batch.next_obs, next_action)
             discount = self.hparams.discount if batch.discount is None else batch.discount
             target = td3_td_target(batch.reward, batch.terminated, next_q1, next_q2, discount)
-        q1, q2 = self.critic(self.observe(batch.obs), batch.action)
+        q1, q2 = self.critic(batch.obs, batch.action)
         return sum_of_agent_means((q1 - target).pow(2) + (q2 - target).pow(2))
 
     def actor_loss(self, batch: Transition) -> Tensor:
         """``−Σ_agents mean Q1(s, π(s))``."""
-        # observe() twice on purpose: with noise features drawn inside the networks (ANF's noise_mode: network),
-        # the actor and the critic each see their own draw, as in the original code's two forward passes.
-        return -sum_of_agent_means(self.critic.q1_value(self.observe(batch.obs), self.actor(self.observe(batch.obs))))
+        return -sum_of_agent_means(self.critic.q1_value(batch.obs, self.actor(batch.obs)))
 
     def network_loss(self, family: str, batch: Transition) -> Tensor:
         """Critic or actor loss on ``batch``."""
@@ -142,7 +143,7 @@ class TD3(OffPolicyAlgorithm):
         if (self.gradient_steps + 1) % self.hparams.policy_freq == 0:
             actor_loss = self.actor_loss(batch)
             self.optimizer_step(actor_optimizer, actor_loss, "actor")
-            polyak_update(self.critic_target, self.critic, self.hparams.tau, self.target_budget)
-            polyak_update(self.actor_target, self.actor, self.hparams.tau, self.target_budget)
+            self.update_target(self.critic_target, self.critic)
+            self.update_target(self.actor_target, self.actor)
             losses["actor_loss"] = actor_loss.detach() / self.agents
         return losses
