@@ -165,7 +165,12 @@ def test_rlx2_config_has_the_codes_settings():
 
     cli = build_cli(["--config", str(Path(__file__).resolve().parents[1] / "configs/rlx2_td3.yaml")], run=False)
     dm = cli.datamodule
-    assert (dm.n_step, dm.n_step_delay, dm.batch_size, dm.max_timesteps) == (3, 300_000, 256, 3_000_000)
+    assert (dm.schedule.n_step, dm.schedule.n_step_delay, dm.batch_size, dm.max_timesteps) == (
+        3,
+        300_000,
+        256,
+        3_000_000,
+    )
     assert dm.dynamic_buffer == DynamicCapacity(0.2, 10_000, 100_000, 0.1, 2048)
     callbacks = {type(c).__name__: c for c in cli.trainer.callbacks}
     distribution, dynamic = callbacks["SparsityDistributionCallback"], callbacks["DynamicSparsityCallback"]

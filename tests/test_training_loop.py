@@ -3,6 +3,7 @@ import csv
 import torch
 from helpers import short_fit
 
+from lightning_sparse_rl.data.schedule import PlannedStep, TrainingSchedule
 from lightning_sparse_rl.loggers import WandbLogger
 
 
@@ -19,6 +20,20 @@ def test_env_step_budget_epochs_and_counters(tmp_path):
     assert trainer.global_step == 2 * 640
     evals = [r for r in _rows(trainer) if r["eval/return"]]
     assert [int(r["step"]) for r in evals] == [149, 299, 319]  # after 150, 300 and the last 20 steps
+
+
+def test_the_schedule_plans_each_step_by_hand():
+    """5 steps in epochs of 2, 2 updates per step, 3-step windows from update 3 on, buffer checks every 2 steps."""
+    schedule = TrainingSchedule(5, 2, updates_per_step=2, n_step=3, n_step_delay=3, buffer_check_interval=2)
+    epochs = []
+    while not schedule.finished:
+        epochs.append([schedule.advance() for _ in range(schedule.steps_this_epoch())])
+    assert epochs == [
+        [PlannedStep(1, (1, 1), False, False), PlannedStep(2, (1, 3), True, False)],  # updates 0-1, 2-3
+        [PlannedStep(3, (3, 3), False, False), PlannedStep(4, (3, 3), True, False)],
+        [PlannedStep(5, (3, 3), False, True)],  # the short last epoch; its step ends the fit
+    ]
+    assert schedule.train_steps == 5 and schedule.steps_this_epoch() == 0
 
 
 def test_td3_delays_actor_updates(tmp_path):

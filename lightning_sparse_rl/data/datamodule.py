@@ -6,11 +6,14 @@ Lightning mapping (see README, "How training maps onto Lightning"):
   sampled on device from the replay buffer;
 * one epoch = ``eval_freq`` env steps; the validation loop = ``eval_episodes`` deterministic episodes
   on a separate eval env, one validation batch per episode;
-* training stops after ``max_timesteps`` env steps of the main loop, counted here (Lightning's
-  ``global_step`` counts optimizer steps under manual optimisation, so it is not used for this).
+* training stops after ``max_timesteps`` env steps of the main loop, counted by the
+  :class:`~lightning_sparse_rl.data.schedule.TrainingSchedule` (Lightning's ``global_step`` counts optimizer
+  steps under manual optimisation, so it is not used for this).
 
-The envs, the current observation and the episode counters live in
-:class:`~lightning_sparse_rl.data.runner.EnvRunner`, which knows no Lightning. The policy is taken from
+The DataModule composes three parts that know no Lightning: the
+:class:`~lightning_sparse_rl.data.runner.EnvRunner` (envs, current observations, episode counters), the
+:class:`~lightning_sparse_rl.data.replay_buffer.ReplayBuffer` and the schedule (the loop's counter and stop
+condition). The policy is taken from
 ``trainer.lightning_module`` at run time: any module with an :meth:`Agent.act` method works; this module
 imports no algorithm.
 
@@ -27,6 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
@@ -40,11 +44,11 @@ from lightning_sparse_rl.data.noise_features import (
     NoiseMode,
     NoiseSpec,
     check_noise_arguments,
-    estimate_marginal_quantiles,
-    total_input_features,
+    noise_spec,
 )
 from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 from lightning_sparse_rl.data.runner import EnvRunner
+from lightning_sparse_rl.data.schedule import TrainingSchedule
 from lightning_sparse_rl.persistence.rng_state import global_rng_state, restore_global_rng_state
 from lightning_sparse_rl.persistence.state_encoding import decode, encode
 from lightning_sparse_rl.seeding import agent_suffix, stream_seed
@@ -146,19 +150,36 @@ class EnvDataModule(LightningDataModule):
         self.buffer_size = buffer_size
         self.batch_size = batch_size
         self.start_timesteps = start_timesteps
-        self.max_timesteps = max_timesteps
-        self.eval_freq = eval_freq
         self.eval_episodes = eval_episodes
-        self.updates_per_step = updates_per_step
-        self.n_step = n_step
-        self.n_step_delay = n_step_delay
         self.dynamic_buffer = dynamic_buffer
-        self.train_steps = 0  # main-loop env steps (warm-up excluded), the "Total Steps" of the logs
+        self.schedule = TrainingSchedule(
+            max_timesteps,
+            eval_freq,
+            updates_per_step,
+            n_step,
+            n_step_delay,
+            None if dynamic_buffer is None else dynamic_buffer.check_interval,
+        )
         self.buffer: ReplayBuffer | None = None
         self.runner: EnvRunner | None = None
         self.pending_refill: tuple[int, RefillMode] | None = None  # (steps, mode), carried out before the next step
         self._saved: dict[str, Any] | None = None  # a checkpoint's buffer and runner, applied once they exist
         self._saved_rng: dict[str, Any] | None = None  # a checkpoint's generators, applied before the next env step
+
+    @property
+    def train_steps(self) -> int:
+        """Main-loop env steps done (warm-up excluded): the "Total Steps" of the logs."""
+        return self.schedule.train_steps
+
+    @property
+    def max_timesteps(self) -> int:
+        """Main-loop env steps of the run."""
+        return self.schedule.max_timesteps
+
+    @property
+    def eval_freq(self) -> int:
+        """Env steps per epoch (an evaluation follows each)."""
+        return self.schedule.eval_freq
 
     @functools.cached_property
     def env_spec(self) -> EnvSpec:
@@ -167,36 +188,25 @@ class EnvDataModule(LightningDataModule):
         For ``noise_distribution: marginals`` the first use runs the random-policy rollout that estimates
         the real features' distributions.
         """
-        real_spec = self.real_spec
-        noise = self._noise_spec(real_spec.observation_dim)
-        if noise is None:
-            return real_spec
-        in_env = self.noise_mode == "env"
-        return dataclasses.replace(
-            real_spec,
-            observation_dim=real_spec.observation_dim + (noise.count if in_env else 0),
-            real_features=real_spec.observation_dim,
-            network_noise=None if in_env else noise,
-            env_noise=noise if in_env else None,
+        hp = self.hparams
+        noise = noise_spec(
+            self.real_spec.observation_dim,
+            hp.fake_features,
+            hp.noise_distribution,
+            hp.noise_std,
+            marginal_observations=self._random_policy_observations,
         )
+        return self.real_spec.with_noise(noise, self.noise_mode)
 
     @property
     def noise(self) -> NoiseSpec | None:
         """The noise features (``None`` when there are none)."""
         return self.env_spec.network_noise or self.env_spec.env_noise
 
-    def _noise_spec(self, real_dim: int) -> NoiseSpec | None:
-        hp = self.hparams
-        count = total_input_features(real_dim, hp.fake_features) - real_dim
-        if count == 0:
-            return None
-        quantiles = None
-        if hp.noise_distribution == "marginals":
-            steps = hp.marginal_rollout_steps
-            rank_zero_info(f"Estimating the real features' distributions from {steps} random-policy steps...")
-            rollout = random_policy_observations(self.env_id, steps, stream_seed(self.seed, "marginals"))
-            quantiles = estimate_marginal_quantiles(rollout)
-        return NoiseSpec(count, hp.noise_distribution, hp.noise_std, quantiles)
+    def _random_policy_observations(self) -> np.ndarray:
+        steps = self.hparams.marginal_rollout_steps
+        rank_zero_info(f"Estimating the real features' distributions from {steps} random-policy steps...")
+        return random_policy_observations(self.env_id, steps, stream_seed(self.seed, "marginals"))
 
     # ----------------------------------------------------------------------------- Lightning hooks
     @override
@@ -247,7 +257,7 @@ class EnvDataModule(LightningDataModule):
         :mod:`lightning_sparse_rl.data.env_state`), the replay buffer and the global random number
         generators. ``lsrl fit`` writes the buffer to a side file next to the checkpoint.
         """
-        state: dict[str, Any] = {"train_steps": self.train_steps, "pending_refill": self.pending_refill}
+        state: dict[str, Any] = {"train_steps": self.schedule.train_steps, "pending_refill": self.pending_refill}
         if self.runner is None or self.buffer is None:
             return state  # before setup: nothing is running
         return {
@@ -260,7 +270,7 @@ class EnvDataModule(LightningDataModule):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`: buffer and runner once they exist, the generators before the next env step."""
-        self.train_steps = state_dict["train_steps"]
+        self.schedule.train_steps = state_dict["train_steps"]
         self.pending_refill = state_dict["pending_refill"]
         self._saved = state_dict if "runner" in state_dict else None
         self._saved_rng = decode(state_dict["rng"]) if "rng" in state_dict else None
@@ -298,10 +308,6 @@ class EnvDataModule(LightningDataModule):
         self.runner.warm_up(remaining)
         rank_zero_info(f"Replay buffer filled in {time.perf_counter() - start:.1f} s; training starts.")
 
-    def window_at(self, update: int) -> int:
-        """Transitions per sample for gradient update ``update`` (0-based): ``n_step`` once the delay has passed."""
-        return self.n_step if update >= self.n_step_delay else 1
-
     def adjust_buffer_capacity(self) -> None:
         """One dynamic-capacity check of every agent's buffer; logs ``buffer/policy_distance`` and ``buffer/size``."""
         assert self.buffer is not None and self.dynamic_buffer is not None
@@ -315,6 +321,10 @@ class EnvDataModule(LightningDataModule):
                 metrics[f"buffer/size{agent_suffix(self.seeds, seed)}"] = float(size)
         for logger in self.trainer.loggers:
             logger.log_metrics(metrics, step=self.train_steps - 1)
+
+    def end_fit(self) -> None:
+        """Tell Lightning's fit loop to end after the current batch (the run's budget of env steps is spent)."""
+        self.trainer.should_stop = True
 
     def request_refill(self, steps: int, mode: RefillMode) -> None:
         """Empty the buffer and refill it with ``steps`` env steps before the next env step (training or evaluation).
@@ -340,7 +350,7 @@ class EnvDataModule(LightningDataModule):
 class _TrainSteps:
     """One epoch of training batches: ``min(eval_freq, steps left)`` env steps.
 
-    Resumable mid-epoch: its position is the DataModule's ``train_steps``, which the DataModule's own state
+    Resumable mid-epoch: its position is the DataModule's schedule, which the DataModule's own state
     restores with the envs and random streams. The (empty) ``state_dict`` pair only tells Lightning so.
     """
 
@@ -358,30 +368,25 @@ class _TrainSteps:
         """Nothing to restore (see :meth:`state_dict`)."""
 
     def __iter__(self) -> Iterator[TrainBatch]:
-        dm, runner, buffer = self.dm, self.dm.runner, self.dm.buffer
+        dm, schedule, runner, buffer = self.dm, self.dm.schedule, self.dm.runner, self.dm.buffer
         assert runner is not None and buffer is not None
-        if dm.train_steps >= dm.max_timesteps:  # nothing left (e.g. a finished run resumed): end the fit
-            dm.trainer.should_stop = True
+        if schedule.finished:  # nothing left (e.g. a finished run resumed)
+            dm.end_fit()
             return
         dm.continue_saved_random_streams()
         dm.warm_up()
         agent = dm.agent
-        steps = min(dm.eval_freq, dm.max_timesteps - dm.train_steps)
-        for _ in range(steps):
+        for _ in range(schedule.steps_this_epoch()):
             raise_if_stop_requested("training")
             dm.carry_out_refill()
             episodes = runner.step(agent)
-            dm.train_steps += 1
-            if dm.train_steps >= dm.max_timesteps:
-                # This batch is still trained on and evaluated; then the fit loop ends.
-                dm.trainer.should_stop = True
-            if dm.dynamic_buffer is not None and dm.train_steps % dm.dynamic_buffer.check_interval == 0:
+            step = schedule.advance()
+            if step.last:  # this batch is still trained on and evaluated; then the fit loop ends
+                dm.end_fit()
+            if step.check_buffer:
                 dm.adjust_buffer_capacity()
-            first_update = (dm.train_steps - 1) * dm.updates_per_step
-            minibatches = tuple(
-                buffer.sample(dm.batch_size, dm.window_at(first_update + i)) for i in range(dm.updates_per_step)
-            )
-            yield TrainBatch(minibatches, dm.train_steps, episodes)
+            minibatches = tuple(buffer.sample(dm.batch_size, window) for window in step.windows)
+            yield TrainBatch(minibatches, step.number, episodes)
 
 
 class _EvalEpisodes:

@@ -7,6 +7,7 @@ changes, so a tutorial command such as ``--env HalfCheetah-v3`` keeps working.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from typing_extensions import override
 
-from lightning_sparse_rl.data.noise_features import NoiseFeatures, NoiseSpec
+from lightning_sparse_rl.data.noise_features import NoiseFeatures, NoiseMode, NoiseSpec
 
 #: What moving from a mujoco-py ``-v2``/``-v3`` id to ``-v5`` means, per MuJoCo task.
 #: Sources: Gymnasium's MuJoCo v5 changelog (summarised in docs/original_code.md §9).
@@ -66,6 +67,19 @@ class EnvSpec:
     def real_dim(self) -> int:
         """Number of real (task) observation features, ``d``."""
         return self.observation_dim if self.real_features is None else self.real_features
+
+    def with_noise(self, noise: NoiseSpec | None, mode: NoiseMode) -> EnvSpec:
+        """The spec with ``noise`` features: drawn inside the networks (``network``), or appended by the env."""
+        if noise is None:
+            return self
+        in_env = mode == "env"
+        return dataclasses.replace(
+            self,
+            observation_dim=self.observation_dim + (noise.count if in_env else 0),
+            real_features=self.observation_dim,
+            network_noise=None if in_env else noise,
+            env_noise=noise if in_env else None,
+        )
 
 
 # Plain data: checkpoints that hold it (in the model's hyperparameters) load with weights_only=True.

@@ -12,7 +12,7 @@ This module is plain torch (no Lightning, no Gymnasium): :class:`NoiseFeatures` 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -100,6 +100,25 @@ class NoiseSpec:
 # Plain data inside EnvSpec: checkpoints that hold it load with weights_only=True.
 # Files written before the ``data/`` sub-package existed name it at its old path.
 torch.serialization.add_safe_globals([NoiseSpec, (NoiseSpec, "lightning_sparse_rl.noise_features.NoiseSpec")])
+
+
+def noise_spec(
+    real_features: int,
+    fake_features: float,
+    distribution: NoiseDistribution,
+    std: float,
+    marginal_observations: Callable[[], np.ndarray],
+) -> NoiseSpec | None:
+    """The noise features for ``real_features`` real ones at noise fraction ``fake_features``; ``None``: none.
+
+    ``marginal_observations`` gives random-policy observations ``(N, d)`` of the env; it is called (a
+    rollout) only for ``distribution: marginals``, whose quantiles it estimates.
+    """
+    count = total_input_features(real_features, fake_features) - real_features
+    if count == 0:
+        return None
+    quantiles = estimate_marginal_quantiles(marginal_observations()) if distribution == "marginals" else None
+    return NoiseSpec(count, distribution, std, quantiles)
 
 
 def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, ...], ...]:
