@@ -13,7 +13,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from helpers import REPO, find_callback, one_line_error, short_fit
+from helpers import REPO, find_callback, one_line_error, short_fit, short_run_args
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressReporter, SparsityDistributionCallback
 from lightning_sparse_rl.cli import build_cli, main, run_lsrl
@@ -106,8 +106,7 @@ def _population_run(tmp_path: Path, *extra: str) -> list[str]:
     logger = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}}]
     return [
         "fit", "--config", str(REPO / "configs/ds_sac.yaml"),
-        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "100", "--data.max_timesteps", "200",
-        "--data.eval_freq", "100", "--data.eval_episodes", "2", "--model.hidden_width", "16",
+        *short_run_args(max_timesteps=200, eval_freq=100, eval_episodes=2),
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
         "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", *extra,
     ]  # fmt: skip
