@@ -25,7 +25,7 @@ from lightning_sparse_rl.sparse import compute_layer_sparsity, linear_layers, we
 from lightning_sparse_rl.validation import UserInputError, parse_seeds
 
 #: Agent ``i`` of a population and the same seed alone differ only by float rounding: the batched products of
-#: K members and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
+#: K agents and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
 TOLERANCE = 1e-6
 
 pytestmark = pytest.mark.filterwarnings("ignore:layer .* is extremely sparse")
