@@ -241,6 +241,8 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
         if "Episode Num: 2 " in line:
             process.send_signal(signal.SIGTERM)
             break
+    else:
+        pytest.fail(f"lsrl fit ended (status {process.wait()}) before its second training episode:\n{''.join(lines)}")
     output = "".join(lines) + process.stdout.read()
     assert process.wait(timeout=120) == 0, output
     run_dir = tmp_path / "run" / "version_0"
