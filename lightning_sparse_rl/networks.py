@@ -44,7 +44,7 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def member_normal(shape: Sequence[int], generators: Sequence[torch.Generator]) -> Tensor:
-    """Standard normal draws of ``shape`` ``(M, ...)``: member ``m``'s from ``generators[m]``."""
+    """Standard normal draws of ``shape`` ``(K, ...)`` (one row per agent): agent ``k``'s from ``generators[k]``."""
     return torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device) for g in generators])
 
 

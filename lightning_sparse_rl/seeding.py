@@ -112,7 +112,7 @@ class RandomStream:
         self._saved = None if state["state"] is None else {"device": state["device"], "state": state["state"]}
 
 
-def member_streams(seeds: tuple[int, ...] | list[int], stream: str) -> list[RandomStream]:
+def agent_streams(seeds: tuple[int, ...] | list[int], stream: str) -> list[RandomStream]:
     """One :class:`RandomStream` of ``stream`` per agent seed."""
     return [RandomStream(stream_seed(seed, stream)) for seed in seeds]
 

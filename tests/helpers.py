@@ -22,6 +22,32 @@ def lsrl_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "lightning_sparse_rl.cli", *args]
 
 
+def short_run_args(
+    *,
+    env_id: str = "Pendulum-v1",
+    start_timesteps: int = 100,
+    max_timesteps: int = 100,
+    eval_freq: int | None = None,
+    eval_episodes: int = 1,
+    hidden_width: int = 16,
+    **data: object,
+) -> list[str]:
+    """The ``lsrl fit`` flags that make a run short: the env, its warm-up, training and evaluation steps, a small net.
+
+    ``eval_freq`` defaults to ``max_timesteps`` (one evaluation, at the end); ``data`` adds ``--data.KEY=VALUE``
+    flags (e.g. ``batch_size=32``). Put them after ``--config`` or ``--model=CLASS``, which they refine.
+    """
+    data = {
+        "env_id": env_id,
+        "start_timesteps": start_timesteps,
+        "max_timesteps": max_timesteps,
+        "eval_freq": max_timesteps if eval_freq is None else eval_freq,
+        "eval_episodes": eval_episodes,
+        **data,
+    }
+    return [*(f"--data.{key}={value}" for key, value in data.items()), f"--model.hidden_width={hidden_width}"]
+
+
 def short_fit(
     tmp_path: Path,
     algorithm: str = "sac",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers import REPO, one_line_error
+from helpers import REPO, one_line_error, short_run_args
 
 from lightning_sparse_rl import SAC, TD3
 from lightning_sparse_rl.cli import build_cli
@@ -46,9 +46,7 @@ def _short_run_args(tmp_path, config="configs/sac.yaml"):
         {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "r"}}
     ]
     return [
-        "fit", "--config", str(REPO / config),
-        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "100", "--data.max_timesteps", "100",
-        "--data.eval_freq", "100", "--data.eval_episodes", "1", "--model.hidden_width", "16",
+        "fit", "--config", str(REPO / config), *short_run_args(),
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
         "--trainer.enable_model_summary", "false",
     ]  # fmt: skip
@@ -265,16 +263,24 @@ def test_tutorial_front_rejects_bad_sparsity_flags_early(flags, message, capsys)
     assert re.search(message, one_line_error(capsys, main, argv))
 
 
+def _tutorial_short_run(max_timesteps: int = 100) -> list[str]:
+    """The tutorial front's flags of a short run: Pendulum-v1, 100 random steps, one evaluation at the end."""
+    return [
+        "--env", "Pendulum-v1", "--start_timesteps", "100", "--max_timesteps", str(max_timesteps),
+        "--eval_freq", str(max_timesteps), "--eval_episodes", "1",
+    ]  # fmt: skip
+
+
 def test_tutorial_sparse_runs_print_their_layer_tables(tmp_path, monkeypatch, capsys, caplog):
     monkeypatch.chdir(tmp_path)
     lightning_logger = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
     lightning_logger.addHandler(caplog.handler)
     monkeypatch.setattr(lightning_logger, "level", logging.INFO)
-    flags = "--env Pendulum-v1 --start_timesteps 100 --max_timesteps 100 --eval_freq 100 --eval_episodes 1"
+    common = ["--policy", "ANF-SAC", "--wandb_mode", "disabled", "--not_save_model"]
     outputs = []
     for extra in ("--sparsity_distribution_method ER --global_sparsity 0.9", "--input_layer_sparsity 0.8"):
         caplog.clear()
-        main([*flags.split(), *extra.split(), "--policy", "ANF-SAC", "--wandb_mode", "disabled", "--not_save_model"])
+        main([*_tutorial_short_run(), *extra.split(), *common])
         outputs.append(caplog.text)
     lightning_logger.removeHandler(caplog.handler)
     er, anf = outputs
@@ -290,9 +296,8 @@ def test_tutorial_prune_run_prints_its_schedule(tmp_path, monkeypatch, caplog):
     lightning_logger = logging.getLogger("lightning.pytorch")  # does not propagate to the root logger
     lightning_logger.addHandler(caplog.handler)
     monkeypatch.setattr(lightning_logger, "level", logging.INFO)
-    flags = "--env Pendulum-v1 --start_timesteps 100 --max_timesteps 100 --eval_freq 100 --eval_episodes 1"
     prune = "--policy Prune-SAC --global_sparsity 0.9 --wandb_mode disabled --not_save_model"
-    main([*flags.split(), *prune.split()])
+    main([*_tutorial_short_run(), *prune.split()])
     lightning_logger.removeHandler(caplog.handler)
     # 100 updates: pruning from 20 to 80 at quarters 20, 35, 50, 65, 80; uniform 90 % over the two sparse layers.
     assert "actor: gradual pruning schedule" in caplog.text
@@ -302,8 +307,7 @@ def test_tutorial_prune_run_prints_its_schedule(tmp_path, monkeypatch, caplog):
 
 def test_tutorial_front_trains(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    flags = "--policy ANF-SAC --env Pendulum-v1 --start_timesteps 100 --max_timesteps 200 --eval_freq 200"
-    main([*flags.split(), "--eval_episodes", "1", "--num_hid_neurons", "16", "--wandb_mode", "disabled"])
+    main(["--policy", "ANF-SAC", *_tutorial_short_run(200), "--num_hid_neurons", "16", "--wandb_mode", "disabled"])
     out = capsys.readouterr().out
     assert "this run is dense SAC" in out and "Equivalent command: lsrl fit" in out
     assert (tmp_path / "runs" / "anf-sac" / "version_0" / "metrics.csv").exists()

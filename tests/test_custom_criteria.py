@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 import yaml
-from helpers import REPO, lsrl_command
+from helpers import REPO, lsrl_command, short_run_args
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback
 from lightning_sparse_rl.sparse import LayerState, MagnitudePrune, RandomGrowth, prune_and_regrow
@@ -77,8 +77,7 @@ def test_lsrl_fit_trains_with_a_criterion_named_in_yaml(tmp_path):
     logger = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}}]
     args = [
         "fit", "--config", str(REPO / "configs/sac.yaml"), "--config", str(tmp_path / "custom.yaml"),
-        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "200", "--data.max_timesteps", "300",
-        "--data.eval_freq", "300", "--data.eval_episodes", "1", "--model.hidden_width", "32",
+        *short_run_args(start_timesteps=200, max_timesteps=300, hidden_width=32),
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
     ]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(REPO / "examples"))

@@ -103,7 +103,7 @@ def test_same_seed_same_noise_and_the_stream_continues_from_a_state_dict():
     restored = NoiseFeatures(spec, [0])
     restored.load_state_dict(a.state_dict())
     assert torch.equal(restored(10), a(10))
-    # Members of a population draw from their own streams: member 1 of [8, 7] is the stream of 7 alone.
+    # Agents of a population draw from their own streams: agent 1 of [8, 7] is the stream of 7 alone.
     pair, alone = NoiseFeatures(spec, [8, 7]), NoiseFeatures(spec, [7])
     assert torch.equal(pair(10)[1], alone(10)[0])
     # Two models built after the same seed_everything draw the same noise.

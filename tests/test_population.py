@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 import yaml
-from helpers import REPO, find_callback, one_line_error, short_fit
+from helpers import REPO, find_callback, one_line_error, short_fit, short_run_args
 
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, RLProgressReporter, SparsityDistributionCallback
-from lightning_sparse_rl.cli import build_cli, main, run_lsrl
+from lightning_sparse_rl.cli import SparseRLCLI, build_cli, main, run_lsrl
 from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 from lightning_sparse_rl.policy_files import load_policy
 from lightning_sparse_rl.sparse import compute_layer_sparsity, linear_layers, weight_mask
 from lightning_sparse_rl.validation import UserInputError, parse_seeds
 
 #: Agent ``i`` of a population and the same seed alone differ only by float rounding: the batched products of
-#: K members and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
+#: K agents and of one sum in other orders. Measured after 60 updates with DST: at most 3e-8.
 TOLERANCE = 1e-6
 
 pytestmark = pytest.mark.filterwarnings("ignore:layer .* is extremely sparse")
@@ -102,44 +104,88 @@ def test_a_population_of_three_learns_pendulum(tmp_path):
     assert means[-1] > -350
 
 
-def _population_run(tmp_path: Path, *extra: str) -> list[str]:
+def _population_args(tmp_path: Path, *extra: str) -> list[str]:
+    """``lsrl fit`` of DS-SAC on Pendulum-v1: 200 training steps, 2-episode evaluations at steps 100 and 200."""
     logger = [{"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}}]
     return [
         "fit", "--config", str(REPO / "configs/ds_sac.yaml"),
-        "--data.env_id", "Pendulum-v1", "--data.start_timesteps", "100", "--data.max_timesteps", "200",
-        "--data.eval_freq", "100", "--data.eval_episodes", "2", "--model.hidden_width", "16",
+        *short_run_args(max_timesteps=200, eval_freq=100, eval_episodes=2),
         "--trainer.default_root_dir", str(tmp_path), "--trainer.logger", json.dumps(logger),
         "--trainer.enable_model_summary", "false", "--trainer.enable_progress_bar", "false", *extra,
     ]  # fmt: skip
 
 
-def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_path, caplog, capsys):
-    caplog.set_level(logging.INFO, logger="lightning.pytorch")
-    cli = build_cli(_population_run(tmp_path, "--seeds", "4-6"))
-    assert cli.datamodule.seeds == [4, 5, 6] and cli.model.seeds == (4, 5, 6)
+@dataclass(frozen=True)
+class PopulationRun:
+    """A finished ``lsrl fit --seeds 4-6`` (:func:`_population_args`) and what the tests below read of it."""
+
+    #: the folder the run was started in (its logger's ``save_dir`` and ``default_root_dir``)
+    folder: Path
+    cli: SparseRLCLI
+    run_dir: Path
+    #: the rows of ``evaluations.csv``
+    evaluations: list[dict[str, str]]
+    #: each seed's return at the last evaluation (step 200)
+    final: dict[int, float]
+    #: what Lightning's logger printed during the fit
+    log: str
+
+    @property
+    def last(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.ckpt"
+
+    @property
+    def best_seed(self) -> int:
+        """The seed of the agent with the best return at the last evaluation."""
+        return max(self.final, key=self.final.get)
+
+
+@pytest.fixture(scope="module")
+def population_run(tmp_path_factory) -> PopulationRun:
+    """One population of three agents (seeds 4, 5, 6) trained by ``lsrl fit``, shared by the tests below."""
+    folder = tmp_path_factory.mktemp("population")
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    handler, level = logging.StreamHandler(io.StringIO()), lightning_logger.level
+    lightning_logger.addHandler(handler)
+    lightning_logger.setLevel(logging.INFO)
+    try:
+        cli = build_cli(_population_args(folder, "--seeds", "4-6"))
+    finally:
+        lightning_logger.removeHandler(handler)
+        lightning_logger.setLevel(level)
     run_dir = Path(cli.trainer.log_dir)
     with open(run_dir / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [(int(r["step"]), int(r["seed"])) for r in rows] == [(s, k) for s in (100, 200) for k in (4, 5, 6)]
     final = {int(r["seed"]): float(r["return"]) for r in rows if r["step"] == "200"}
+    return PopulationRun(folder, cli, run_dir, rows, final, handler.stream.getvalue())
+
+
+def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(population_run):
+    cli, run_dir, final = population_run.cli, population_run.run_dir, population_run.final
+    assert cli.datamodule.seeds == [4, 5, 6] and cli.model.seeds == (4, 5, 6)
+    rows = population_run.evaluations
+    assert [(int(r["step"]), int(r["seed"])) for r in rows] == [(s, k) for s in (100, 200) for k in (4, 5, 6)]
     mean = float(cli.trainer.callback_metrics["eval/return"])
     assert mean == pytest.approx(sum(final.values()) / 3, abs=1e-3)  # what ModelCheckpoint monitors
-    log = caplog.text
-    assert "Population of 3 agents (seeds 4, 5, 6): replay buffers 3 × 1,000,000" in log
-    assert "Evaluation over 2 episode(s) of 3 agents at step 200" in log and "95 % interval" in log
-    assert "Seed 5  Total Steps:" in log  # the tutorial's episode lines, one per agent
     assert (run_dir / "sparsity.csv").exists()
     with open(run_dir / "sparsity.csv") as f:
         header = next(csv.reader(f))
     assert "sparsity/actor/global/seed_6" in header
     assert yaml_seeds(run_dir) == "4-6"
 
-    # Export: the best agent at the last evaluation by default, any agent by its seed.
-    last = run_dir / "checkpoints" / "last.ckpt"
+
+def test_a_population_run_logs_its_size_each_agents_episodes_and_evaluation_tables(population_run):
+    log = population_run.log
+    assert "Population of 3 agents (seeds 4, 5, 6): replay buffers 3 × 1,000,000" in log
+    assert "Evaluation over 2 episode(s) of 3 agents at step 200" in log and "95 % interval" in log
+    assert "Seed 5  Total Steps:" in log  # the tutorial's episode lines, one per agent
+
+
+def test_lsrl_export_writes_the_best_agent_by_default_and_any_agent_by_its_seed(population_run, tmp_path, capsys):
+    last = population_run.last
     capsys.readouterr()
     run_lsrl(["export", str(last), str(tmp_path / "best.pt")])
-    best = max(final, key=final.get)
-    assert f"(the agent of seed {best})" in capsys.readouterr().out
+    assert f"(the agent of seed {population_run.best_seed})" in capsys.readouterr().out
     run_lsrl(["export", str(last), str(tmp_path / "five.pt"), "--seed", "5"])
     five = load_policy(tmp_path / "five.pt")
     assert five.seed == 5 and load_policy(last, 5).actor.state_dict().keys() == five.actor.state_dict().keys()
@@ -149,26 +195,45 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
     error = one_line_error(capsys, main, ["export", str(last), str(tmp_path / "x.pt"), "--seed", "9"])
     assert error == "error: seed=9 is not an agent of this run: its seeds are [4, 5, 6]"
 
-    # scripts/package_agent.py: the same best agent, plus the run's config retargeted to runs/NAME and its log.
-    trial = tmp_path / "trial"
+
+@pytest.fixture(scope="module")
+def packaged_agent(population_run) -> tuple[Path, str]:
+    """``scripts/package_agent.py`` on the population run presented as a sweep trial: the agent's folder, its output.
+
+    The trial and the agent's folder are next to the run, in ``population_run.folder``.
+    """
+    folder = population_run.folder
+    trial = folder / "trial"
     trial.mkdir()
-    (trial / "version_0").symlink_to(run_dir)
+    (trial / "version_0").symlink_to(population_run.run_dir)
     (trial / "fit.log").write_text("the trial's log\n")
-    agent = tmp_path / "agents" / "pendulum-v1_ds-sac"
+    agent = folder / "agents" / "pendulum-v1_ds-sac"
     packaged = subprocess.run(
         [sys.executable, str(REPO / "scripts/package_agent.py"), str(trial), str(agent)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
+    return agent, packaged.stdout
+
+
+def test_package_agent_packages_the_best_agent_with_the_config_retargeted_to_runs_and_the_log(
+    population_run, packaged_agent
+):
+    agent, stdout = packaged_agent
+    final, best = population_run.final, population_run.best_seed
     by_seed = ", ".join(f"seed {seed} {final[seed]:.0f}" for seed in (4, 5, 6))
-    assert f"returns at step 200: {by_seed}" in packaged.stdout and f"(the agent of seed {best})" in packaged.stdout
+    assert f"returns at step 200: {by_seed}" in stdout and f"(the agent of seed {best})" in stdout
     assert load_policy(agent / "policy.pt").seed == best
-    assert str(tmp_path) not in (agent / "config.yaml").read_text()
+    assert str(population_run.folder) not in (agent / "config.yaml").read_text()
     config = yaml.safe_load((agent / "config.yaml").read_text())
     assert "ckpt_path" not in config and config["trainer"]["default_root_dir"] == "runs"
     logger_args = config["trainer"]["logger"][0]["init_args"]
     assert (logger_args["save_dir"], logger_args["name"]) == ("runs", "pendulum_v1_ds_sac")
     assert (agent / "train.log").read_text() == "the trial's log\n"
-    # A config with a path the script does not know how to move is refused before anything is written.
+
+
+def test_package_agent_refuses_a_config_with_a_path_it_cannot_move_before_writing_anything(packaged_agent, tmp_path):
+    agent, _ = packaged_agent
+    config = yaml.safe_load((agent / "config.yaml").read_text())
     odd = tmp_path / "odd_trial"
     (odd / "version_0").mkdir(parents=True)
     config["data"]["env_id"] = str(tmp_path / "my_env.py")
@@ -181,9 +246,15 @@ def test_lsrl_fit_seeds_trains_a_population_and_writes_each_agents_results(tmp_p
         refused.stderr
     )
     assert not (tmp_path / "agents" / "odd").exists()
-    run_lsrl(["plot", str(run_dir), "--out", str(tmp_path / "plots")])  # the agents are the seeds of one group
+
+
+def test_lsrl_plot_draws_a_populations_agents_as_the_seeds_of_one_group(population_run, tmp_path):
+    run_lsrl(["plot", str(population_run.run_dir), "--out", str(tmp_path / "plots")])
     assert (tmp_path / "plots" / "learning_curves.png").stat().st_size > 10_000
-    run_lsrl(["view", str(last), "--agent", "6", "--record", str(tmp_path / "six.gif")])
+
+
+def test_lsrl_view_records_one_agent_of_a_population(population_run, tmp_path, capsys):
+    run_lsrl(["view", str(population_run.last), "--agent", "6", "--record", str(tmp_path / "six.gif")])
     assert "SAC (agent of seed 6) on Pendulum-v1" in capsys.readouterr().out
     assert (tmp_path / "six.gif").stat().st_size > 10_000
 
@@ -202,7 +273,7 @@ def yaml_seeds(run_dir: Path) -> object:
     ],
 )
 def test_bad_seeds_are_one_line_errors(tmp_path, capsys, value, message):
-    error = one_line_error(capsys, main, _population_run(tmp_path, "--seeds", value))
+    error = one_line_error(capsys, main, _population_args(tmp_path, "--seeds", value))
     assert error.startswith(f"error: {message}"), error
 
 

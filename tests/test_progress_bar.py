@@ -67,8 +67,8 @@ def test_a_run_on_a_terminal_draws_the_tqdm_bar_and_no_plain_lines(tmp_path):
         if not chunk:
             break
         output += chunk
-    assert child.wait(timeout=300) == 0
     text = output.decode(errors="replace")
+    assert child.wait(timeout=300) == 0, text[-3000:]
     assert "\r" in text and "Epoch 0:" in text and "200/200" in text
     assert "progress: step" not in text
 

@@ -7,9 +7,9 @@ from lightning_sparse_rl.data.replay_buffer import ReplayBuffer
 
 def _add(buffer, value):
     """One step of every agent: agent k stores ``value + 100·k``."""
-    k = np.arange(buffer.members, dtype=np.float32)[:, None]
-    obs = np.full((buffer.members, 3), value, dtype=np.float32) + 100 * k
-    buffer.add(obs, -obs[:, :2], obs[:, 0], obs + 0.5, np.full(buffer.members, value % 2 == 1))
+    k = np.arange(buffer.agents, dtype=np.float32)[:, None]
+    obs = np.full((buffer.agents, 3), value, dtype=np.float32) + 100 * k
+    buffer.add(obs, -obs[:, :2], obs[:, 0], obs + 0.5, np.full(buffer.agents, value % 2 == 1))
 
 
 def test_fields_round_trip_and_wrap_around():

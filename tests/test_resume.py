@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers import lsrl_command, short_fit
+from helpers import lsrl_command, short_fit, short_run_args
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from lightning_sparse_rl import SAC
@@ -238,14 +238,9 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
     """``kill -TERM`` during training: a checkpoint, a clean exit; ``--ckpt_path last`` finishes the run."""
     common = [
         "--model=lightning_sparse_rl.SAC",
-        "--model.hidden_width=32",
-        "--data.env_id=Pendulum-v1",
-        "--data.start_timesteps=200",
-        "--data.batch_size=32",
-        "--data.buffer_size=5000",
-        "--data.eval_freq=400",
-        "--data.eval_episodes=1",
-        "--data.max_timesteps=800",
+        *short_run_args(
+            start_timesteps=200, max_timesteps=800, eval_freq=400, hidden_width=32, batch_size=32, buffer_size=5000
+        ),
         f"--trainer.default_root_dir={tmp_path}",
         f"--trainer.logger.save_dir={tmp_path}",
         "--trainer.logger.name=run",
@@ -262,6 +257,8 @@ def test_sigterm_stops_with_a_checkpoint_and_the_run_resumes(tmp_path):
         if "Episode Num: 2 " in line:
             process.send_signal(signal.SIGTERM)
             break
+    else:
+        pytest.fail(f"lsrl fit ended (status {process.wait()}) before its second training episode:\n{''.join(lines)}")
     output = "".join(lines) + process.stdout.read()
     assert process.wait(timeout=120) == 0, output
     run_dir = tmp_path / "run" / "version_0"

@@ -23,10 +23,10 @@ from lightning_sparse_rl.persistence.checkpoint_io import RunCheckpointIO
 ROWS = [(0, 1, 1, 0), (1, 2, 2, 0), (2, 3, 3, 1), (10, 4, 11, 0), (11, 5, 12, 0), (20, 6, 21, 0)]
 
 
-def _buffer(rows=ROWS, capacity=10, members=1):
-    buffer = ReplayBuffer(capacity, 1, 1, "cpu", list(range(members)))
+def _buffer(rows=ROWS, capacity=10, agents=1):
+    buffer = ReplayBuffer(capacity, 1, 1, "cpu", list(range(agents)))
     for obs, reward, next_obs, terminated in rows:
-        k = np.ones((members, 1), dtype=np.float32)
+        k = np.ones((agents, 1), dtype=np.float32)
         buffer.add(k * obs, k * 0.5, k[:, 0] * reward, k * next_obs, k[:, 0] * terminated)
     return buffer
 
@@ -64,7 +64,7 @@ def test_windows_wrap_around_the_storage():
 
 
 def test_dynamic_capacity_drops_the_oldest_and_grows_back():
-    buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, members=2)
+    buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, agents=2)
     buffer.drop_oldest(0, 10)
     assert buffer.agent_sizes() == [90, 100]
     draws = buffer.sample(5000)
@@ -93,7 +93,7 @@ def test_capacity_rule_by_hand():
     low, high = torch.tensor([-2.0]), torch.tensor([2.0])
     # Shift 1.0 on a half-range of 2: (0.5)² / 2 = 0.125.
     assert policy_distance(torch.ones(1, 4, 1), torch.zeros(1, 4, 1), low, high).tolist() == [0.125]
-    buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, members=2)
+    buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, agents=2)
     settings = DynamicCapacity(threshold=0.1, check_interval=1, min_size=60, drop_fraction=0.1, samples=32)
     sizes = []
     for _ in range(6):

@@ -155,6 +155,8 @@ def test_metrics_continue_without_gaps_or_duplicates_after_kill_9(tmp_path):
         if line.startswith("Total Steps: 600 "):
             process.kill()
             break
+    else:
+        pytest.fail(f"lsrl fit ended (status {process.wait()}) before its episode line at training step 600")
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
     killed = tmp_path / "runs" / "killed" / "version_0"

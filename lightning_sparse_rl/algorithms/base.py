@@ -17,7 +17,7 @@ from lightning_sparse_rl.data.noise_features import InputFeatures
 from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.networks import ReadsObservations, polyak_update
 from lightning_sparse_rl.run_position import checkpoint_directory, training_steps
-from lightning_sparse_rl.seeding import agent_suffix, member_streams, stream_seed
+from lightning_sparse_rl.seeding import agent_streams, agent_suffix, stream_seed
 from lightning_sparse_rl.sparse import MaskAdam, SparseNetwork, TargetBudget, restore_masks
 from lightning_sparse_rl.types import EvalEpisode, TrainBatch, Transition, TransitionWindow
 from lightning_sparse_rl.validation import MAX_SEED, UserInputError, check_in_range, check_positive, check_seeds
@@ -118,7 +118,7 @@ class OffPolicyAlgorithm(LightningModule):
             env_spec.network_noise,
             [stream_seed(seed, "network_noise") for seed in self.seeds],
         )
-        self.policy_streams = member_streams(self.seeds, "policy")
+        self.policy_streams = agent_streams(self.seeds, "policy")
         self.gradient_steps = 0
         self.target_budget = TargetBudget()  # keeps unmasked targets as sparse as their networks (no state to save)
         self.eval_return = MeanMetric()  # over an evaluation's episodes and agents
@@ -137,7 +137,7 @@ class OffPolicyAlgorithm(LightningModule):
 
     def init_generators(self) -> list[torch.Generator]:
         """Fresh CPU generators of each agent's ``init`` stream (for the networks' initial weights)."""
-        return [stream.generator("cpu") for stream in member_streams(self.seeds, "init")]
+        return [stream.generator("cpu") for stream in agent_streams(self.seeds, "init")]
 
     def read_inputs_here(self, *networks: ReadsObservations) -> None:
         """Make ``networks`` read through :attr:`input_features` and draw from each agent's ``policy`` stream.

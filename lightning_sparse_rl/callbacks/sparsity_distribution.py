@@ -121,15 +121,15 @@ class SparsityDistributionCallback(Callback):
         self.agent_seeds = agent_stream_seeds(pl_module.seeds, "masks", self.seed)
         generators = [RandomStream(seed).generator(pl_module.device) for seed in self.agent_seeds]
         masks: dict[MemberLinear, Tensor] = {}
-        families = {family: list(members) for family, members in groupby(networks, key=lambda net: net.family)}
-        for family, members in families.items():
-            self.levels[family] = self._levels_for(members[0])
+        families = {family: list(nets) for family, nets in groupby(networks, key=lambda net: net.family)}
+        for family, nets in families.items():
+            self.levels[family] = self._levels_for(nets[0])
             if not already_masked:
-                for net in members:
+                for net in nets:
                     self._draw_masks(net, self.levels[family], generators, masks)
         self._install(networks, masks)
-        for family, members in families.items():
-            self._report(family, members, agents)
+        for family, nets in families.items():
+            self._report(family, nets, agents)
         hparams = {
             f"sparsity/{family}/layer{i}": round(s, 6)
             for family, levels in self.levels.items()
@@ -193,17 +193,17 @@ class SparsityDistributionCallback(Callback):
                     set_mask(target, masks[layer].clone())
                 trainable_weight(target).copy_(layer.weight)
 
-    def _report(self, family: str, members: list[SparseNetwork], agents: int) -> None:
+    def _report(self, family: str, nets: list[SparseNetwork], agents: int) -> None:
         levels = self.levels[family]
-        names = ", ".join(net.name for net in members)
+        names = ", ".join(net.name for net in nets)
         title = (
-            f"{family} [{names}]: {'-'.join(map(str, members[0].layer_sizes))}, {self.distribution}, "
+            f"{family} [{names}]: {'-'.join(map(str, nets[0].layer_sizes))}, {self.distribution}, "
             f"global sparsity requested {self.requested(family):g}, achieved {levels.global_sparsity:.5f}"
         )
-        networks = len(members) * agents
+        networks = len(nets) * agents
         if networks > 1:
             title += f" (each of the {networks} networks: same levels, independent masks)"
-        table = format_sparsity_table(title, layer_counts(members[0].layers, members[0].members[0]))
+        table = format_sparsity_table(title, layer_counts(nets[0].layers, nets[0].members[0]))
         if levels.fallback:
             table += (
                 f"\nNote: global_sparsity {self.requested(family):g} cannot be met with input_layer_sparsity "

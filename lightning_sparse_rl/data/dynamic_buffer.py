@@ -68,7 +68,7 @@ def adjust_capacity(
     """One check of every agent's buffer (see the module docstring); the distances and the sizes after it."""
     sizes = buffer.agent_sizes()
     count = min(settings.samples, *sizes)
-    oldest = [buffer.oldest(k, count) for k in range(buffer.members)]
+    oldest = [buffer.oldest(k, count) for k in range(buffer.agents)]
     obs = torch.stack([t.obs for t in oldest])
     stored = torch.stack([t.action for t in oldest])
     actions = agent.act(obs, deterministic=True).to(stored.device, stored.dtype)

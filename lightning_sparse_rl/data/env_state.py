@@ -96,7 +96,8 @@ def restore_env_state(env: gym.Env, state: list[dict[str, Any]]) -> None:
     """Put ``env`` (built by the same ``make_env`` call) into the snapshot ``state`` of :func:`env_state`.
 
     Raises:
-        UserInputError: if the wrapper stack differs from the snapshot's.
+        UserInputError: if ``env`` has another number of wrapper layers than the snapshot (the wrappers'
+            types are not compared).
 
     """
     layers = _layers(env)

@@ -131,15 +131,15 @@ def estimate_marginal_quantiles(observations: np.ndarray) -> tuple[tuple[float, 
 
 
 class NoiseFeatures(nn.Module):
-    """Draws noise features ``(M, rows, count)`` on the module's device, member ``m``'s from its own stream.
+    """Draws noise features ``(K, rows, count)`` on the module's device, agent ``k``'s from its own stream.
 
-    The streams (:class:`~lightning_sparse_rl.seeding.RandomStream`, one per member) are part of the module's
+    The streams (:class:`~lightning_sparse_rl.seeding.RandomStream`, one per agent) are part of the module's
     ``state_dict`` (extra state), so a checkpoint continues the same noise; on another device type they
     continue by the streams' rule.
 
     Args:
         spec: what to draw.
-        seeds: one stream seed per member.
+        seeds: one stream seed per agent (one seed for the noise of a single env).
 
     """
 
@@ -154,7 +154,7 @@ class NoiseFeatures(nn.Module):
 
     @override
     def forward(self, rows: int) -> Tensor:
-        """Fresh noise, shape ``(M, rows, count)``, float32."""
+        """Fresh noise, shape ``(K, rows, count)``, float32."""
         device = self.source_feature.device
         return torch.stack([self._draw(rows, stream.generator(device)) for stream in self.streams])
 
@@ -175,7 +175,7 @@ class NoiseFeatures(nn.Module):
 
     @override
     def get_extra_state(self) -> dict[str, Any]:
-        """Each member stream's seed, device and state."""
+        """Each agent's stream: its seed, device and state."""
         return {"streams": [stream.state_dict() for stream in self.streams]}
 
     @override
@@ -186,19 +186,19 @@ class NoiseFeatures(nn.Module):
 
 
 class InputFeatures(nn.Module):
-    """The networks' input: real observations ``(M, B, observation_dim)`` → ``(M, B, input_dim)``.
+    """The networks' input: real observations ``(K, B, observation_dim)`` → ``(K, B, input_dim)``.
 
     In ``network`` noise mode it appends ``noise.count`` fresh noise features (a new draw at every
-    call, so every network and every forward pass sees different noise; each member its own). Then it
-    reorders all columns by the member's current permutation: column ``j`` of member ``m``'s output is
-    feature ``permutation[m, j]`` of ``[observation, noise]``. With no noise and identity permutations it
+    call, so every network and every forward pass sees different noise; each agent its own). Then it
+    reorders all columns by the agent's current permutation: column ``j`` of agent ``k``'s output is
+    feature ``permutation[k, j]`` of ``[observation, noise]``. With no noise and identity permutations it
     returns its input.
 
     Args:
         observation_dim: size of the stored observations (``d``, or ``D`` when the env adds noise).
         real_features: how many leading observation features are real (task) features.
         noise: noise appended here (``network`` mode), or ``None``.
-        seeds: one noise-stream seed per member (``M = len(seeds)``).
+        seeds: one noise-stream seed per agent (``K = len(seeds)``).
 
     """
 
@@ -208,16 +208,16 @@ class InputFeatures(nn.Module):
             raise ValueError(f"real_features={real_features} must be in [1, observation_dim={observation_dim}]")
         self.observation_dim = observation_dim
         self.real_features = real_features
-        self.members = len(seeds)
+        self.agents = len(seeds)
         self.noise = NoiseFeatures(noise, seeds) if noise is not None else None
         self.input_dim = observation_dim + (noise.count if noise is not None else 0)
-        self.register_buffer("permutation", torch.arange(self.input_dim).repeat(self.members, 1))
+        self.register_buffer("permutation", torch.arange(self.input_dim).repeat(self.agents, 1))
         self.permuted = False  # derived from the buffer: saves a check per forward pass
         self.register_load_state_dict_post_hook(_refresh_permuted)
 
     @override
     def forward(self, obs: Tensor) -> Tensor:
-        """``[obs, noise]`` reordered by each member's permutation, ``(M, B, input_dim)``."""
+        """``[obs, noise]`` reordered by each agent's permutation, ``(K, B, input_dim)``."""
         if self.noise is not None:
             obs = torch.cat([obs, self.noise(obs.shape[1])], dim=-1)
         if not self.permuted:
@@ -225,18 +225,18 @@ class InputFeatures(nn.Module):
         return obs.gather(-1, self.permutation.unsqueeze(1).expand(-1, obs.shape[1], -1))
 
     @torch.no_grad()
-    def set_permutation(self, member: int, permutation: Tensor) -> None:
-        """Member ``member`` uses ``permutation`` (a permutation of ``range(input_dim)``) from now on."""
+    def set_permutation(self, agent: int, permutation: Tensor) -> None:
+        """Agent ``agent`` (``0 … K−1``) uses ``permutation`` (a permutation of ``range(input_dim)``) from now on."""
         permutation = torch.as_tensor(permutation, dtype=torch.long).to(self.permutation.device)
         if permutation.shape != (self.input_dim,) or not torch.equal(
             permutation.sort().values, torch.arange(self.input_dim, device=permutation.device)
         ):
             raise ValueError(f"not a permutation of range({self.input_dim}): {permutation.tolist()}")
-        self.permutation[member] = permutation
+        self.permutation[agent] = permutation
         _refresh_permuted(self)
 
     def real_columns(self) -> Tensor:
-        """Boolean ``(M, input_dim)``: which input columns of each member currently carry a real feature."""
+        """Boolean ``(K, input_dim)``: which input columns of each agent currently carry a real feature."""
         return self.permutation < self.real_features
 
 

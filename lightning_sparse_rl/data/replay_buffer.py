@@ -27,16 +27,16 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
-def check_buffer_fits(members: int, capacity: int, row_bytes: int, device: torch.device) -> None:
+def check_buffer_fits(agents: int, capacity: int, row_bytes: int, device: torch.device) -> None:
     """Refuse replay buffers that cannot be allocated, before allocating them (one line naming the sizes)."""
-    needed, available = members * capacity * row_bytes, available_memory(device)
+    needed, available = agents * capacity * row_bytes, available_memory(device)
     if available is not None and needed > available:
-        population = f"a population of K={members} agents with " if members > 1 else ""
+        population = f"a population of K={agents} agents with " if agents > 1 else ""
         raise UserInputError(
             f"{population}buffer_size={capacity:,} needs {needed:,} bytes ({needed / 2**30:.1f} GiB) for the replay "
-            f"buffer{'s' if members > 1 else ''} on {device}, but only {available:,} bytes "
+            f"buffer{'s' if agents > 1 else ''} on {device}, but only {available:,} bytes "
             f"({available / 2**30:.1f} GiB) are available: lower --data.buffer_size"
-            + (" or the number of seeds" if members > 1 else "")
+            + (" or the number of seeds" if agents > 1 else "")
         )
 
 
@@ -67,20 +67,20 @@ class ReplayBuffer:
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.members = len(seeds)
+        self.agents = len(seeds)
         self.capacity = capacity
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.device = torch.device(device)
         self.row_size = 2 * obs_dim + action_dim + 2  # obs, action, reward, next obs, terminated
-        check_buffer_fits(self.members, capacity, 4 * self.row_size, self.device)
-        self.storage = torch.zeros(self.members, capacity, self.row_size, dtype=torch.float32, device=self.device)
+        check_buffer_fits(self.agents, capacity, 4 * self.row_size, self.device)
+        self.storage = torch.zeros(self.agents, capacity, self.row_size, dtype=torch.float32, device=self.device)
         self.streams = [RandomStream(seed) for seed in seeds]
-        self._members = torch.arange(self.members, device=self.device).unsqueeze(1)
+        self._agent_index = torch.arange(self.agents, device=self.device).unsqueeze(1)
         self.position = 0
         self.size = 0  # rows written, at most capacity (the physical rows [0, size) hold data)
-        self.dropped = [0] * self.members  # per agent: oldest written rows no longer sampled
-        self._rows = np.empty((self.members, self.row_size), dtype=np.float32)
+        self.dropped = [0] * self.agents  # per agent: oldest written rows no longer sampled
+        self._rows = np.empty((self.agents, self.row_size), dtype=np.float32)
 
     def __len__(self) -> int:
         return self.size
@@ -136,19 +136,19 @@ class ReplayBuffer:
         rows = state["rows"]
         if (
             rows.ndim != 3
-            or rows.shape[0] != self.members
+            or rows.shape[0] != self.agents
             or rows.shape[2] != self.row_size
             or rows.shape[1] > self.capacity
         ):
             raise ValueError(
                 f"the saved replay buffer holds {tuple(rows.shape)} rows; this buffer takes at most "
-                f"({self.members}, {self.capacity}, {self.row_size}) (same seeds, env, noise features and buffer_size "
+                f"({self.agents}, {self.capacity}, {self.row_size}) (same seeds, env, noise features and buffer_size "
                 "as the saved run)"
             )
         self.storage[:, : rows.shape[1]].copy_(rows)
         self.position = state["position"]
         self.size = state["size"]
-        self.dropped = list(state.get("dropped", [0] * self.members))  # absent in checkpoints before RLx2
+        self.dropped = list(state.get("dropped", [0] * self.agents))  # absent in checkpoints before RLx2
         for stream, saved in zip(self.streams, state["streams"], strict=True):
             stream.load_state_dict(saved)
 
@@ -156,7 +156,7 @@ class ReplayBuffer:
         """Forget every stored transition."""
         self.position = 0
         self.size = 0
-        self.dropped = [0] * self.members
+        self.dropped = [0] * self.agents
 
     def sample(self, batch_size: int, window: int = 1) -> Transition | TransitionWindow:
         """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch.
@@ -178,7 +178,7 @@ class ReplayBuffer:
             ]
         )
         if window == 1:
-            return self.split_rows(self.storage[self._members, start])
+            return self.split_rows(self.storage[self._agent_index, start])
         return self.windows(start, window)
 
     def windows(self, start: Tensor, window: int) -> TransitionWindow:
@@ -189,7 +189,7 @@ class ReplayBuffer:
         """
         offsets = torch.arange(window, device=self.device)
         index = (start.unsqueeze(-1) + offsets) % self.capacity  # (K, B, n)
-        steps = self.split_rows(self.storage[self._members.unsqueeze(-1), index])
+        steps = self.split_rows(self.storage[self._agent_index.unsqueeze(-1), index])
         newest = (self.position - 1) % self.capacity
         left = (newest - start) % self.capacity  # stored transitions after each start, (K, B)
         follows = (steps.obs[:, :, 1:] == steps.next_obs[:, :, :-1]).all(dim=-1) & (steps.terminated[:, :, :-1] == 0)

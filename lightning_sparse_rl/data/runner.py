@@ -157,7 +157,7 @@ class EnvRunner:
         """Restore :meth:`state_dict` into a runner built with the same spec and number of agents.
 
         Raises:
-            UserInputError: if an env's wrapper stack differs from the saved one.
+            UserInputError: if an env has another number of wrapper layers than its saved state.
 
         """
         for env, saved in zip(self.train_envs, state["train_envs"], strict=True):

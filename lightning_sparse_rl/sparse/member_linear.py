@@ -1,5 +1,10 @@
 """``MemberLinear``: ``M`` independent linear layers applied as one batched matrix product.
 
+A *member* is one of the ``M`` layers stacked in a member-batched layer, and only that: the actor's layers
+have one member per agent (``M = K``), the twin critic's two per agent, every agent's Q1 then every agent's
+Q2 (``M = 2K``). An *agent* is one of the ``K`` agents of a population, one per seed; replay buffers, envs
+and random streams are per agent.
+
 A population of ``K`` agents (and the twin critics of each) is trained in one process by stacking the
 weights of its members: weight ``(M, in, out)``, bias ``(M, out)``, input ``(M, B, in)`` → output
 ``(M, B, out)`` with one ``baddbmm``. Member ``m``'s output depends only on member ``m``'s input and
