@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import PurePosixPath
 
 
@@ -154,6 +155,15 @@ def check_yaml_size(content: object, what: str) -> None:
             f"{what} expands to more than {MAX_YAML_VALUES:,} values (YAML aliases repeat what they name): "
             "a config or sweep file this large is not supported"
         )
+
+
+def class_at(class_path: str) -> type | None:
+    """The class a config's ``class_path`` names (``None`` when it cannot be imported: a check then skips it)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def leads_out_of_folder(path: str) -> bool:
