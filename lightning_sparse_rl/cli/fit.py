@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
@@ -39,10 +39,10 @@ from lightning_sparse_rl.trainer import TRAINER_DEFAULTS, arrange_for_rl
 from lightning_sparse_rl.validation import (
     MAX_SEED,
     UserInputError,
-    check_yaml_size,
     class_at,
     leads_out_of_folder,
     parse_seeds,
+    read_yaml_file,
 )
 
 #: The trainer defaults of :func:`~lightning_sparse_rl.trainer.make_trainer`, with a CSV log in ``runs/``.
@@ -115,23 +115,18 @@ def _config_files(args: Sequence[str]) -> list[str]:
 
 def check_config_file(path: str) -> None:
     """Reject a missing, empty or malformed YAML config file with one line naming the file (and line)."""
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        content = yaml.safe_load(file.read_text())
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"config file {path}{where}: {err.problem or err.context} (not valid YAML)") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
+    read_yaml_file(path, f"config file {path}", check_before_size=partial(_check_holds_keys, path), with_position=True)
+
+
+def _check_holds_keys(path: str, content: Any) -> None:
+    """Refuse the content of config file ``path`` unless it is a mapping (``model:``, ``data:``, ...)."""
     if content is None:
         raise ValueError(f"config file {path} is empty: give keys such as model:, data:, trainer:")
     if not isinstance(content, dict):
         kind = type(content).__name__
         raise ValueError(f"config file {path} must hold keys (model:, data:, trainer:, ...), not a {kind}")
-    check_yaml_size(content, f"config file {path}")
 
 
 class SparseRLCLI(LightningCLIConfigAsGiven):

@@ -46,7 +46,7 @@ import yaml
 
 from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.sweep.layout import RUN_FOLDER, file_name_part
-from lightning_sparse_rl.validation import UserInputError, check_yaml_size, leads_out_of_folder, parse_seeds, shown
+from lightning_sparse_rl.validation import UserInputError, leads_out_of_folder, parse_seeds, read_yaml_file, shown
 
 #: The largest sweep file read (a sweep file is a few hundred bytes to a few kB).
 MAX_SWEEP_FILE_BYTES = 1_000_000
@@ -151,11 +151,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         raise UserInputError(f"sweep file {path} does not exist")
     if path.stat().st_size > MAX_SWEEP_FILE_BYTES:
         raise _fail(path, f"{path.stat().st_size:,} bytes; a sweep file has at most {MAX_SWEEP_FILE_BYTES:,}")
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise _fail(path, f"not valid YAML ({' '.join(str(err).split())[:200]})") from None
-    check_yaml_size(content, f"sweep file {path}")
+    content = read_yaml_file(path, f"sweep file {path}", reason_chars=200)
     if not isinstance(content, dict):
         raise _fail(path, f"must hold keys ({', '.join(SWEEP_KEYS)}), not a {type(content).__name__}")
     unknown = sorted(set(content) - set(SWEEP_KEYS))
@@ -324,11 +320,7 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
 
 
 def _read_config(config_file: str) -> dict[str, Any]:
-    try:
-        content = yaml.safe_load(Path(config_file).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserInputError(f"config file {config_file}: not valid YAML ({' '.join(str(err).split())})") from None
-    check_yaml_size(content, f"config file {config_file}")
+    content = read_yaml_file(config_file, f"config file {config_file}") or {}
     if not isinstance(content, dict):
         raise UserInputError(f"config file {config_file} must hold keys (model:, data:, trainer:, ...)")
     return content
