@@ -124,8 +124,11 @@ def sweep(argv: Sequence[str]) -> None:
             spec.resources.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
             spec.resources.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial,
         )
-        if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0:
-            parser.error(f"cpus per trial {resources.cpus_per_trial:g} must be > 0, gpus per trial >= 0")
+        if not resources.within_bounds():
+            parser.error(
+                f"cpus per trial {resources.cpus_per_trial:g} must be {Resources.bound('cpus_per_trial')}, "
+                f"gpus per trial {Resources.bound('gpus_per_trial')}"
+            )
         max_failures = spec.max_failures if args.max_failures is None else args.max_failures
         if max_failures < 0:
             parser.error(f"--max-failures {max_failures} must be >= 0")
