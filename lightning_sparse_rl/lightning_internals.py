@@ -88,7 +88,7 @@ def datamodule_state_key(datamodule_class: type[LightningDataModule]) -> str:
 
     Lightning internal (checkpoint layout): ``_CheckpointConnector.dump_checkpoint`` stores a DataModule's
     ``state_dict()`` under its class's ``__qualname__``. The documentation says the state is saved, not where;
-    ``lsrl fit`` reads it before the fit (``SparseRLCLI.plan_resume``).
+    ``lsrl fit`` reads it before the fit (``persistence.resume.check_resume``).
     """
     return datamodule_class.__qualname__
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import importlib
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
 
 
 class UserInputError(ValueError):
@@ -154,6 +159,53 @@ def check_yaml_size(content: object, what: str) -> None:
             f"{what} expands to more than {MAX_YAML_VALUES:,} values (YAML aliases repeat what they name): "
             "a config or sweep file this large is not supported"
         )
+
+
+def read_yaml_file(
+    path: str | Path,
+    what: str,
+    *,
+    check_before_size: Callable[[Any], None] | None = None,
+    with_position: bool = False,
+    reason_chars: int | None = None,
+) -> Any:
+    """The content of the YAML file ``path`` (as ``yaml.safe_load`` reads it), refused when not YAML or too large.
+
+    ``what`` names the file in errors (``config file PATH``, ``sweep file PATH``). The options keep each caller's
+    wording: ``check_before_size`` checks the content before its size is counted (so its error wins);
+    ``with_position`` gives a YAML error's line and column; ``reason_chars`` cuts YAML's reason.
+
+    Raises:
+        UserInputError: ``{what}: not valid YAML (REASON)`` (``{what}, line L, column C: PROBLEM (not valid YAML)``
+            with ``with_position``), or what :func:`check_yaml_size` refuses.
+
+    """
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise UserInputError(_not_yaml(err, what, with_position, reason_chars)) from None
+    if check_before_size is not None:
+        check_before_size(content)
+    check_yaml_size(content, what)
+    return content
+
+
+def _not_yaml(error: yaml.YAMLError, what: str, with_position: bool, reason_chars: int | None) -> str:
+    """The one-line message for YAML file ``what`` that ``yaml.safe_load`` refused with ``error``."""
+    if with_position and isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        return f"{what}{where}: {error.problem or error.context} (not valid YAML)"
+    return f"{what}: not valid YAML ({' '.join(str(error).split())[:reason_chars]})"
+
+
+def class_at(class_path: str) -> type | None:
+    """The class a config's ``class_path`` names (``None`` when it cannot be imported: a check then skips it)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def leads_out_of_folder(path: str) -> bool:

@@ -16,6 +16,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from lightning_sparse_rl.persistence.checkpoint_io import CheckpointDamaged
+from lightning_sparse_rl.persistence.resume import RunFinished
 from lightning_sparse_rl.persistence.run_lock import RunFolderBusy
 from lightning_sparse_rl.stop_request import StopRequested
 from lightning_sparse_rl.validation import UserInputError
@@ -51,10 +52,6 @@ ENVIRONMENT_ERRNOS = (
     errno.ENOTDIR,
     errno.ENAMETOOLONG,
 )
-
-
-class RunFinished(Exception):
-    """A resumed run has already reached its ``max_timesteps``: nothing to train."""
 
 
 class ToolParser(argparse.ArgumentParser):

@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-import importlib
-import re
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.loggers.csv_logs import CSVLogger as LightningCSVLogger
 from typing_extensions import override
 
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 from lightning_sparse_rl.callbacks import EvaluationResults, RLProgressReporter, RunCheckpoints
-from lightning_sparse_rl.cli.errors import RunFinished
 from lightning_sparse_rl.data.datamodule import EnvDataModule
-from lightning_sparse_rl.lightning_internals import (
-    LightningCLIConfigAsGiven,
-    datamodule_state_key,
-    evaluation_pending,
-    set_logger_version,
-    subcommand_parser,
-)
+from lightning_sparse_rl.lightning_internals import LightningCLIConfigAsGiven, set_logger_version, subcommand_parser
 from lightning_sparse_rl.loggers import CSVLogger
 from lightning_sparse_rl.networks import check_actor_critic_fits
-from lightning_sparse_rl.persistence.checkpoint_io import check_side_files, read_checkpoint
-from lightning_sparse_rl.persistence.config_changes import ConfigChange, config_changes
+from lightning_sparse_rl.persistence.resume import (
+    ResumePlan,
+    RunFinished,
+    check_resume,
+    continue_loggers_in,
+    record_resume,
+    resume_target,
+)
 from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import RunLock
 from lightning_sparse_rl.run_position import run_directory
@@ -43,9 +39,10 @@ from lightning_sparse_rl.trainer import TRAINER_DEFAULTS, arrange_for_rl
 from lightning_sparse_rl.validation import (
     MAX_SEED,
     UserInputError,
-    check_yaml_size,
+    class_at,
     leads_out_of_folder,
     parse_seeds,
+    read_yaml_file,
 )
 
 #: The trainer defaults of :func:`~lightning_sparse_rl.trainer.make_trainer`, with a CSV log in ``runs/``.
@@ -54,28 +51,6 @@ CLI_TRAINER_DEFAULTS: dict[str, Any] = {
     "logger": {"class_path": "lightning_sparse_rl.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
 }
 
-#: The file that lists a run's resumes and the settings they changed.
-RESUME_HISTORY = "resumes.yaml"
-
-
-@dataclass
-class ResumePlan:
-    """A resume that passed its checks: the verified checkpoint, its step, the run folder when it continues in place.
-
-    ``run_config`` is the config as YAML without what makes it a resume (``ckpt_path``, ``force_resume``, the
-    logger's version folder): what ``config.yaml`` and the checkpoints record, so that ``lsrl fit --config
-    RUN_DIR/config.yaml`` repeats the run instead of continuing it. ``finished``: for a run already at its
-    ``max_timesteps`` resumed in place, what to say once its end-of-training hooks have run again (they write
-    files such as ``connectivity_heatmap.png`` that a kill after the last checkpoint left unwritten).
-    """
-
-    checkpoint: Path
-    train_steps: int
-    run_dir: Path | None
-    changes: list[ConfigChange]
-    run_config: str
-    finished: str | None = None
-
 
 class SaveRunConfig(SaveConfigCallback):
     """LightningCLI's config saving, with the config recorded in every checkpoint and resumes that change nothing early.
@@ -83,7 +58,7 @@ class SaveRunConfig(SaveConfigCallback):
     * ``config.yaml`` is written (atomically) at ``setup`` for a new run; for a resumed run only once the
       checkpoint has been restored (``on_fit_start``), so a resume that fails leaves the run folder as it
       was; the settings a resume changed (and, for a resume into a new folder, the checkpoint it started
-      from) are appended to ``RUN_DIR/resumes.yaml``;
+      from) are appended to ``RUN_DIR/resumes.yaml`` (:func:`~lightning_sparse_rl.persistence.resume.record_resume`);
     * ``config.yaml`` describes the run, never the resume (no ``ckpt_path``, no logger version folder), so
       ``lsrl fit --config RUN_DIR/config.yaml`` repeats the run;
     * the resolved config (as in ``config.yaml``) is in the checkpoint (this callback's state), where a
@@ -120,20 +95,7 @@ class SaveRunConfig(SaveConfigCallback):
         if self.resume is None or self.resume.finished:
             return
         super().setup(trainer, pl_module, "fit")
-        if self.resume.run_dir is not None and not self.resume.changes:
-            return  # continued in place with the same settings: the checkpoint's run, nothing to record
-        history_file = run_directory(trainer) / RESUME_HISTORY
-        history = yaml.safe_load(history_file.read_text()) if history_file.exists() else None
-        entry = {
-            "checkpoint": str(self.resume.checkpoint),
-            "train_steps": self.resume.train_steps,
-            "changes": {
-                change.key: {"saved": change.saved, "given": change.given, "forced": change.protected}
-                for change in self.resume.changes
-            },
-        }
-        text = yaml.safe_dump([*(history or []), entry], sort_keys=False, allow_unicode=True)
-        atomic_write_bytes(history_file, text.encode())
+        record_resume(run_directory(trainer), self.resume)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -153,31 +115,18 @@ def _config_files(args: Sequence[str]) -> list[str]:
 
 def check_config_file(path: str) -> None:
     """Reject a missing, empty or malformed YAML config file with one line naming the file (and line)."""
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    try:
-        content = yaml.safe_load(file.read_text())
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ValueError(f"config file {path}{where}: {err.problem or err.context} (not valid YAML)") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"config file {path}: not valid YAML ({' '.join(str(err).split())})") from None
+    read_yaml_file(path, f"config file {path}", check_before_size=partial(_check_holds_keys, path), with_position=True)
+
+
+def _check_holds_keys(path: str, content: Any) -> None:
+    """Refuse the content of config file ``path`` unless it is a mapping (``model:``, ``data:``, ...)."""
     if content is None:
         raise ValueError(f"config file {path} is empty: give keys such as model:, data:, trainer:")
     if not isinstance(content, dict):
         kind = type(content).__name__
         raise ValueError(f"config file {path} must hold keys (model:, data:, trainer:, ...), not a {kind}")
-    check_yaml_size(content, f"config file {path}")
-
-
-def _import(class_path: str) -> type | None:
-    module, _, name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
 
 
 class SparseRLCLI(LightningCLIConfigAsGiven):
@@ -191,7 +140,8 @@ class SparseRLCLI(LightningCLIConfigAsGiven):
       replay buffer in a side file, a checksum) and record the resolved config (:class:`SaveRunConfig`);
     * a run folder is locked (:class:`~lightning_sparse_rl.persistence.run_lock.RunLock`) while a fit uses it;
     * ``--ckpt_path`` resumes as a transaction: the checkpoint is verified and the given config compared with
-      the recorded one before anything in a run folder changes (:meth:`plan_resume`);
+      the recorded one before anything in a run folder changes (:meth:`plan_resume`, with the checks of
+      :mod:`lightning_sparse_rl.persistence.resume`);
       ``--config RUN_DIR/config.yaml --ckpt_path last`` resumes ``RUN_DIR/checkpoints/last.ckpt`` with its
       loggers continuing in ``RUN_DIR``.
     """
@@ -262,7 +212,7 @@ class SparseRLCLI(LightningCLIConfigAsGiven):
         if subcommand == "fit":
             _check_networks_fit(config)
         if subcommand == "fit" and config.get("ckpt_path"):
-            path, run_dir = _resume_target(config)
+            path, run_dir = resume_target(str(config["ckpt_path"]), [str(file) for file in config.get("config") or []])
             if run_dir is not None:  # the run folder is ours before its checkpoint is read
                 self._lock(run_dir)
             self.resume = self.plan_resume(config, subcommand_parser(self, subcommand), path, run_dir)
@@ -276,90 +226,33 @@ class SparseRLCLI(LightningCLIConfigAsGiven):
         trainer["callbacks"] = [
             callback
             for callback in (callbacks if isinstance(callbacks, list) else [callbacks])
-            if not (isinstance(cls := _import(str(callback.get("class_path"))), type) and issubclass(cls, ProgressBar))
+            if not (isinstance(cls := class_at(str(callback.get("class_path"))), type) and issubclass(cls, ProgressBar))
         ]
 
     @staticmethod
     def plan_resume(config: Any, parser: LightningArgumentParser, path: Path, run_dir: Path | None) -> ResumePlan:
-        """Check a resume of checkpoint ``path`` before anything is created or written (see the class docs).
+        """Check a resume of checkpoint ``path`` before anything is created or written, and set ``config`` up for it.
 
-        Raises:
-            CheckpointDamaged: the checkpoint's bytes differ from its recorded checksum, or its replay-buffer
-                file is missing or of the wrong size.
-            UserInputError: the given config changes keys that define the checkpoint (without
-                ``--force_resume``), the checkpoint holds objects that ``weights_only`` loading refuses, or it is
-                not a checkpoint of ``lsrl fit`` (a plain Lightning checkpoint).
-            RunFinished: the checkpoint is already at ``data.max_timesteps`` (with its last evaluation done) and
-                would be resumed in a new folder (in place, the plan's ``finished`` says so after its fit, which
-                trains nothing and runs the end-of-training hooks again).
-
+        The checks are :func:`~lightning_sparse_rl.persistence.resume.check_resume`'s (which raises
+        ``CheckpointDamaged``, ``UserInputError`` or ``RunFinished``). Then ``config`` resumes ``path``, its
+        loggers continuing in ``run_dir`` when the run continues in place; the plan's ``run_config`` is the
+        config without what makes it a resume.
         """
-        checkpoint = read_checkpoint(path, weights_only=config.get("weights_only"))
-        datamodule_key = datamodule_state_key(EnvDataModule)
-        if datamodule_key not in checkpoint:
-            raise UserInputError(
-                f"{path} is not a checkpoint of lsrl fit (it holds no {EnvDataModule.__qualname__} state: no envs, "
-                "replay buffer or step counters to resume); start a new run without --ckpt_path"
-            )
-        check_side_files(path, checkpoint)
-        recorded = checkpoint.get("callbacks", {}).get(SaveRunConfig.__qualname__, {}).get("config")
-        changes = []
-        if recorded is None:
-            print(f"Note: {path} records no lsrl config; the given config was not compared with it.", flush=True)
-        else:
-            given = yaml.safe_load(parser.dump(config, skip_none=False))
-            changes = config_changes(yaml.safe_load(recorded), given)
-        refused = [change for change in changes if change.protected]
-        if refused and not config.get("force_resume"):
-            raise UserInputError(
-                f"cannot resume {path} with this config: "
-                + "; ".join(map(str, refused))
-                + ". These keys define what the checkpoint holds; start a new run, or pass --force_resume true"
-            )
-        train_steps = int(checkpoint.get(datamodule_key, {}).get("train_steps", 0))
-        max_timesteps = config["data"]["max_timesteps"]
-        finished = None
-        if train_steps >= max_timesteps and not evaluation_pending(checkpoint):
-            finished = (
-                f"{path} is already at max_timesteps={max_timesteps} ({train_steps} training steps); "
-                "raise --data.max_timesteps to continue"
-            )
-            if run_dir is None:
-                raise RunFinished(finished)
-        for change in [] if finished else changes:
-            print(f"Resuming with a changed setting{' (forced)' if change.protected else ''}: {change}", flush=True)
+        plan = check_resume(
+            path,
+            run_dir,
+            given_config=parser.dump(config, skip_none=False),
+            config_state=SaveRunConfig.__qualname__,
+            weights_only=config.get("weights_only"),
+            force_resume=bool(config.get("force_resume")),
+            max_timesteps=config["data"]["max_timesteps"],
+        )
         config["ckpt_path"], config["force_resume"] = None, False  # they describe this resume, not the run
-        run_config = parser.dump(config, skip_none=False)
+        plan.run_config = parser.dump(config, skip_none=False)
         config["ckpt_path"] = str(path)
         if run_dir is not None:
-            SparseRLCLI._continue_loggers_in(config, run_dir, train_steps)
-        return ResumePlan(path, train_steps, run_dir, changes, run_config, finished)
-
-    @staticmethod
-    def _continue_loggers_in(config: Any, run_dir: Path, train_steps: int) -> None:
-        """Point CSV/TensorBoard loggers at ``run_dir`` from any working directory (Lightning's CSV logger: ours).
-
-        TensorBoard hides the events a crashed run wrote after ``train_steps`` (``purge_step``).
-        """
-        version = re.fullmatch(r"version_(\d+)", run_dir.name)
-        loggers = config["trainer"].get("logger")
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init_args = getattr(logger, "init_args", None)
-            cls = _import(str(getattr(logger, "class_path", "")))
-            if init_args is not None and isinstance(cls, type) and issubclass(cls, TensorBoardLogger):
-                init_args["purge_step"] = train_steps  # a SummaryWriter argument, passed on by TensorBoardLogger
-            if not (version and init_args is not None and isinstance(cls, type)):
-                continue
-            if issubclass(cls, (LightningCSVLogger, TensorBoardLogger)):
-                init_args["version"] = int(version[1])
-                name = init_args.get("name") or ""
-                if (Path(str(init_args.get("save_dir"))) / name / run_dir.name).resolve() != run_dir:
-                    # resumed from another working directory: RUN_DIR = save_dir[/name]/version_N
-                    init_args["save_dir"] = str(run_dir.parent.parent if name else run_dir.parent)
-                    if name:
-                        init_args["name"] = run_dir.parent.name
-            if cls is LightningCSVLogger:
-                logger.class_path = f"{CSVLogger.__module__}.{CSVLogger.__qualname__}"
+            continue_loggers_in(config["trainer"].get("logger"), run_dir, plan.train_steps)
+        return plan
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -433,7 +326,7 @@ def _training_device(trainer: Any) -> torch.device:
 def _check_networks_fit(config: Any) -> None:
     """Refuse networks too large for the device's memory before any is made (an actor-critic of ``model``'s shape)."""
     model = config.get("model")
-    cls = _import(str(model.get("class_path"))) if model is not None else None
+    cls = class_at(str(model.get("class_path"))) if model is not None else None
     init_args = model.get("init_args") if model is not None else None
     if not (isinstance(cls, type) and issubclass(cls, OffPolicyAlgorithm) and init_args is not None):
         return
@@ -447,7 +340,7 @@ def _check_checkpoint_filenames(config: Any) -> None:
     """Refuse a ``ModelCheckpoint`` ``filename`` that leads out of its checkpoint folder (absolute, ``..``, ``~``)."""
     callbacks = (config.get("trainer") or {}).get("callbacks") or []
     for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
-        cls = _import(str(callback.get("class_path")))
+        cls = class_at(str(callback.get("class_path")))
         filename = str((callback.get("init_args") or {}).get("filename") or "")
         if not (isinstance(cls, type) and issubclass(cls, ModelCheckpoint)):
             continue
@@ -456,43 +349,6 @@ def _check_checkpoint_filenames(config: Any) -> None:
                 f"trainer.callbacks[{cls.__name__}].filename={filename!r} must name a file inside the checkpoint "
                 "folder (no absolute path, no '..', no '~'); choose the folder with dirpath"
             )
-
-
-def _resume_target(config: Any) -> tuple[Path, Path | None]:
-    """The checkpoint ``--ckpt_path`` names, and the run folder when the run continues in place (``last``)."""
-    given_path = str(config["ckpt_path"])
-    if given_path != "last":
-        path = Path(given_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"--ckpt_path {given_path}: no such checkpoint file")
-        return path, None
-    config_files = [Path(str(path)).resolve() for path in config.get("config") or []]
-    run_dirs = [file.parent for file in config_files]
-    found = [d for d in run_dirs if (d / "checkpoints" / "last.ckpt").exists()]
-    unstarted = _run_without_checkpoint(config_files)
-    if unstarted is not None and not found:
-        raise FileNotFoundError(
-            f"--ckpt_path last: the run in {unstarted} never reached its first checkpoint (it has no "
-            "checkpoints/last.ckpt), so there is nothing to resume. Start it again with: lsrl fit --config "
-            f"{unstarted / 'config.yaml'} (it makes a new version folder; {unstarted} can be removed)"
-        )
-    if not found:
-        where = ", ".join(str(d / "checkpoints" / "last.ckpt") for d in run_dirs) or "(no --config given)"
-        raise FileNotFoundError(
-            f"--ckpt_path last: no checkpoint at {where}. Pass the run's own config "
-            "(runs/NAME/version_N/config.yaml) or the path of a checkpoint."
-        )
-    return found[-1] / "checkpoints" / "last.ckpt", found[-1]
-
-
-def _run_without_checkpoint(config_files: list[Path]) -> Path | None:
-    """The run folder of a given ``RUN_DIR/config.yaml`` (``.../version_N``) that holds no ``last.ckpt``, if any."""
-    for file in reversed(config_files):
-        run_dir = file.parent
-        if file.name == "config.yaml" and re.fullmatch(r"version_\d+", run_dir.name):
-            if not (run_dir / "checkpoints" / "last.ckpt").exists():
-                return run_dir
-    return None
 
 
 def _population_seeds(seeds: str | int | list[int] | None) -> list[int] | None:

@@ -9,7 +9,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -25,7 +27,7 @@ from lightning_sparse_rl.persistence.run_files import atomic_write_bytes
 from lightning_sparse_rl.persistence.run_lock import wait_until_released
 from lightning_sparse_rl.provenance import machine_description, source_commit
 from lightning_sparse_rl.sweep.layout import SWEEP_COPY, TRIAL_CONFIG, TRIALS_FILE, trial_folder, trial_run_folder
-from lightning_sparse_rl.sweep.spec import Resources, Trial, expand_trials, load_sweep_file, trial_config
+from lightning_sparse_rl.sweep.spec import Resources, SweepSpec, Trial, expand_trials, load_sweep_file, trial_config
 from lightning_sparse_rl.validation import UserInputError
 
 
@@ -87,8 +89,45 @@ def _write_json(path: Path, content: Any) -> None:
     atomic_write_bytes(path, (json.dumps(content, indent=1) + "\n").encode())
 
 
+@dataclass
+class _SweepRun:
+    """What ``lsrl sweep`` runs: the sweep folder, its trials, their resources and retries.
+
+    ``spec``: the sweep file of a new sweep, whose folder is still to be written (``None`` for ``--resume``).
+    """
+
+    sweep_dir: Path
+    trials: list[Trial]
+    resources: Resources
+    max_failures: int
+    spec: SweepSpec | None = None
+
+
 def sweep(argv: Sequence[str]) -> None:
     """``lsrl sweep SWEEP_FILE`` (or ``--resume SWEEP_DIR``): run a grid of trials on Ray Tune."""
+    parser = _sweep_parser()
+    args = parser.parse_args(argv)
+    if (args.sweep_file is None) == (args.resume is None):
+        parser.error("give a sweep file, or --resume SWEEP_DIR")
+    run = _saved_sweep(parser, args) if args.resume else _new_sweep(parser, args)
+    _check_local_cpus(parser, args, run.resources)
+    engine = _sweep_engine()
+    # Before the sweep folder is written: a wrong address leaves nothing behind.
+    where = engine.start_ray(args.address, args.cpus)
+    if run.spec is not None:
+        _write_sweep_folder(run, run.spec, argv)
+    print(
+        f"Sweep {run.sweep_dir}: {len(run.trials)} trials × {len(run.trials[0].seeds)} seeds on {where}; "
+        f"{run.resources.cpus_per_trial:g} CPUs and {run.resources.gpus_per_trial:g} GPUs per trial, "
+        f"up to {run.max_failures} retries each. Logs: {run.sweep_dir}/trials/NAME/fit.log",
+        flush=True,
+    )
+    statuses = engine.run_trials(run.sweep_dir, run.trials, run.resources, run.max_failures, resume=bool(args.resume))
+    _wait_for_unfinished_trials(run.sweep_dir, statuses)
+    _report_and_exit(run, statuses)
+
+
+def _sweep_parser() -> ToolParser:
     parser = ToolParser(prog="lsrl sweep", description=sweep.__doc__)
     parser.add_argument(
         "sweep_file", nargs="?", help="the sweep file (YAML), or the name of a shipped one (lsrl configs lists them)"
@@ -102,88 +141,109 @@ def sweep(argv: Sequence[str]) -> None:
     parser.add_argument("--cpus-per-trial", type=float, help="CPUs of each trial (threads of its lsrl fit)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPUs of each trial (a fraction shares a GPU)")
     parser.add_argument("--max-failures", type=int, help="retries of a trial whose process or node died")
-    args = parser.parse_args(argv)
-    if (args.sweep_file is None) == (args.resume is None):
-        parser.error("give a sweep file, or --resume SWEEP_DIR")
-    if args.resume:
-        sweep_dir = Path(args.resume)
-        if not (sweep_dir / TRIALS_FILE).is_file():
-            parser.error(f"--resume {sweep_dir}: not a sweep folder (no {TRIALS_FILE})")
-        saved = json.loads((sweep_dir / TRIALS_FILE).read_text())
-        trials = [Trial.from_dict(trial) for trial in saved["trials"]]
-        resources, max_failures = Resources(**saved["resources"]), saved["max_failures"]
-        given = (args.dir, args.cpus_per_trial, args.gpus_per_trial, args.max_failures)
-        if any(option is not None for option in given):
-            parser.error(
-                "--resume continues the sweep in SWEEP_DIR with its own resources and retries; give no --dir, "
-                "--cpus-per-trial, --gpus-per-trial or --max-failures"
-            )
-    else:
-        spec = load_sweep_file(shipped_configs.find(args.sweep_file, "sweep") or args.sweep_file)
-        resources = Resources(
-            spec.resources.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
-            spec.resources.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial,
+    return parser
+
+
+def _saved_sweep(parser: ToolParser, args: argparse.Namespace) -> _SweepRun:
+    """The sweep in ``--resume SWEEP_DIR``, with the trials, resources and retries it was started with."""
+    sweep_dir = Path(args.resume)
+    if not (sweep_dir / TRIALS_FILE).is_file():
+        parser.error(f"--resume {sweep_dir}: not a sweep folder (no {TRIALS_FILE})")
+    saved = json.loads((sweep_dir / TRIALS_FILE).read_text())
+    trials = [Trial.from_dict(trial) for trial in saved["trials"]]
+    resources, max_failures = Resources(**saved["resources"]), saved["max_failures"]
+    given = (args.dir, args.cpus_per_trial, args.gpus_per_trial, args.max_failures)
+    if any(option is not None for option in given):
+        parser.error(
+            "--resume continues the sweep in SWEEP_DIR with its own resources and retries; give no --dir, "
+            "--cpus-per-trial, --gpus-per-trial or --max-failures"
         )
-        if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0:
-            parser.error(f"cpus per trial {resources.cpus_per_trial:g} must be > 0, gpus per trial >= 0")
-        max_failures = spec.max_failures if args.max_failures is None else args.max_failures
-        if max_failures < 0:
-            parser.error(f"--max-failures {max_failures} must be >= 0")
-        sweep_dir = Path(args.dir or Path("runs") / "sweeps" / spec.path.stem).resolve()
-        if (sweep_dir / TRIALS_FILE).exists():
-            parser.error(f"{sweep_dir} already holds a sweep: continue it with --resume {sweep_dir}, or give --dir")
-        trials = expand_trials(spec)
-        print(f"Checking the settings of {len(trials)} trials with lsrl fit's parser ...", flush=True)
-        check_trials(trials, sweep_dir)
+    return _SweepRun(sweep_dir, trials, resources, max_failures)
+
+
+def _new_sweep(parser: ToolParser, args: argparse.Namespace) -> _SweepRun:
+    """The sweep of the sweep file, its trials expanded and checked as ``lsrl fit`` would (its folder unwritten)."""
+    spec = load_sweep_file(shipped_configs.find(args.sweep_file, "sweep") or args.sweep_file)
+    resources = Resources(
+        spec.resources.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial,
+        spec.resources.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial,
+    )
+    if not resources.within_bounds():
+        parser.error(
+            f"cpus per trial {resources.cpus_per_trial:g} must be {Resources.bound('cpus_per_trial')}, "
+            f"gpus per trial {Resources.bound('gpus_per_trial')}"
+        )
+    max_failures = spec.max_failures if args.max_failures is None else args.max_failures
+    if max_failures < 0:
+        parser.error(f"--max-failures {max_failures} must be >= 0")
+    sweep_dir = Path(args.dir or Path("runs") / "sweeps" / spec.path.stem).resolve()
+    if (sweep_dir / TRIALS_FILE).exists():
+        parser.error(f"{sweep_dir} already holds a sweep: continue it with --resume {sweep_dir}, or give --dir")
+    trials = expand_trials(spec)
+    print(f"Checking the settings of {len(trials)} trials with lsrl fit's parser ...", flush=True)
+    check_trials(trials, sweep_dir)
+    return _SweepRun(sweep_dir, trials, resources, max_failures, spec)
+
+
+def _check_local_cpus(parser: ToolParser, args: argparse.Namespace, resources: Resources) -> None:
+    """``--cpus`` sizes a local Ray instance only, and leaves room for one trial."""
     if args.cpus is not None and args.address is not None:
         parser.error(f"--cpus {args.cpus} sizes the local Ray instance: a cluster (--address) has its own CPUs")
     if args.cpus is not None and args.cpus < resources.cpus_per_trial:
         parser.error(f"--cpus {args.cpus} must be at least the CPUs of one trial ({resources.cpus_per_trial:g})")
+
+
+def _sweep_engine() -> ModuleType:
+    """:mod:`lightning_sparse_rl.sweep.engine`, or a one-line error when Ray Tune is not installed."""
     try:
-        from lightning_sparse_rl.sweep.engine import run_trials, start_ray
-        from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS
+        from lightning_sparse_rl.sweep import engine
     except ImportError as err:
         raise UserInputError(
             f"lsrl sweep needs Ray Tune ({err.name} is missing): pip install -e '.[sweep]' (scripts/setup.sh does)"
         ) from None
-    # Before the sweep folder is written: a wrong address leaves nothing behind.
-    where = start_ray(args.address, args.cpus)
-    if not args.resume:
-        for trial in trials:
-            folder = trial_folder(sweep_dir, trial.name)
-            config = yaml.safe_dump(trial_config(trial, folder), sort_keys=False)
-            atomic_write_bytes(folder / TRIAL_CONFIG, config.encode())
-        shutil.copyfile(spec.path, sweep_dir / SWEEP_COPY)
-        saved = {
-            "command": "lsrl sweep " + " ".join(argv),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "commit": source_commit(),
-            "machine": machine_description(),
-            "sweep_file": str(spec.path.resolve()),
-            "resources": resources.__dict__,
-            "max_failures": max_failures,
-            "trials": [trial.to_dict() for trial in trials],
-        }
-        _write_json(sweep_dir / TRIALS_FILE, saved)
-    print(
-        f"Sweep {sweep_dir}: {len(trials)} trials × {len(trials[0].seeds)} seeds on {where}; "
-        f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial:g} GPUs per trial, "
-        f"up to {max_failures} retries each. Logs: {sweep_dir}/trials/NAME/fit.log",
-        flush=True,
-    )
-    statuses = run_trials(sweep_dir, trials, resources, max_failures, resume=bool(args.resume))
+    return engine
+
+
+def _write_sweep_folder(run: _SweepRun, spec: SweepSpec, argv: Sequence[str]) -> None:
+    """Write each trial's config, a copy of the sweep file and ``trials.json`` (the trials as checked)."""
+    for trial in run.trials:
+        folder = trial_folder(run.sweep_dir, trial.name)
+        config = yaml.safe_dump(trial_config(trial, folder), sort_keys=False)
+        atomic_write_bytes(folder / TRIAL_CONFIG, config.encode())
+    shutil.copyfile(spec.path, run.sweep_dir / SWEEP_COPY)
+    saved = {
+        "command": "lsrl sweep " + " ".join(argv),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": source_commit(),
+        "machine": machine_description(),
+        "sweep_file": str(spec.path.resolve()),
+        "resources": run.resources.__dict__,
+        "max_failures": run.max_failures,
+        "trials": [trial.to_dict() for trial in run.trials],
+    }
+    _write_json(run.sweep_dir / TRIALS_FILE, saved)
+
+
+def _wait_for_unfinished_trials(sweep_dir: Path, statuses: dict[str, str]) -> None:
+    """Wait until the ``lsrl fit`` of each unfinished trial has written its checkpoint and released its folder."""
+    from lightning_sparse_rl.sweep.trial import STOP_GRACE_SECONDS  # Ray is installed: _sweep_engine imported it
+
     stopping = [trial_run_folder(sweep_dir, name) for name, status in statuses.items() if status != "TERMINATED"]
     stopping = [run_dir for run_dir in stopping if run_dir.exists()]
     if stopping:
         print(f"Waiting for {len(stopping)} unfinished trial(s) to write their checkpoints ...", flush=True)
         for run_dir in stopping:
             wait_until_released(run_dir, STOP_GRACE_SECONDS)
+
+
+def _report_and_exit(run: _SweepRun, statuses: dict[str, str]) -> None:
+    """Say how many trials finished; exit with status 1 if any failed, 130 if any is unfinished."""
     finished = [name for name, status in statuses.items() if status == "TERMINATED"]
     failed = [name for name, status in statuses.items() if status == "ERROR"]
-    print(f"{len(finished)} of {len(trials)} trials finished. Report: lsrl report {sweep_dir}")
+    print(f"{len(finished)} of {len(run.trials)} trials finished. Report: lsrl report {run.sweep_dir}")
     if failed:
-        print(f"Failed after {max_failures} retries: {', '.join(failed)} (see their fit.log)", file=sys.stderr)
+        print(f"Failed after {run.max_failures} retries: {', '.join(failed)} (see their fit.log)", file=sys.stderr)
         sys.exit(1)
-    if len(finished) < len(trials):
-        print(f"Unfinished trials remain; continue with: lsrl sweep --resume {sweep_dir}", file=sys.stderr)
+    if len(finished) < len(run.trials):
+        print(f"Unfinished trials remain; continue with: lsrl sweep --resume {run.sweep_dir}", file=sys.stderr)
         sys.exit(130)

@@ -37,8 +37,8 @@ import copy
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +46,12 @@ import yaml
 
 from lightning_sparse_rl import shipped_configs
 from lightning_sparse_rl.sweep.layout import RUN_FOLDER, file_name_part
-from lightning_sparse_rl.validation import UserInputError, check_yaml_size, leads_out_of_folder, parse_seeds, shown
+from lightning_sparse_rl.validation import UserInputError, leads_out_of_folder, parse_seeds, read_yaml_file, shown
 
 #: The largest sweep file read (a sweep file is a few hundred bytes to a few kB).
 MAX_SWEEP_FILE_BYTES = 1_000_000
 #: The most trials of one sweep (each is an ``lsrl fit``; every trial's settings are checked before Ray starts).
 MAX_TRIALS = 1000
-#: The keys a sweep file may have.
-SWEEP_KEYS = ("config", "seeds", "environments", "grid", "set", "resources", "max_failures")
 #: The grid key that chooses the base config.
 CONFIG_KEY = "config"
 #: The prefix of grid keys that set a callback's argument by the callback's class name.
@@ -64,14 +62,37 @@ RESERVED_KEYS = ("trainer.logger", "trainer.default_root_dir", "seeds", "data.se
 
 @dataclass(frozen=True)
 class Resources:
-    """What one trial reserves on a Ray node (fractional GPUs let trials share one)."""
+    """What one trial reserves on a Ray node (fractional GPUs let trials share one).
 
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    Each field's metadata bounds it: ``> minimum``, or ``>= minimum`` when ``inclusive`` (some CPU, any GPUs).
+    """
+
+    cpus_per_trial: float = field(default=1.0, metadata={"minimum": 0.0, "inclusive": False})
+    gpus_per_trial: float = field(default=0.0, metadata={"minimum": 0.0, "inclusive": True})
 
     def as_ray(self) -> dict[str, float]:
         """The resource request for ``tune.with_resources``."""
         return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+
+    @staticmethod
+    def bound(name: str) -> str:
+        """The bound of resource ``name`` as a message says it: ``> 0``, ``>= 0``."""
+        metadata = _RESOURCE_FIELDS[name].metadata
+        return f"{'>=' if metadata['inclusive'] else '>'} {metadata['minimum']:g}"
+
+    @staticmethod
+    def allows(name: str, value: float) -> bool:
+        """Whether ``value`` is within the bound of resource ``name`` (only a value below it is refused)."""
+        metadata = _RESOURCE_FIELDS[name].metadata
+        return not (value < metadata["minimum"] if metadata["inclusive"] else value <= metadata["minimum"])
+
+    def within_bounds(self) -> bool:
+        """Whether every resource is within its bound."""
+        return all(self.allows(name, getattr(self, name)) for name in _RESOURCE_FIELDS)
+
+
+#: The fields of :class:`Resources` by name (a sweep file's ``resources`` keys).
+_RESOURCE_FIELDS: dict[str, Field[Any]] = {resource.name: resource for resource in fields(Resources)}
 
 
 @dataclass
@@ -113,20 +134,6 @@ class Trial:
         return cls(**data)
 
 
-@dataclass
-class SweepSpec:
-    """A parsed sweep file (see the module docs); ``config`` is the base config of grids without a ``config`` key."""
-
-    path: Path
-    grids: list[dict[str, list[Any]]]
-    config: str | None
-    seeds: list[int]
-    environments: list[str]
-    settings: dict[str, Any]
-    resources: Resources
-    max_failures: int
-
-
 def _fail(path: Path, message: str) -> UserInputError:
     return UserInputError(f"sweep file {path}: {message}")
 
@@ -138,6 +145,93 @@ def _as_list(path: Path, key: str, value: Any) -> list[Any]:
     return values
 
 
+def _read_config(sweep_file: Path, value: Any) -> str:
+    return str(_config_path(sweep_file, str(value)))
+
+
+def _read_seeds(sweep_file: Path, value: Any) -> list[int]:
+    try:
+        return parse_seeds(value)
+    except UserInputError as err:
+        raise _fail(sweep_file, str(err)) from None
+
+
+def _read_environments(sweep_file: Path, value: Any) -> list[str]:
+    return [str(env) for env in _as_list(sweep_file, "environments", value or [])]
+
+
+def _read_grids(sweep_file: Path, value: Any) -> list[dict[str, list[Any]]]:
+    """One grid or a list of them: each a mapping of keys to lists of values (``config``: resolved files)."""
+    given = value or {}
+    grids = []
+    for grid in given if isinstance(given, list) else [given]:
+        if not isinstance(grid, dict):
+            raise _fail(sweep_file, f"grid must map keys to lists of values, not {shown(grid)}")
+        grids.append({str(key): _as_list(sweep_file, f"grid.{key}", values) for key, values in grid.items()})
+    for grid in grids:
+        if CONFIG_KEY in grid:
+            grid[CONFIG_KEY] = [_read_config(sweep_file, file) for file in grid[CONFIG_KEY]]
+    return grids or [{}]
+
+
+def _read_settings(sweep_file: Path, value: Any) -> dict[str, Any]:
+    settings = value or {}
+    if not isinstance(settings, dict):
+        raise _fail(sweep_file, f"set must map keys to values, not {shown(settings)}")
+    return dict(settings)
+
+
+def _read_resources(sweep_file: Path, value: Any) -> Resources:
+    given = value or {}
+    if not isinstance(given, dict) or not set(given) <= set(_RESOURCE_FIELDS):
+        raise _fail(sweep_file, f"resources: {shown(given)}; allowed keys: {', '.join(_RESOURCE_FIELDS)}")
+    for key, number in given.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not Resources.allows(key, number):
+            raise _fail(sweep_file, f"resources.{key}={shown(number)} must be a number {Resources.bound(key)}")
+    return Resources(**{key: float(number) for key, number in given.items()})
+
+
+def _read_max_failures(sweep_file: Path, value: Any) -> int:
+    if not isinstance(value, int) or value < 0:
+        raise _fail(sweep_file, f"max_failures={shown(value)} must be an integer >= 0")
+    return value
+
+
+def _sweep_key(key: str, read: Callable[[Path, Any], Any], missing: str = "") -> dict[str, Any]:
+    """The metadata of a :class:`SweepSpec` field read from the sweep file's ``key`` by ``read(sweep_file, value)``.
+
+    ``missing``: the error when the file lacks the key, for a field without a default (a required key).
+    """
+    return {"key": key, "read": read, "missing": missing}
+
+
+@dataclass(kw_only=True)
+class SweepSpec:
+    """A parsed sweep file (see the module docs); ``config`` is the base config of grids without a ``config`` key.
+
+    The fields describe the sweep file: each but ``path`` is read from one top-level key (``key`` in its metadata,
+    in this order), by its ``read`` function, which refuses a value of the wrong kind; a key the file lacks gives
+    the field's default, or the ``missing`` error for a field without one (:func:`load_sweep_file`).
+    """
+
+    path: Path
+    config: str | None = field(default=None, metadata=_sweep_key("config", _read_config))
+    seeds: list[int] = field(
+        metadata=_sweep_key("seeds", _read_seeds, missing="give the seeds of every trial's population, e.g. seeds: 1-5")
+    )
+    environments: list[str] = field(default_factory=list, metadata=_sweep_key("environments", _read_environments))
+    grids: list[dict[str, list[Any]]] = field(default_factory=lambda: [{}], metadata=_sweep_key("grid", _read_grids))
+    settings: dict[str, Any] = field(default_factory=dict, metadata=_sweep_key("set", _read_settings))
+    resources: Resources = field(default_factory=Resources, metadata=_sweep_key("resources", _read_resources))
+    max_failures: int = field(default=3, metadata=_sweep_key("max_failures", _read_max_failures))
+
+
+#: The fields of :class:`SweepSpec` that a sweep file's keys give, in order.
+_SWEEP_FIELDS = [spec_field for spec_field in fields(SweepSpec) if "key" in spec_field.metadata]
+#: The keys a sweep file may have.
+SWEEP_KEYS = tuple(spec_field.metadata["key"] for spec_field in _SWEEP_FIELDS)
+
+
 def load_sweep_file(path: str | Path) -> SweepSpec:
     """Read and check a sweep file's structure (not yet whether ``lsrl fit`` accepts its settings).
 
@@ -147,65 +241,46 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
 
     """
     path = Path(path)
+    content = _read_sweep_yaml(path)
+    given = {}
+    for spec_field in _SWEEP_FIELDS:
+        key, read, missing = (spec_field.metadata[name] for name in ("key", "read", "missing"))
+        if key in content:
+            given[spec_field.name] = read(path, content[key])
+        elif missing:
+            raise _fail(path, missing)
+    spec = SweepSpec(path=path, **given)
+    _check_settings(spec)
+    return spec
+
+
+def _read_sweep_yaml(path: Path) -> dict[str, Any]:
+    """The sweep file's content: a mapping of known keys, not too large."""
     if not path.is_file():
         raise UserInputError(f"sweep file {path} does not exist")
     if path.stat().st_size > MAX_SWEEP_FILE_BYTES:
         raise _fail(path, f"{path.stat().st_size:,} bytes; a sweep file has at most {MAX_SWEEP_FILE_BYTES:,}")
-    try:
-        content = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise _fail(path, f"not valid YAML ({' '.join(str(err).split())[:200]})") from None
-    check_yaml_size(content, f"sweep file {path}")
+    content = read_yaml_file(path, f"sweep file {path}", reason_chars=200)
     if not isinstance(content, dict):
         raise _fail(path, f"must hold keys ({', '.join(SWEEP_KEYS)}), not a {type(content).__name__}")
     unknown = sorted(set(content) - set(SWEEP_KEYS))
     if unknown:
         raise _fail(path, f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(SWEEP_KEYS)}")
-    grids_given = content.get("grid") or {}
-    grids = []
-    for grid in grids_given if isinstance(grids_given, list) else [grids_given]:
-        if not isinstance(grid, dict):
-            raise _fail(path, f"grid must map keys to lists of values, not {shown(grid)}")
-        grids.append({str(key): _as_list(path, f"grid.{key}", value) for key, value in grid.items()})
-    settings = content.get("set") or {}
-    if not isinstance(settings, dict):
-        raise _fail(path, f"set must map keys to values, not {shown(settings)}")
-    if any(CONFIG_KEY not in grid for grid in grids or [{}]) and CONFIG_KEY not in content:
+    return content
+
+
+def _check_settings(spec: SweepSpec) -> None:
+    """Refuse grids without a base config, keys a sweep sets itself, and values leading out of the trial folder."""
+    path = spec.path
+    if any(CONFIG_KEY not in grid for grid in spec.grids) and spec.config is None:
         raise _fail(path, "no base config: give config: FILE (or config: [...] in the grid)")
-    default_config = str(_config_path(path, str(content[CONFIG_KEY]))) if CONFIG_KEY in content else None
-    for grid in grids:
-        if CONFIG_KEY in grid:
-            grid[CONFIG_KEY] = [str(_config_path(path, str(file))) for file in grid[CONFIG_KEY]]
-    if "seeds" not in content:
-        raise _fail(path, "give the seeds of every trial's population, e.g. seeds: 1-5")
-    try:
-        seeds = parse_seeds(content["seeds"])
-    except UserInputError as err:
-        raise _fail(path, str(err)) from None
-    resources_given = content.get("resources") or {}
-    allowed = {"cpus_per_trial": 1e-9, "gpus_per_trial": 0.0}  # and their smallest values
-    if not isinstance(resources_given, dict) or not set(resources_given) <= set(allowed):
-        raise _fail(path, f"resources: {shown(resources_given)}; allowed keys: {', '.join(allowed)}")
-    for key, value in resources_given.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < allowed[key]:
-            raise _fail(path, f"resources.{key}={shown(value)} must be a number {'> 0' if allowed[key] else '>= 0'}")
-    resources = Resources(**{key: float(value) for key, value in resources_given.items()})
-    for key in [*settings, *(key for grid in grids for key in grid)]:
+    for key in [*spec.settings, *(key for grid in spec.grids for key in grid)]:
         if any(key == reserved or key.startswith(f"{reserved}.") for reserved in RESERVED_KEYS):
             raise _fail(path, f"{key}: a sweep sets this itself (seeds: top-level seeds; logs: each trial's folder)")
-    named = [*settings.items(), *((f"grid.{key}", values) for grid in grids for key, values in grid.items())]
+    named = [*spec.settings.items(), *((f"grid.{key}", values) for grid in spec.grids for key, values in grid.items())]
     for label, value in named:
         if label != f"grid.{CONFIG_KEY}":
             _check_inside_trial(path, label, value)
-    max_failures = content.get("max_failures", 3)
-    if not isinstance(max_failures, int) or max_failures < 0:
-        raise _fail(path, f"max_failures={shown(max_failures)} must be an integer >= 0")
-    environments = (
-        [str(env) for env in _as_list(path, "environments", content.get("environments") or [])]
-        if ("environments" in content)
-        else []
-    )
-    return SweepSpec(path, grids or [{}], default_config, seeds, environments, dict(settings), resources, max_failures)
 
 
 def _check_inside_trial(sweep_file: Path, key: str, value: Any) -> None:
@@ -323,19 +398,15 @@ def expand_trials(spec: SweepSpec) -> list[Trial]:
     return trials
 
 
-def _read_config(config_file: str) -> dict[str, Any]:
-    try:
-        content = yaml.safe_load(Path(config_file).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserInputError(f"config file {config_file}: not valid YAML ({' '.join(str(err).split())})") from None
-    check_yaml_size(content, f"config file {config_file}")
+def _read_base_config(config_file: str) -> dict[str, Any]:
+    content = read_yaml_file(config_file, f"config file {config_file}") or {}
     if not isinstance(content, dict):
         raise UserInputError(f"config file {config_file} must hold keys (model:, data:, trainer:, ...)")
     return content
 
 
 def _base_env(config_file: str) -> str:
-    content = _read_config(config_file)
+    content = _read_base_config(config_file)
     env_id = (content.get("data") or {}).get("env_id")
     if not env_id:
         raise UserInputError(f"{config_file} names no data.env_id: give the sweep file environments: [...]")
@@ -357,7 +428,7 @@ def trial_config(trial: Trial, trial_dir: Path) -> dict[str, Any]:
         UserInputError: a callback setting names a class that the base config's ``trainer.callbacks`` lacks.
 
     """
-    config = copy.deepcopy(_read_config(trial.config_file))
+    config = copy.deepcopy(_read_base_config(trial.config_file))
     trainer = config.setdefault("trainer", {})
     callbacks = trainer.get("callbacks") or []
     callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
