@@ -34,7 +34,7 @@ def _python(script: str, *args: object, flush: bool = True) -> str:
     """stdout of ``python -c script args`` in a fresh interpreter, with flushing left on or turned off."""
     env = {**os.environ, ENV_VAR: "1" if flush else "0"}
     done = subprocess.run(
-        [sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
