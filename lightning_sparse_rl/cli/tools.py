@@ -173,6 +173,9 @@ def report(argv: Sequence[str]) -> None:
     parser.add_argument("--curve-reps", type=int, default=2_000, help="bootstrap replications of curves and profiles")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--scores", help="YAML of ENV_ID: [random, reference] for normalised scores")
+    parser.add_argument(
+        "--last", type=int, default=10, help="average each run's last N evaluations (the seed papers' metric)"
+    )
     args = parser.parse_args(argv)
     try:
         steps = [int(step) for step in args.steps.split(",") if step.strip()]
@@ -180,6 +183,8 @@ def report(argv: Sequence[str]) -> None:
         parser.error(f"--steps {args.steps}: give comma-separated integers, e.g. 100000,200000")
     if args.reps < 1 or args.curve_reps < 1:
         parser.error(f"--reps {args.reps} and --curve-reps {args.curve_reps} must be >= 1")
+    if args.last < 1:
+        parser.error(f"--last {args.last}: give the number of evaluations to average, >= 1")
     from lightning_sparse_rl.report.build import build_report
     from lightning_sparse_rl.report.document import ReportSettings
     from lightning_sparse_rl.report.normalization import load_reference_scores
@@ -196,6 +201,7 @@ def report(argv: Sequence[str]) -> None:
         references=load_reference_scores(args.scores) if args.scores else {},
         header=header,
         unfinished=unfinished_trials(args.paths),
+        last_evaluations=args.last,
     )
     single_sweep = len(args.paths) == 1 and is_sweep_folder(args.paths[0])
     out = Path(args.out or (Path(args.paths[0]) / "report" if single_sweep else "report"))

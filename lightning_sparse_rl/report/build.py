@@ -55,6 +55,7 @@ def _environment(report: ReportDocument, env_id: str, agents: Sequence[AgentResu
         lines += [f"Not reached by every run: {', '.join(f'{s:,}' for s in missing)} steps.", ""]
     final_scores = {name: returns_at(group, np.array([final])) for name, group in configurations.items()}
     name = file_name_part(env_id)
+    result["last_evaluations"] = _last_evaluations(report, env_id, configurations, steps)
     if len(configurations) > 1:
         lines += [f"### Probability of improvement at {final:,} steps", ""]
         result["probability_of_improvement"] = report.improvement(
@@ -79,6 +80,55 @@ def _environment(report: ReportDocument, env_id: str, agents: Sequence[AgentResu
     connectivity = _connectivity(report, env_id, configurations, final)
     if connectivity:
         result["connectivity"] = connectivity
+    return result
+
+
+def _last_evaluations(
+    report: ReportDocument, env_id: str, configurations: Mapping[str, Sequence[AgentResult]], steps: np.ndarray
+) -> dict[str, Any]:
+    """The seed papers' metric: each run's return averaged over the last N evaluations that every run has.
+
+    Reported as mean ± sample standard deviation over runs (the papers' form), with each run's value, then the
+    usual mean / median / IQM with bootstrap intervals and P(X > Y) of the same per-run averages.
+    """
+    window = steps[-report.settings.last_evaluations :]
+    averages = {name: returns_at(group, window).mean(axis=1) for name, group in configurations.items()}
+    seeds = {name: [agent.seed for agent in group] for name, group in configurations.items()}
+    count = f"{len(window)} evaluations" + (
+        f" (of the {report.settings.last_evaluations} asked for: no more are common to every run)"
+        if len(window) < report.settings.last_evaluations
+        else ""
+    )
+    report.lines += [
+        f"### Average of the last {count}, {int(window[0]):,} to {int(window[-1]):,} steps",
+        "",
+        "Each run's evaluation returns averaged over these steps (the metric of the DS-TD3 and ANF papers' tables), "
+        "then mean ± sample standard deviation (n − 1) over runs, and the same per-run averages with intervals.",
+        "",
+    ]
+    spreads = {name: float(np.std(v, ddof=1)) if len(v) > 1 else None for name, v in averages.items()}
+    rows = [
+        [
+            name,
+            str(len(values)),
+            f"{values.mean():.0f} ± {spreads[name]:.0f}" if spreads[name] is not None else f"{values.mean():.0f}",
+            ", ".join(f"{seed}: {value:.0f}" for seed, value in zip(seeds[name], values, strict=True)),
+        ]
+        for name, values in averages.items()
+    ]
+    report.table(["configuration", "runs", "mean ± sd", "per seed"], rows)
+    result: dict[str, Any] = {
+        "steps": window.tolist(),
+        "per_run": {name: dict(zip(map(str, seeds[name]), v.tolist(), strict=True)) for name, v in averages.items()},
+        "mean": {name: float(values.mean()) for name, values in averages.items()},
+        "sd": spreads,
+    }
+    scores = {name: values[:, None] for name, values in averages.items()}
+    result["aggregates"] = report.aggregate_table(scores, 0, "runs")
+    if len(scores) > 1:
+        figure = f"probability_of_improvement_last_{file_name_part(env_id)}.png"
+        result["probability_of_improvement"] = report.improvement(scores, figure, f"{env_id}, last {count}")
+        report.lines += [f"Figure: `{figure}`.", ""]
     return result
 
 

@@ -37,6 +37,7 @@ class ReportSettings:
         references: reference scores beyond the built-in table (:mod:`~lightning_sparse_rl.report.normalization`).
         header: lines printed under the title (command, commit, machine).
         unfinished: sweep trials below their ``max_timesteps`` (named in the report).
+        last_evaluations: how many of each run's last evaluations to average for the seed papers' metric.
 
     """
 
@@ -47,6 +48,7 @@ class ReportSettings:
     references: dict[str, ReferenceScores] = field(default_factory=dict)
     header: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    last_evaluations: int = 10
 
 
 def estimates_json(estimates: Mapping[str, Estimate]) -> dict[str, dict[str, float]]:
