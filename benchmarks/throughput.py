@@ -221,13 +221,11 @@ def spawn(name: str, args: argparse.Namespace, threads: int) -> float:
 
 
 def bf16_support() -> str:
-    """The CPU's bf16 matrix support from ``/proc/cpuinfo`` flags (AMX-BF16, AVX-512 BF16), or ``none``."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "unknown"
-    found = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags.split()]
-    return ", ".join(found) or "none"
+    """The CPU's bf16 matrix support (AMX-BF16, AVX-512 BF16), ``none`` or ``unknown``."""
+    from lightning_sparse_rl.floating_point import cpu_bf16_instructions
+
+    found = cpu_bf16_instructions()
+    return "unknown" if found is None else ", ".join(found) or "none"
 
 
 def agents_of(name: str) -> int:
