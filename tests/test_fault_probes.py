@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -22,6 +23,25 @@ import yaml
 from test_run_safety import RUN, _rows, _run, _write_config
 
 # --------------------------------------------------------------------------- 1. config.yaml after a resume
+
+#: The tests that read the resumed run share one pytest-xdist worker (``--dist loadgroup``), so it is made once.
+RESUMED_RUN_GROUP = pytest.mark.xdist_group("fault_probes_resumed_run")
+
+
+class _Runs:
+    """The module's finished runs by short name, each made by its fixture only when a case reads it."""
+
+    FIXTURES: ClassVar[dict[str, str]] = {
+        "plain": "plain_checkpoint",
+        "resumed": "resumed_run",
+        "connectivity": "connectivity_run",
+    }
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+
+    def __getitem__(self, name: str) -> Path:
+        return self.request.getfixturevalue(self.FIXTURES[name])
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +77,7 @@ def _repeated(folder: Path) -> dict:
 RUN_CONFIGS = {"config.yaml": _saved_config, "the checkpoint's config": _recorded_config, "a repeat": _repeated}
 
 
+@RESUMED_RUN_GROUP
 @pytest.mark.parametrize("case", list(RUN_CONFIGS))
 def test_a_resumed_run_records_the_run_not_the_resume(case, resumed_run, tmp_path):
     """After a resume, the run's config names no checkpoint and no version folder; repeating it repeats the run."""
@@ -127,6 +148,7 @@ EXPORTS = {
 }
 
 
+@RESUMED_RUN_GROUP
 @pytest.mark.parametrize("case", list(EXPORTS))
 def test_export_is_atomic_and_its_failures_are_one_line(case, resumed_run, tmp_path):
     """``lsrl export``: a failed write leaves the previous file as it was, with one error line and status 2."""
@@ -206,7 +228,12 @@ def _bomb_sweep(folder: Path, where: str) -> list[str]:
 
 
 def _huge_grid(folder: Path) -> list[str]:
-    argv = _sweep_of(folder, grid={"model.lr": list(range(700_000))})
+    """A sweep file whose grid lists 700 000 values (over 5 MB), written as text: ``yaml.safe_dump`` of such a list
+    takes minutes on a loaded machine, and the file is the same YAML a user could write."""
+    argv = _sweep_of(folder)
+    values = ", ".join(map(str, range(700_000)))
+    with open(folder / "sweep.yaml", "a") as sweep:
+        sweep.write(f"grid:\n  model.lr: [{values}]\n")
     assert (folder / "sweep.yaml").stat().st_size > 5_000_000
     return argv
 
@@ -330,11 +357,25 @@ ONE_LINE = {
 }
 
 
-@pytest.mark.parametrize("case", list(ONE_LINE))
-def test_each_probed_traceback_is_one_line_with_status_2(case, tmp_path, resumed_run, plain_checkpoint):
+#: the cases (of this table and of ``SAID`` below) that read the resumed run
+READ_THE_RESUMED_RUN = {
+    "an immutable run folder",
+    "a resume after metrics rows were lost",
+    "a refused forced resume of another algorithm",
+}
+
+
+def _cases(table: dict) -> list:
+    """``table``'s cases, those that read the resumed run in its xdist group."""
+    return [pytest.param(case, marks=RESUMED_RUN_GROUP) if case in READ_THE_RESUMED_RUN else case for case in table]
+
+
+@pytest.mark.parametrize("case", _cases(ONE_LINE))
+def test_each_probed_traceback_is_one_line_with_status_2(case, tmp_path, request):
     """Each input that ended in a traceback: one ``error: ...`` line, status 2, no Ray, nothing trained."""
     command, message = ONE_LINE[case]
-    argv = command(tmp_path, {"plain": plain_checkpoint, "resumed": resumed_run})
+    runs = _Runs(request)
+    argv = command(tmp_path, runs)
     try:
         result = _run(*argv, cwd=tmp_path, timeout=300)
     finally:
@@ -342,7 +383,8 @@ def test_each_probed_traceback_is_one_line_with_status_2(case, tmp_path, resumed
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     # Lightning's own "Seed set to N" (an info line of seed_everything) may come before the error
     (line,) = [line for line in result.stderr.strip().splitlines() if not line.startswith("Seed set to ")]
-    assert line.startswith(message.format(folder=tmp_path, plain=plain_checkpoint)), line
+    plain = runs["plain"] if "{plain}" in message else None
+    assert line.startswith(message.format(folder=tmp_path, plain=plain)), line
     assert "Ray" not in result.stdout and not (tmp_path / "sweep").exists()
     assert not list(tmp_path.rglob("*.ckpt")) or case == "an immutable run folder"
 
@@ -359,14 +401,14 @@ def connectivity_run(tmp_path_factory) -> Path:
     return folder
 
 
-def _cut_evaluations(folder: Path, runs: dict) -> list[str]:
+def _cut_evaluations(folder: Path, runs: _Runs) -> list[str]:
     """A run whose evaluations.csv lost the end of its last row (``800,42,-19`` of ``800,42,-1912.5,200``)."""
     argv = _evaluations_without_seeds(folder)
     (Path(argv[1]) / "evaluations.csv").write_text("step,seed,return,episode_length\n400,42,-1504.5,200\n800,42,-19")
     return argv
 
 
-def _lost_metrics(folder: Path, runs: dict) -> list[str]:
+def _lost_metrics(folder: Path, runs: _Runs) -> list[str]:
     """The resumed run (at step 400) with its metrics.csv rows from step 150 on lost, resumed again."""
     shutil.copytree(runs["resumed"] / "runs", folder / "runs")
     metrics = folder / RUN / "metrics.csv"
@@ -380,14 +422,14 @@ def _lost_metrics(folder: Path, runs: dict) -> list[str]:
     return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last", "--data.max_timesteps=600"]
 
 
-def _finished_without_heatmap(folder: Path, runs: dict) -> list[str]:
+def _finished_without_heatmap(folder: Path, runs: _Runs) -> list[str]:
     """The connectivity run, killed (as it were) after its last checkpoint, before its heat-map; resumed."""
     shutil.copytree(runs["connectivity"] / "runs", folder / "runs")
     (folder / RUN / "connectivity_heatmap.png").unlink()
     return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last"]
 
 
-def _before_first_checkpoint(folder: Path, runs: dict) -> list[str]:
+def _before_first_checkpoint(folder: Path, runs: _Runs) -> list[str]:
     """A run killed in its first seconds: its version folder has config.yaml and hparams.yaml, no checkpoint."""
     (folder / RUN).mkdir(parents=True)
     shutil.copy(_write_config(folder), folder / RUN / "config.yaml")
@@ -395,7 +437,7 @@ def _before_first_checkpoint(folder: Path, runs: dict) -> list[str]:
     return ["fit", "--config", str(RUN / "config.yaml"), "--ckpt_path=last"]
 
 
-def _other_algorithm_forced(folder: Path, runs: dict) -> list[str]:
+def _other_algorithm_forced(folder: Path, runs: _Runs) -> list[str]:
     last = runs["resumed"] / RUN / "checkpoints" / "last.ckpt"
     return _fit_of(
         folder,
@@ -442,12 +484,12 @@ SAID = {
 }
 
 
-@pytest.mark.parametrize("case", list(SAID))
-def test_wrong_or_missing_data_is_said(case, tmp_path, resumed_run, connectivity_run):
+@pytest.mark.parametrize("case", _cases(SAID))
+def test_wrong_or_missing_data_is_said(case, tmp_path, request):
     """Cut or lost rows, missing end-of-training files, a run without a checkpoint, a refused resume: said, and
     nothing left half-made."""
     command, status, said, left = SAID[case]
-    argv = command(tmp_path, {"resumed": resumed_run, "connectivity": connectivity_run})
+    argv = command(tmp_path, _Runs(request))
     result = _run(*argv, cwd=tmp_path, timeout=300)
     assert result.returncode == status and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert said in result.stdout + result.stderr, result.stdout[-2000:] + result.stderr[-2000:]

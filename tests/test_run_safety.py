@@ -107,12 +107,30 @@ def _run(*argv: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
 
 # --------------------------------------------------------------------------------------------- finished runs
 
+#: The tests that resume the finished base run share one worker (``--dist loadgroup``), so it is fitted once.
+FINISHED_RUN_GROUP = pytest.mark.xdist_group("run_safety_finished_run")
 
-def test_a_finished_run_resumed_exits_at_once_and_a_raised_budget_extends_it(tmp_path):
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished run of the base config (400 steps; the folder holding ``runs/``), made once and copied by each
+    test that resumes it (a copied run folder reads nothing of the original's)."""
+    folder = tmp_path_factory.mktemp("finished_run")
+    done = _run("fit", "--config", str(_write_config(folder)), cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def _copy_of(run: Path, tmp_path: Path) -> Path:
+    """``tmp_path``'s own copy of ``run``'s ``runs/`` folder; its run folder (``tmp_path / RUN``)."""
+    shutil.copytree(run / "runs", tmp_path / "runs")
+    return tmp_path / RUN
+
+
+@FINISHED_RUN_GROUP
+def test_a_finished_run_resumed_exits_at_once_and_a_raised_budget_extends_it(finished_run, tmp_path):
     """Resuming a run at max_timesteps says so and changes nothing; a larger max_timesteps continues it."""
-    config = _write_config(tmp_path)
-    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
-    run_dir = tmp_path / RUN
+    run_dir = _copy_of(finished_run, tmp_path)
     before = _snapshot(run_dir)
     resume = ("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last")
 
@@ -303,11 +321,10 @@ def test_a_flipped_byte_in_last_ckpt_is_detected_before_anything_changes(sparse_
 # ----------------------------------------------------------------------------------------------- locks
 
 
-def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
+@FINISHED_RUN_GROUP
+def test_a_second_process_is_refused_and_a_stale_lock_is_taken_over(finished_run, tmp_path):
     """While a run trains, a second lsrl on its folder is refused naming the owner; after kill -9 the lock is stale."""
-    config = _write_config(tmp_path)
-    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
-    run_dir = tmp_path / RUN
+    run_dir = _copy_of(finished_run, tmp_path)
     resume = ("fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last")
     owner = _subprocess(*resume, "--data.max_timesteps=100000", cwd=tmp_path, stdout=subprocess.DEVNULL)
     lock = run_dir / "lsrl.lock"
@@ -350,22 +367,51 @@ def test_two_new_runs_started_together_get_their_own_version_folders(tmp_path):
 # --------------------------------------------------------------------------------------------- signals
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_evaluations(tmp_path_factory):
+    """``evaluations(**data)``: the ``evaluations.csv`` text of an uninterrupted 600-step run of the base config
+    with ``data``, fitted once per ``data`` in this worker (the two evaluation cases share theirs)."""
+    made: dict[str, str] = {}
+
+    def evaluations(**data: object) -> str:
+        key = repr(sorted(data.items()))
+        if key not in made:
+            folder = tmp_path_factory.mktemp("straight")
+            config = _write_config(folder, max_timesteps=600, **data)
+            straight = _run("fit", "--config", str(config), "--trainer.logger.init_args.name=straight", cwd=folder)
+            assert straight.returncode == 0, straight.stderr
+            made[key] = (folder / "runs" / "straight" / "version_0" / "evaluations.csv").read_text()
+        return made[key]
+
+    return evaluations
+
+
+#: The two cases that signal an evaluation share their uninterrupted run: one worker (``--dist loadgroup``).
+EVALUATION_SIGNALS = pytest.mark.xdist_group("run_safety_evaluation_signals")
+
+
 @pytest.mark.parametrize(
     ("phase", "helper", "data", "stopped_at"),
     [
         ("warm-up", "cli_helpers.SignalAfterSeconds", {"start_timesteps": 30_000, "buffer_size": 40_000}, 0),
-        ("evaluation", "cli_helpers.SignalDuringEvaluation", {"eval_episodes": 3}, 400),
-        ("final evaluation", "cli_helpers.SignalDuringEvaluation", {"eval_episodes": 3}, 600),
+        pytest.param(
+            "evaluation", "cli_helpers.SignalDuringEvaluation", {"eval_episodes": 3}, 400, marks=EVALUATION_SIGNALS
+        ),
+        pytest.param(
+            "final evaluation",
+            "cli_helpers.SignalDuringEvaluation",
+            {"eval_episodes": 3},
+            600,
+            marks=EVALUATION_SIGNALS,
+        ),
     ],
 )
 def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_exactly(
-    phase, helper, data, stopped_at, tmp_path
+    phase, helper, data, stopped_at, tmp_path, uninterrupted_evaluations
 ):
     """A real SIGTERM during the warm-up (0.5 s in) or between evaluation episodes (2nd or last evaluation, after
     its first episode): a checkpoint, status 0, and the resumed run's evaluations equal an uninterrupted run's."""
     config = _write_config(tmp_path, max_timesteps=600, **data)
-    straight = _run("fit", "--config", str(config), "--trainer.logger.init_args.name=straight", cwd=tmp_path)
-    assert straight.returncode == 0, straight.stderr
     evaluation = {"evaluation": 2, "episode": 0, "final evaluation": 3}.get(phase, 2)
     arguments = {"seconds": 0.5} if phase == "warm-up" else {"evaluation": evaluation, "episode": 0}
     helper_args = [f"--trainer.callbacks+={helper}", *(f"--trainer.callbacks.{k}={v}" for k, v in arguments.items())]
@@ -388,8 +434,7 @@ def test_sigterm_in_warm_up_or_evaluation_stops_with_a_checkpoint_and_resumes_ex
     never = [f"--trainer.callbacks.{k}=0" for k in arguments]  # the resumed run is not signalled again
     resumed = _run("fit", "--config", str(run_dir / "config.yaml"), *never, "--ckpt_path", "last", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    expected = (tmp_path / "runs" / "straight" / "version_0" / "evaluations.csv").read_text()
-    assert (run_dir / "evaluations.csv").read_text() == expected
+    assert (run_dir / "evaluations.csv").read_text() == uninterrupted_evaluations(**data)
     assert _logged(run_dir, "eval/return") == [199, 399, 599]
 
 
@@ -611,13 +656,12 @@ def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
     assert not (tmp_path / "new" / LOCK_FILE).exists()
 
 
-def test_a_resume_from_another_directory_continues_in_the_run_folder(tmp_path):
+@FINISHED_RUN_GROUP
+def test_a_resume_from_another_directory_continues_in_the_run_folder(finished_run, tmp_path):
     """``--config /abs/RUN_DIR/config.yaml --ckpt_path last`` from elsewhere: every file goes to RUN_DIR."""
-    config = _write_config(tmp_path)
-    assert _run("fit", "--config", str(config), cwd=tmp_path).returncode == 0
+    run_dir = _copy_of(finished_run, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    run_dir = tmp_path / RUN
     resumed = _run(
         "fit",
         "--config",
