@@ -20,7 +20,10 @@ updates in two states of the same run:
 Stable-Baselines3 cannot load these states, and a straight 21 000-update run of it per case costs more than
 the plain loop's, which stands for the peers that keep the slow path (both use Adam with weight decay 2e-4).
 
-Usage: ``python benchmarks/steady_state.py [--threads 1 2] [--cases ...] [--json out.json]``
+Each case's two windows are timed ``--rounds`` times, alternating, in fresh processes; the table gives the
+medians of the rates and of the per-round ratios (the JSON keeps every round).
+
+Usage: ``python benchmarks/steady_state.py [--threads 1 2] [--rounds 3] [--cases ...] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -191,6 +194,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="timed updates per window")
     parser.add_argument("--skip", type=int, default=100, help="untimed updates after resuming")
     parser.add_argument(
+        "--rounds", type=int, default=1, help="times each window is timed (alternating); medians are reported"
+    )
+    parser.add_argument(
         "--at", type=int, nargs=2, default=[1000, 20000], metavar=("FRESH", "TRAINED"), help="updates of the states"
     )
     parser.add_argument("--state-threads", type=int, default=2, help="threads of the runs that make the states")
@@ -232,19 +238,34 @@ def main() -> None:
     }
     first, second = args.at[0] + args.skip, args.at[1] + args.skip
     for threads in args.threads:
-        rows = []
-        for name in args.cases:
-            case = CASES[name]
-            if case["runner"] == "plain":
-                fresh, trained = spawn(args, threads, False, "--child", name, "both")
-            else:
-                fresh = spawn(args, threads, case["flush"], "--child", name, "fresh")
-                trained = spawn(args, threads, case["flush"], "--child", name, "trained")
-            rows.append({"case": name, "fresh": fresh, "trained": trained, "ratio": trained / fresh})
-            print(f"  [{threads} thread(s)] {name}: {fresh:.1f} → {trained:.1f} env steps/s", flush=True)
+        timed: dict[str, list[tuple[float, float]]] = {name: [] for name in args.cases}
+        for round_ in range(args.rounds):
+            for name in args.cases:
+                case = CASES[name]
+                if case["runner"] == "plain":
+                    fresh, trained = spawn(args, threads, False, "--child", name, "both")
+                else:
+                    fresh = spawn(args, threads, case["flush"], "--child", name, "fresh")
+                    trained = spawn(args, threads, case["flush"], "--child", name, "trained")
+                timed[name].append((fresh, trained))
+                print(
+                    f"  [{threads} thread(s), round {round_ + 1}] {name}: {fresh:.1f} → {trained:.1f} env steps/s "
+                    f"({trained / fresh:.3f})",
+                    flush=True,
+                )
+        rows = [
+            {
+                "case": name,
+                "fresh": statistics.median(f for f, _ in pairs),
+                "trained": statistics.median(t for _, t in pairs),
+                "ratio": statistics.median(t / f for f, t in pairs),
+                "rounds": [{"fresh": f, "trained": t, "ratio": t / f} for f, t in pairs],
+            }
+            for name, pairs in timed.items()
+        ]
         print(
             f"\n=== {threads} thread(s): env steps/s (of each agent) at updates {first}-{first + args.steps} "
-            f"and {second}-{second + args.steps}; CPU {cpu_name()}"
+            f"and {second}-{second + args.steps}, medians of {args.rounds} round(s); CPU {cpu_name()}"
         )
         print(f"{'case':<30}{'fresh':>10}{'trained':>10}{'trained/fresh':>15}{'denormals flushed':>19}")
         for row in rows:
