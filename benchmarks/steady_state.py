@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--make-state", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: must be at least 1")
     sys.path.insert(0, str(HERE))
     if args.make_state:
         print(json.dumps({"result": make_state(CASES[args.make_state], args)}))
