@@ -137,11 +137,11 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: Targ
     pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
     budget = budget if budget is not None else TargetBudget()
     checked = budget.layers_to_check(pairs)
-    was_zero = [t.weight == 0 for t, _ in checked]
+    zeros_inside = budget.zeros_inside(checked)
     targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
     sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
     torch._foreach_lerp_(targets, sources, tau)
-    budget.enforce_(checked, was_zero)
+    budget.enforce_(checked, zeros_inside)
 
 
 #: What a network reads for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)`` (the

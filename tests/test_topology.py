@@ -157,6 +157,39 @@ def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source()
     assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source
 
 
+def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes():
+    """The rule reads only the mask and the leftovers outside it; a full search of every entry must agree."""
+    gen = _generator(21)
+    source, target = _member_layer(3, 20, 12, 2), _member_layer(3, 20, 12, 9)
+    set_mask(source, torch.stack([random_mask((20, 12), n, gen) for n in (30, 60, 90)]))
+    with torch.no_grad():
+        target.weight.copy_(source.weight)
+    reference = target.weight.detach().clone()
+    budget = TargetBudget()
+    for step in range(120):
+        if step % 25 == 10:  # a topology update of every member; regrown weights from tiny to large
+            mask = weight_mask(source)
+            for m in range(3):
+                mask[m], _, grown = prune_and_regrow(source.weight[m], mask[m], 0.3, "random", gen)
+                with torch.no_grad():
+                    trainable_weight(source)[m][grown] = torch.randn(int(grown.sum()), generator=gen) * 0.1
+            set_mask(source, mask)
+        if step == 70:  # a write from outside the rule (as a checkpoint load): non-zeros outside the mask
+            outside = ~weight_mask(source) & (torch.rand(3, 20, 12, generator=gen) < 0.2)
+            written = torch.where(outside, torch.rand(3, 20, 12, generator=gen), reference)
+            with torch.no_grad():
+                target.weight.copy_(written)
+            reference.copy_(written)
+        with torch.no_grad():
+            trainable_weight(source).add_(torch.randn(3, 20, 12, generator=gen) * 0.02)
+        polyak_update(target, source, 0.2, budget)
+        reference.lerp_(source.weight.detach(), 0.2)
+        for m, allowed in enumerate(weight_mask(source).sum(dim=(1, 2)).tolist()):
+            zero_smallest_nonzero_(reference[m], int(torch.count_nonzero(reference[m])) - allowed)
+        assert torch.equal(target.weight, reference), step
+    assert torch.count_nonzero(target.weight, dim=(1, 2)).tolist() == [30, 60, 90]
+
+
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
     """Hand-made 3x2 members: sources with 2 and 3 connections, dense targets; the smallest entries go."""
     source, target = MemberLinear(2, 3, 2), MemberLinear(2, 3, 2)
@@ -168,11 +201,11 @@ def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_a
     budget = TargetBudget()
     checked = budget.layers_to_check([(target, source)])
     assert checked == [(target, source)]
-    budget.enforce_(checked, [torch.zeros(2, 3, 2, dtype=torch.bool)])
+    budget.enforce_(checked, budget.zeros_inside(checked))
     kept = torch.tensor([[[0.5, 0.0], [0.0, 0.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.0], [0.3, 0.9]]])
     assert torch.equal(target.weight, kept)  # member 0 keeps |0.5|, |0.9|; member 1 also |0.3|
     within = budget.layers_to_check([(target, source)])
-    budget.enforce_(within, [target.weight == 0])  # within the budget and inside the masks: remembered
+    budget.enforce_(within, budget.zeros_inside(within))  # within the budget and inside the masks: remembered
     assert torch.equal(target.weight, kept)
     assert budget.layers_to_check([(target, source)]) == []  # not checked again
     masks[0] = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]])
