@@ -157,37 +157,73 @@ def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source()
     assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source
 
 
-def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes():
-    """The rule reads only the mask and the leftovers outside it; a full search of every entry must agree."""
+def _zero_smallest_by_position_(weight, count):
+    """The rule's definition: zero the ``count`` smallest non-zeros, the lower row-major index first among ties."""
+    flat = weight.view(-1)
+    magnitude = flat.abs().masked_fill(flat == 0, math.inf)
+    flat[torch.sort(magnitude, stable=True).indices[: max(count, 0)]] = 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes(dtype):
+    """The rule reads only the masks and the leftovers outside them, for two layers at once; a search of every
+    entry must agree at every step (bf16: many equal magnitudes, so ties are exercised too)."""
     gen = _generator(21)
-    source, target = _member_layer(3, 20, 12, 2), _member_layer(3, 20, 12, 9)
-    set_mask(source, torch.stack([random_mask((20, 12), n, gen) for n in (30, 60, 90)]))
-    with torch.no_grad():
-        target.weight.copy_(source.weight)
-    reference = target.weight.detach().clone()
+    shapes, counts = [(20, 12), (12, 7)], [(30, 60, 90), (10, 20, 5)]
+    source = torch.nn.Sequential(*(_member_layer(3, i, o, 2 + k) for k, (i, o) in enumerate(shapes))).to(dtype)
+    target = torch.nn.Sequential(*(_member_layer(3, i, o, 9 + k) for k, (i, o) in enumerate(shapes))).to(dtype)
+    for layer, (i, o), n in zip(source, shapes, counts, strict=True):
+        set_mask(layer, torch.stack([random_mask((i, o), c, gen) for c in n]))
+    target.load_state_dict(
+        {
+            k.replace("parametrizations.weight.original", "weight"): v
+            for k, v in source.state_dict().items()
+            if "mask" not in k
+        }
+    )
+    references = [layer.weight.detach().clone() for layer in target]
     budget = TargetBudget()
     for step in range(120):
         if step % 25 == 10:  # a topology update of every member; regrown weights from tiny to large
-            mask = weight_mask(source)
-            for m in range(3):
-                mask[m], _, grown = prune_and_regrow(source.weight[m], mask[m], 0.3, "random", gen)
-                with torch.no_grad():
-                    trainable_weight(source)[m][grown] = torch.randn(int(grown.sum()), generator=gen) * 0.1
-            set_mask(source, mask)
+            for layer in source:
+                mask = weight_mask(layer)
+                for m in range(3):
+                    mask[m], _, grown = prune_and_regrow(layer.weight[m].float(), mask[m], 0.3, "random", gen)
+                    with torch.no_grad():
+                        trainable_weight(layer)[m][grown] = (torch.randn(int(grown.sum()), generator=gen) * 0.1).to(
+                            dtype
+                        )
+                set_mask(layer, mask)
         if step == 70:  # a write from outside the rule (as a checkpoint load): non-zeros outside the mask
-            outside = ~weight_mask(source) & (torch.rand(3, 20, 12, generator=gen) < 0.2)
-            written = torch.where(outside, torch.rand(3, 20, 12, generator=gen), reference)
+            layer, reference = source[0], references[0]
+            outside = ~weight_mask(layer) & (torch.rand(3, 20, 12, generator=gen) < 0.2)
+            written = torch.where(outside, torch.rand(3, 20, 12, generator=gen).to(dtype), reference)
             with torch.no_grad():
-                target.weight.copy_(written)
+                target[0].weight.copy_(written)
             reference.copy_(written)
         with torch.no_grad():
-            trainable_weight(source).add_(torch.randn(3, 20, 12, generator=gen) * 0.02)
+            for layer in source:
+                trainable_weight(layer).add_((torch.randn(layer.weight.shape, generator=gen) * 0.02).to(dtype))
         polyak_update(target, source, 0.2, budget)
-        reference.lerp_(source.weight.detach(), 0.2)
-        for m, allowed in enumerate(weight_mask(source).sum(dim=(1, 2)).tolist()):
-            zero_smallest_nonzero_(reference[m], int(torch.count_nonzero(reference[m])) - allowed)
-        assert torch.equal(target.weight, reference), step
-    assert torch.count_nonzero(target.weight, dim=(1, 2)).tolist() == [30, 60, 90]
+        for layer, reference in zip(source, references, strict=True):
+            reference.lerp_(layer.weight.detach(), 0.2)
+            for m, allowed in enumerate(weight_mask(layer).sum(dim=(1, 2)).tolist()):
+                _zero_smallest_by_position_(reference[m], int(torch.count_nonzero(reference[m])) - allowed)
+        for layer, reference in zip(target, references, strict=True):
+            assert torch.equal(layer.weight, reference), step
+    assert [torch.count_nonzero(layer.weight, dim=(1, 2)).tolist() for layer in target] == [list(c) for c in counts]
+
+
+def test_target_budget_breaks_ties_by_position():
+    """Equal magnitudes beyond the budget: the lower row-major index is zeroed first."""
+    source, target = MemberLinear(1, 2, 3), MemberLinear(1, 2, 3)
+    with torch.no_grad():
+        target.weight.copy_(torch.tensor([[[0.5, -0.25, 0.25], [0.25, 0.75, -0.25]]]))
+    set_mask(source, torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]]))  # 3 connections: 3 of 6 go
+    budget = TargetBudget()
+    checked = budget.layers_to_check([(target, source)])
+    budget.enforce_(checked, budget.zeros_inside(checked))
+    assert target.weight.tolist() == [[[0.5, 0.0, 0.0], [0.0, 0.75, -0.25]]]
 
 
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():

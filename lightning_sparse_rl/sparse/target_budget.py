@@ -17,7 +17,7 @@ from torch import Tensor
 
 from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_version, weight_mask
 from lightning_sparse_rl.sparse.member_linear import MemberLinear
-from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_, zero_smallest_nonzero_
+from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_
 
 #: (target layer, source layer)
 LayerPair = tuple[MemberLinear, MemberLinear]
@@ -50,6 +50,7 @@ class _Plan:
     segment: Tensor  # (ΣP,) the segment of each position (increasing)
     outside: Tensor  # (ΣP,) bool
     last: Tensor  # (S,) each segment's last position
+    starts: list[int]  # where each segment's positions start, and their number
     offset: list[int]  # where each layer's positions start
     allowed: list[int]  # connections per segment
     first: list[int]  # the first segment of each layer, and the number of segments
@@ -106,8 +107,8 @@ class TargetBudget:
         """After the Polyak step: zero each checked target's smallest non-zeros beyond its source's count.
 
         On the CPU the smallest are searched among the non-zeros no larger than the largest entry that just
-        became non-zero (as :func:`zero_smallest_nonzero_` searches them), or among all of a member's
-        non-zeros where those are too few.
+        became non-zero (at least as many as are to go, if the entered ones are), or among all of a member's
+        non-zeros where those are too few; among equal magnitudes the lower row-major index goes first.
 
         Args:
             checked: the pairs :meth:`layers_to_check` returned before the step.
@@ -136,31 +137,25 @@ class TargetBudget:
         running = per_position.cumsum(dim=0, dtype=torch.int32).index_select(0, plan.last).tolist()
         counts = [[b - a for a, b in zip(before, now, strict=True)] for before, now in pairwise([[0, 0, 0], *running])]
         excess = [n_nonzero - allowed for (n_nonzero, _, _), allowed in zip(counts, plan.allowed, strict=True)]
-        # Segments whose smallest non-zeros all lie at or below the bound: ranked together, by segment, then
-        # magnitude, then position; the first `excess` of each segment go.
-        dropped = []
-        if any(0 < e <= c for e, (_, c, _) in zip(excess, counts, strict=True)):
-            chosen = candidate.nonzero().squeeze(1)
-            key = (plan.segment.index_select(0, chosen) << 32) | magnitude.index_select(0, chosen).view(torch.int32).to(
-                torch.int64
-            )
-            ranked = chosen.index_select(0, torch.sort(key, stable=True).indices)
-            start = 0
-            for e, (_, n_candidates, _) in zip(excess, counts, strict=True):
-                if 0 < e <= n_candidates:
-                    dropped.append(ranked[start : start + e])
-                start += n_candidates
+        # Per segment over its budget, the first `excess` by magnitude, then position, go: chosen among its
+        # candidates, or among all its non-zeros where the candidates are too few.
+        ranked = _ranked(candidate.nonzero().squeeze(1), magnitude, plan.segment)
+        dropped, start = [], 0
+        for s, (e, (_, n_candidates, _)) in enumerate(zip(excess, counts, strict=True)):
+            if 0 < e <= n_candidates:
+                dropped.append(ranked[start : start + e])
+            elif e > n_candidates:
+                begin, end = plan.starts[s], plan.starts[s + 1]
+                dropped.append(_ranked(nonzero[begin:end].nonzero().squeeze(1) + begin, magnitude, plan.segment)[:e])
+            start += n_candidates
         dropped_at = plan.positions.index_select(0, torch.cat(dropped)) if dropped else None
         done = 0
         for layer, ((target, source), flat) in enumerate(zip(checked, flats, strict=True)):
             segments = range(plan.first[layer], plan.first[layer + 1])
-            n_dropped = sum(excess[s] for s in segments if 0 < excess[s] <= counts[s][1])
+            n_dropped = sum(max(excess[s], 0) for s in segments)
             if n_dropped:
                 flat.index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
                 done += n_dropped
-            for m, s in enumerate(segments):
-                if excess[s] > counts[s][1]:  # too few at or below the bound: search all of the member
-                    zero_smallest_nonzero_(target.weight.data[m], excess[s])
             if all(excess[s] <= 0 and counts[s][2] == 0 for s in segments):
                 self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
             self._written[target] = target.weight._version
@@ -200,14 +195,22 @@ class TargetBudget:
             first.append(first[-1] + len(support.allowed))
             offset.append(offset[-1] + len(support.positions))
         segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
+        ends = torch.bincount(segment, minlength=first[-1]).cumsum(dim=0)
         self._plan = _Plan(
             supports=tuple(supports),
             positions=torch.cat([s.positions for s in supports]),
             segment=segment,
             outside=torch.cat([s.outside for s in supports]),
-            last=torch.bincount(segment, minlength=first[-1]).cumsum(dim=0) - 1,
+            last=ends - 1,
+            starts=[0, *ends.tolist()],
             offset=offset[:-1],
             allowed=torch.cat([s.allowed for s in supports]).tolist(),
             first=first,
         )
         return self._plan
+
+
+def _ranked(chosen: Tensor, magnitude: Tensor, segment: Tensor) -> Tensor:
+    """``chosen`` (increasing indices) ordered by segment, then magnitude, then index (two stable sorts)."""
+    by_magnitude = chosen.index_select(0, torch.sort(magnitude.index_select(0, chosen), stable=True).indices)
+    return by_magnitude.index_select(0, torch.sort(segment.index_select(0, by_magnitude), stable=True).indices)
