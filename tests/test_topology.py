@@ -20,7 +20,6 @@ from lightning_sparse_rl.sparse import (
     trainable_weight,
     weight_mask,
     zero_smallest_beyond_,
-    zero_smallest_nonzero_,
 )
 
 
@@ -106,27 +105,6 @@ def test_cosine_drop_fraction_values():
     assert ConstantDrop(0.1).drop_fraction(5000) == 0.1
     with pytest.raises(ValueError, match="end step"):
         CosineDrop(0.1, 0)
-
-
-def test_zero_smallest_nonzero_keeps_the_largest_entries():
-    weight = torch.tensor([[0.0, -3.0, 0.2], [0.01, 0.0, -0.5]])
-    zero_smallest_nonzero_(weight, 2)
-    assert weight.tolist() == [[0.0, -3.0, 0.0], [0.0, 0.0, -0.5]]
-
-
-def test_zero_smallest_nonzero_with_the_entered_hint_matches_the_full_search():
-    gen = _generator(7)
-    for _ in range(50):
-        target_support = torch.rand(64, 64, generator=gen) < 0.3
-        online_support = target_support ^ (torch.rand(64, 64, generator=gen) < 0.05)
-        target = torch.randn(64, 64, generator=gen) * target_support * 0.1
-        was_zero = target == 0
-        target.lerp_(torch.randn(64, 64, generator=gen) * online_support, 0.005)  # a Polyak step
-        excess = int(torch.count_nonzero(target)) - int(online_support.sum())
-        full, hinted = target.clone(), target.clone()
-        zero_smallest_nonzero_(full, excess)
-        zero_smallest_nonzero_(hinted, excess, entered=was_zero & (hinted != 0))
-        assert torch.equal(full, hinted) and int(torch.count_nonzero(full)) == int(online_support.sum())
 
 
 def _member_layer(members: int, in_features: int, out_features: int, seed: int) -> MemberLinear:
@@ -224,6 +202,9 @@ def test_target_budget_breaks_ties_by_position():
     checked = budget.layers_to_check([(target, source)])
     budget.enforce_(checked, budget.zeros_inside(checked))
     assert target.weight.tolist() == [[[0.5, 0.0, 0.0], [0.0, 0.75, -0.25]]]
+    on_device_rule = torch.tensor([[[0.5, -0.25, 0.25], [0.25, 0.75, -0.25]]])  # the rule used off the CPU
+    zero_smallest_beyond_(on_device_rule, torch.tensor([3]))
+    assert torch.equal(on_device_rule, target.weight.detach())
 
 
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
@@ -260,6 +241,6 @@ def test_zero_smallest_beyond_keeps_each_members_largest_entries_without_host_co
         allowed = torch.randint(50, 150, (3,), generator=gen)
         expected = target.clone()
         for m in range(3):
-            zero_smallest_nonzero_(expected[m], int(torch.count_nonzero(expected[m])) - int(allowed[m]))
+            _zero_smallest_by_position_(expected[m], int(torch.count_nonzero(expected[m])) - int(allowed[m]))
         zero_smallest_beyond_(target, allowed)
         assert torch.equal(target, expected)

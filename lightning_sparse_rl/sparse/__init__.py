@@ -46,7 +46,6 @@ from lightning_sparse_rl.sparse.topology import (
     largest_scores,
     random_mask,
     zero_smallest_beyond_,
-    zero_smallest_nonzero_,
 )
 
 __all__ = [
@@ -92,5 +91,4 @@ __all__ = [
     "trainable_weight",
     "weight_mask",
     "zero_smallest_beyond_",
-    "zero_smallest_nonzero_",
 ]

@@ -47,43 +47,21 @@ def largest_scores(scores: Tensor, candidates: Tensor, n: int) -> Tensor:
     return _positions(chosen, candidates)
 
 
-def zero_smallest_nonzero_(weight: Tensor, count: int, entered: Tensor | None = None) -> None:
-    """Zero the ``count`` smallest-magnitude non-zero entries of ``weight`` in place.
-
-    Used to keep a Polyak-averaged target network as sparse as its online network (docs/original_code.md §4.4
-    "maintain sparsity"); ties among equal magnitudes are broken arbitrarily. ``entered`` (optional,
-    boolean like ``weight``) marks the entries that just became non-zero; when at least ``count`` of
-    them are non-zero, the ``count`` smallest all lie at or below the largest of them, so only entries
-    up to that magnitude are searched (much faster than a search over the whole matrix).
-    """
-    if count <= 0:
-        return
-    flat = weight.data.view(-1)
-    magnitude = flat.abs()
-    if entered is not None:
-        bound = torch.where(entered.view(-1), magnitude, 0.0).max()
-        candidates = ((magnitude > 0) & (magnitude <= bound)).nonzero().squeeze(1)
-        if candidates.numel() >= count:
-            drop = candidates[torch.topk(magnitude[candidates], count, largest=False).indices]
-            flat.index_fill_(0, drop, 0.0)
-            return
-    magnitude.masked_fill_(magnitude == 0, math.inf)
-    flat.index_fill_(0, torch.topk(magnitude, count, largest=False).indices, 0.0)
-
-
 def zero_smallest_beyond_(weight: Tensor, allowed: Tensor) -> None:
     """Keep at most ``allowed[m]`` non-zeros in member ``m`` of ``weight`` ``(M, ...)``: zero its smallest beyond.
 
-    The counts stay on the device (no host read): every member's non-zero magnitudes are ranked with one
-    sort, and those ranked at or beyond ``allowed[m]`` from the largest are zeroed. Ties are broken by the
-    sort. Equals :func:`zero_smallest_nonzero_` per member with ``count = non-zeros − allowed`` (up to ties).
+    The counts stay on the device (no host read): every member's magnitudes are ranked with one stable sort,
+    and the first ``non-zeros − allowed[m]`` non-zeros in that order are zeroed (among equal magnitudes the
+    lower index first, as :class:`~lightning_sparse_rl.sparse.TargetBudget` does on the CPU).
     """
     flat = weight.data.view(weight.shape[0], -1)
     magnitude = flat.abs()
-    order = torch.sort(magnitude, dim=1, descending=True, stable=True).indices
+    order = torch.sort(magnitude, dim=1, stable=True).indices  # zeros first, then by magnitude and index
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(flat.shape[1], device=flat.device).expand_as(order))
-    flat.masked_fill_(rank >= allowed.unsqueeze(1), 0.0)
+    zeros = (magnitude == 0).sum(dim=1, keepdim=True)
+    excess = (flat.shape[1] - zeros - allowed.unsqueeze(1)).clamp_min(0)
+    flat.masked_fill_((rank >= zeros) & (rank < zeros + excess), 0.0)
 
 
 def _positions(flat_indices: Tensor, like: Tensor) -> Tensor:
