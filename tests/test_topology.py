@@ -142,54 +142,63 @@ def _zero_smallest_by_position_(weight, count):
     flat[torch.sort(magnitude, stable=True).indices[: max(count, 0)]] = 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes(dtype):
-    """The rule reads only the masks and the leftovers outside them, for two layers at once; a search of every
-    entry must agree at every step (bf16: many equal magnitudes, so ties are exercised too)."""
-    gen = _generator(21)
-    shapes, counts = [(20, 12), (12, 7)], [(30, 60, 90), (10, 20, 5)]
-    source = torch.nn.Sequential(*(_member_layer(3, i, o, 2 + k) for k, (i, o) in enumerate(shapes))).to(dtype)
-    target = torch.nn.Sequential(*(_member_layer(3, i, o, 9 + k) for k, (i, o) in enumerate(shapes))).to(dtype)
+def _masked_pair(shapes, counts, dtype, gen, seed):
+    """A masked online network of member layers and an unmasked target copy of its trainable weights."""
+    source = torch.nn.Sequential(*(_member_layer(3, i, o, seed + k) for k, (i, o) in enumerate(shapes))).to(dtype)
+    target = torch.nn.Sequential(*(_member_layer(3, i, o, seed) for i, o in shapes)).to(dtype)
     for layer, (i, o), n in zip(source, shapes, counts, strict=True):
         set_mask(layer, torch.stack([random_mask((i, o), c, gen) for c in n]))
-    target.load_state_dict(
-        {
-            k.replace("parametrizations.weight.original", "weight"): v
-            for k, v in source.state_dict().items()
-            if "mask" not in k
-        }
-    )
-    references = [layer.weight.detach().clone() for layer in target]
+    for online, copy in zip(source, target, strict=True):
+        with torch.no_grad():
+            copy.weight.copy_(trainable_weight(online))
+    return source, target, [layer.weight.detach().clone() for layer in target]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes(dtype):
+    """The rule reads only the masks and the leftovers outside them, for all layers of a network at once; a
+    search of every entry must agree at every step. Two networks share one budget, the second updated every
+    other step (as TD3's actor); bf16 has many equal magnitudes, so ties are exercised too."""
+    gen = _generator(21)
+    counts = [[(30, 60, 90), (10, 20, 5)], [(40, 25, 70)]]
+    networks = [
+        _masked_pair([(20, 12), (12, 7)], counts[0], dtype, gen, 2),
+        _masked_pair([(9, 16)], counts[1], dtype, gen, 40),
+    ]
     budget = TargetBudget()
     for step in range(120):
-        if step % 25 == 10:  # a topology update of every member; regrown weights from tiny to large
-            for layer in source:
-                mask = weight_mask(layer)
-                for m in range(3):
-                    mask[m], _, grown = prune_and_regrow(layer.weight[m].float(), mask[m], 0.3, "random", gen)
-                    with torch.no_grad():
-                        trainable_weight(layer)[m][grown] = (torch.randn(int(grown.sum()), generator=gen) * 0.1).to(
-                            dtype
-                        )
-                set_mask(layer, mask)
-        if step == 70:  # a write from outside the rule (as a checkpoint load): non-zeros outside the mask
-            layer, reference = source[0], references[0]
-            outside = ~weight_mask(layer) & (torch.rand(3, 20, 12, generator=gen) < 0.2)
-            written = torch.where(outside, torch.rand(3, 20, 12, generator=gen).to(dtype), reference)
+        for index, (source, target, references) in enumerate(networks):
+            if index == 1 and step % 2:
+                continue
+            if step % 25 == 10:  # a topology update of every member; regrown weights from tiny to large
+                for layer in source:
+                    mask = weight_mask(layer)
+                    for m in range(3):
+                        mask[m], _, grown = prune_and_regrow(layer.weight[m].float(), mask[m], 0.3, "random", gen)
+                        regrown = torch.randn(int(grown.sum()), generator=gen) * 0.1
+                        with torch.no_grad():
+                            trainable_weight(layer)[m][grown] = regrown.to(dtype)
+                    set_mask(layer, mask)
+            if step == 70 and index == 0:  # a write from outside the rule (a checkpoint load): non-zeros outside
+                outside = ~weight_mask(source[0]) & (torch.rand(3, 20, 12, generator=gen) < 0.2)
+                written = torch.where(outside, torch.rand(3, 20, 12, generator=gen).to(dtype), references[0])
+                with torch.no_grad():
+                    target[0].weight.copy_(written)
+                references[0].copy_(written)
             with torch.no_grad():
-                target[0].weight.copy_(written)
-            reference.copy_(written)
-        with torch.no_grad():
-            for layer in source:
-                trainable_weight(layer).add_((torch.randn(layer.weight.shape, generator=gen) * 0.02).to(dtype))
-        polyak_update(target, source, 0.2, budget)
-        for layer, reference in zip(source, references, strict=True):
-            reference.lerp_(layer.weight.detach(), 0.2)
-            for m, allowed in enumerate(weight_mask(layer).sum(dim=(1, 2)).tolist()):
-                _zero_smallest_by_position_(reference[m], int(torch.count_nonzero(reference[m])) - allowed)
-        for layer, reference in zip(target, references, strict=True):
-            assert torch.equal(layer.weight, reference), step
-    assert [torch.count_nonzero(layer.weight, dim=(1, 2)).tolist() for layer in target] == [list(c) for c in counts]
+                for layer in source:
+                    trainable_weight(layer).add_((torch.randn(layer.weight.shape, generator=gen) * 0.02).to(dtype))
+            polyak_update(target, source, 0.2, budget)
+            for layer, reference in zip(source, references, strict=True):
+                reference.lerp_(layer.weight.detach(), 0.2)
+                for m, allowed in enumerate(weight_mask(layer).sum(dim=(1, 2)).tolist()):
+                    _zero_smallest_by_position_(reference[m], int(torch.count_nonzero(reference[m])) - allowed)
+            for layer, reference in zip(target, references, strict=True):
+                assert torch.equal(layer.weight, reference), (index, step)
+    for (_, target, _), network_counts in zip(networks, counts, strict=True):
+        assert [torch.count_nonzero(layer.weight, dim=(1, 2)).tolist() for layer in target] == [
+            list(c) for c in network_counts
+        ]
 
 
 def test_target_budget_breaks_ties_by_position():

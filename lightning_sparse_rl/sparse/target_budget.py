@@ -7,6 +7,7 @@ pattern follows the source's with a lag.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_
 
 #: (target layer, source layer)
 LayerPair = tuple[MemberLinear, MemberLinear]
+
+#: How many sets of checked layers keep their concatenated supports (one per target network is enough).
+_REMEMBERED_PLANS = 4
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class TargetBudget:
         self._support: weakref.WeakKeyDictionary[MemberLinear, _Support] = weakref.WeakKeyDictionary()
         # the target weight's version after the rule last wrote it: a write by anyone else is seen
         self._written: weakref.WeakKeyDictionary[MemberLinear, int] = weakref.WeakKeyDictionary()
-        self._plan: _Plan | None = None
+        self._plans: list[_Plan] = []  # the latest few (TD3 alternates between its critic's and actor's)
 
     def layers_to_check(self, pairs: Sequence[LayerPair]) -> list[LayerPair]:
         """The pairs whose target is unmasked, whose source is masked, and that are not known to be in sync."""
@@ -186,9 +190,8 @@ class TargetBudget:
 
     def _plan_for(self, supports: list[_Support]) -> _Plan:
         """The concatenated supports (:class:`_Plan`), remembered while the same supports are checked."""
-        plan = self._plan
-        if plan is not None and len(plan.supports) == len(supports):
-            if all(a is b for a, b in zip(plan.supports, supports, strict=True)):
+        for plan in self._plans:
+            if len(plan.supports) == len(supports) and all(map(operator.is_, plan.supports, supports)):
                 return plan
         first, offset = [0], [0]
         for support in supports:
@@ -196,7 +199,7 @@ class TargetBudget:
             offset.append(offset[-1] + len(support.positions))
         segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
         ends = torch.bincount(segment, minlength=first[-1]).cumsum(dim=0)
-        self._plan = _Plan(
+        plan = _Plan(
             supports=tuple(supports),
             positions=torch.cat([s.positions for s in supports]),
             segment=segment,
@@ -207,7 +210,8 @@ class TargetBudget:
             allowed=torch.cat([s.allowed for s in supports]).tolist(),
             first=first,
         )
-        return self._plan
+        self._plans = [plan, *self._plans[: _REMEMBERED_PLANS - 1]]
+        return plan
 
 
 def _ranked(chosen: Tensor, magnitude: Tensor, segment: Tensor) -> Tensor:
