@@ -128,6 +128,8 @@ def test_networks_read_observations_through_the_connected_input_features():
     obs, action = torch.randn(2, 4, 5), torch.randn(2, 4, 3)
     critic = TwinQCritic(2, 5, 3, 1, 8, "relu")
     actor = DeterministicActor(2, 5, 3, 1, 8, "relu", (-1.0,) * 3, (1.0,) * 3)
+    init_members_(critic, "xavier", _generators(0, 1))  # initialised: uninitialised memory may hold NaN
+    init_members_(actor, "xavier", _generators(2, 3))
     expected_q, expected_action = critic(2 * obs, action), actor(2 * obs)
     keys = (set(critic.state_dict()), set(actor.state_dict()))
     for network in (critic, actor):
