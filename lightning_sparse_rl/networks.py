@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
 from collections.abc import Callable, Sequence
 
 import torch
@@ -130,18 +131,33 @@ def init_members_(module: nn.Module, init: str, generators: Sequence[torch.Gener
 def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: TargetBudget | None = None) -> None:
     """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for every layer, in place (``θ_source``: the masked weight).
 
-    Unmasked target layers of masked source layers are then kept as sparse as their source
+    Unmasked target layers of masked source layers are kept as sparse as their source
     (:class:`~lightning_sparse_rl.sparse.TargetBudget`; pass the algorithm's, which remembers the layers
     already in sync, or none to check every layer).
     """
-    pairs = list(zip(linear_layers(target), linear_layers(source), strict=True))
+    pairs = _layer_pairs(target, source)
     budget = budget if budget is not None else TargetBudget()
     checked = budget.layers_to_check(pairs)
-    zeros_inside = budget.zeros_inside(checked)
-    targets = [trainable_weight(t) for t, _ in pairs] + [t.bias for t, _ in pairs]
-    sources = [s.weight for _, s in pairs] + [s.bias for _, s in pairs]
+    budget.lerp_(checked, tau)
+    unchecked = [pair for pair in pairs if pair not in checked]
+    targets = [trainable_weight(t) for t, _ in unchecked] + [t.bias for t, _ in pairs]
+    sources = [s.weight for _, s in unchecked] + [s.bias for _, s in pairs]
     torch._foreach_lerp_(targets, sources, tau)
-    budget.enforce_(checked, zeros_inside)
+
+
+#: Per target network: its source network and their layer pairs (the layers of a network never change).
+_LAYER_PAIRS: weakref.WeakKeyDictionary[
+    nn.Module, tuple[weakref.ref[nn.Module], list[tuple[MemberLinear, MemberLinear]]]
+] = weakref.WeakKeyDictionary()
+
+
+def _layer_pairs(target: nn.Module, source: nn.Module) -> list[tuple[MemberLinear, MemberLinear]]:
+    """``(target layer, source layer)`` in definition order, found once per pair of networks."""
+    known = _LAYER_PAIRS.get(target)
+    if known is None or known[0]() is not source:
+        known = (weakref.ref(source), list(zip(linear_layers(target), linear_layers(source), strict=True)))
+        _LAYER_PAIRS[target] = known
+    return known[1]
 
 
 #: What a network reads for stored observations ``(K, B, observation_dim)``: ``(K, B, input_dim)`` (the

@@ -209,7 +209,7 @@ def test_target_budget_breaks_ties_by_position():
     set_mask(source, torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]]))  # 3 connections: 3 of 6 go
     budget = TargetBudget()
     checked = budget.layers_to_check([(target, source)])
-    budget.enforce_(checked, budget.zeros_inside(checked))
+    budget.lerp_(checked, 0.0)  # no move: the rule alone
     assert target.weight.tolist() == [[[0.5, 0.0, 0.0], [0.0, 0.75, -0.25]]]
     on_device_rule = torch.tensor([[[0.5, -0.25, 0.25], [0.25, 0.75, -0.25]]])  # the rule used off the CPU
     zero_smallest_beyond_(on_device_rule, torch.tensor([3]))
@@ -227,11 +227,11 @@ def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_a
     budget = TargetBudget()
     checked = budget.layers_to_check([(target, source)])
     assert checked == [(target, source)]
-    budget.enforce_(checked, budget.zeros_inside(checked))
+    budget.lerp_(checked, 0.0)  # no move: the rule alone
     kept = torch.tensor([[[0.5, 0.0], [0.0, 0.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.0], [0.3, 0.9]]])
     assert torch.equal(target.weight, kept)  # member 0 keeps |0.5|, |0.9|; member 1 also |0.3|
     within = budget.layers_to_check([(target, source)])
-    budget.enforce_(within, budget.zeros_inside(within))  # within the budget and inside the masks: remembered
+    budget.lerp_(within, 0.0)  # within the budget and inside the masks: remembered
     assert torch.equal(target.weight, kept)
     assert budget.layers_to_check([(target, source)]) == []  # not checked again
     masks[0] = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]])

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from torch.autograd.graph import increment_version
 from torchmetrics.aggregation import MeanMetric, RunningMean
 from typing_extensions import override
 
@@ -219,6 +220,9 @@ class OffPolicyAlgorithm(LightningModule):
         params = [p for group in optimizer.param_groups for p in group["params"]]
         self.manual_backward(loss, inputs=params)
         optimizer.step()
+        # Fused optimizers write the parameters without marking them written; masked layers zero their
+        # inactive weights at the next read after a write (lightning_sparse_rl.sparse.masked_linear).
+        increment_version(params)
 
     def _stop_on_non_finite_loss(self, network: str, value: float) -> None:
         trainer = self.trainer

@@ -1,13 +1,23 @@
 """Masks on :class:`MemberLinear` weights as ``torch.nn.utils.parametrize`` parametrizations.
 
-A masked layer's ``weight`` is computed as ``original ⊙ mask``: the mask is a 0/1 buffer ``(M, in, out)`` of
-the parametrization (stored in the weight's dtype: multiplying by it is several times faster than by a
-boolean tensor), so it is in every ``state_dict``/checkpoint and moves with ``.to(device)``. Gradients
-reach only active positions. The trainable tensor is ``layer.parametrizations.weight.original``.
+A masked layer's ``weight`` is ``original ⊙ mask``: the mask is a 0/1 buffer ``(M, in, out)`` of the
+parametrization (stored in the weight's dtype: multiplying by it is several times faster than by a boolean
+tensor), so it is in every ``state_dict``/checkpoint and moves with ``.to(device)``. Gradients reach only
+active positions. The trainable tensor is ``layer.parametrizations.weight.original``.
+
+The product is not formed at every use. ``original`` is kept exactly zero at the inactive positions: at the
+first use after anything wrote to it (an optimizer step, a checkpoint load, a topology update) they are set to
+zero in place, so ``weight`` is ``original`` itself, and its accumulated gradient is masked. The original code
+does the same by masking the weights after every optimizer step (docs/original_code.md §4.3). A masked
+product in every pass costs about as much as the layer's matrix product at small batch sizes; this costs one
+in-place product per write. Writes are seen through the tensor's version counter: writes through ``.data``
+and fused optimizer steps do not advance it, so after a fused step mark the parameters written
+(``torch.autograd.graph.increment_version``), as ``OffPolicyAlgorithm.optimizer_step`` does.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 
 import torch
@@ -28,6 +38,9 @@ class WeightMask(nn.Module):
         self.register_buffer("mask", mask.to(dtype))
         #: Incremented whenever the mask may have changed (:func:`set_mask`, ``load_state_dict``).
         self.version = 0
+        # (weight version, mask version) when the inactive weights were last set to zero
+        self._zeroed_at = (-1, -1)
+        self._hooked: weakref.ref[Tensor] | None = None  # the weight whose gradient this masks
 
     @override
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
@@ -36,8 +49,26 @@ class WeightMask(nn.Module):
 
     @override
     def forward(self, weight: Tensor) -> Tensor:
-        """The masked weight."""
-        return weight * self.mask
+        """The masked weight: ``weight`` (the original) itself, its inactive entries zeroed in place if written since.
+
+        Its gradient is masked where it accumulates (``.grad``): a gradient taken with ``torch.autograd.grad``
+        stays dense (RigL's growth criterion reads it). Under ``torch.compile`` the product (which the
+        compiler fuses).
+        """
+        if torch.compiler.is_compiling():
+            return weight * self.mask
+        if (weight._version, self.version) != self._zeroed_at:
+            with torch.no_grad():
+                weight.mul_(self.mask)
+            self._zeroed_at = (weight._version, self.version)
+        if weight.requires_grad and (self._hooked is None or self._hooked() is not weight):  # first use, or a copy
+            weight.register_post_accumulate_grad_hook(self._mask_gradient)
+            self._hooked = weakref.ref(weight)
+        return weight
+
+    def _mask_gradient(self, weight: Tensor) -> None:
+        """Zero the accumulated gradient of ``weight`` at the inactive positions (in place)."""
+        weight.grad.mul_(self.mask)
 
 
 def _mask_buffer(layer: MemberLinear) -> Tensor | None:

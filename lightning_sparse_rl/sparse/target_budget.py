@@ -33,43 +33,49 @@ class _Support:
 
     Polyak steps move the target towards the source, which is zero outside its mask, and the budget rule
     only zeroes entries: the target's non-zeros stay within the mask plus the entries that were non-zero
-    outside it when the mask last changed.
+    outside it when the mask last changed. Elsewhere the target and the source are zero, and stay so.
     """
 
     mask_version: tuple[int, int]
     positions: Tensor  # (P,) flat indices into the target weight (M·in·out,), increasing (grouped by member)
     member: Tensor  # (P,) the member of each position
-    outside: Tensor  # (P,) bool: the position lies outside the source's mask
-    inside: Tensor  # (C,) flat indices of the source's connections, increasing
-    inside_at: Tensor  # (C,) where they are in ``positions``
+    inside: Tensor  # (P,) bool: the position is one of the source's connections
     allowed: Tensor  # (M,) the source's connections per member
+    outside_count: int  # positions outside the mask
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class _Plan:
-    """The supports of the layers checked together, concatenated: one segment per (layer, member)."""
+    """The supports of the layers checked together, concatenated (one segment per layer and member).
+
+    ``entered`` marks the positions where a Polyak step may add a non-zero (zero at a connection), as the
+    last step left them; ``written`` is each target weight's version after that step. After a write by
+    anyone else they are read from the targets again.
+    """
 
     supports: tuple[_Support, ...]
     positions: Tensor  # (ΣP,) the layers' positions, one after the other
     segment: Tensor  # (ΣP,) the segment of each position (increasing)
+    inside: Tensor  # (ΣP,) bool
     outside: Tensor  # (ΣP,) bool
     last: Tensor  # (S,) each segment's last position
     starts: list[int]  # where each segment's positions start, and their number
-    offset: list[int]  # where each layer's positions start
     allowed: list[int]  # connections per segment
     first: list[int]  # the first segment of each layer, and the number of segments
+    entered: Tensor | None  # (ΣP,) bool: zero at a connection after the last step
+    written: list[int]  # each target weight's version after the last step
 
 
 class TargetBudget:
-    """Keeps target layers within their source layers' connection counts, and skips the layers known to be within.
+    """Polyak steps of target layers that stay within their source layers' connection counts.
 
     Once a target layer's non-zeros all lie inside its source's mask, Polyak steps can only add non-zeros inside
     the mask, so the count cannot exceed the budget: the layer is not checked again until the mask changes
     (its version). Until then, on the CPU, the rule reads only the entries that can be non-zero (the mask and
-    the target's non-zeros outside it when the mask changed), a tenth of the layer at 90 % sparsity, and all
-    checked layers and members are handled by one sequence of operations. Ties among equal magnitudes are
-    broken by position (the lower row-major index is zeroed first). The memory is this object's (an algorithm
-    owns one); a fresh one checks every layer.
+    the target's non-zeros outside it when the mask changed: a tenth of the layer at 90 % sparsity, less as
+    those outside are zeroed), and handles all checked layers and members with one sequence of operations.
+    Ties among equal magnitudes are broken by position (the lower row-major index is zeroed first). The memory
+    is this object's (an algorithm owns one); a fresh one checks every layer.
 
     Off the CPU the budget is enforced without reading anything on the host (:func:`zero_smallest_beyond_`,
     a sort per checked layer): checked layers are then checked at every Polyak step, as host reads would
@@ -79,7 +85,7 @@ class TargetBudget:
     def __init__(self) -> None:
         self._in_sync: weakref.WeakKeyDictionary[MemberLinear, tuple[int, int]] = weakref.WeakKeyDictionary()
         self._support: weakref.WeakKeyDictionary[MemberLinear, _Support] = weakref.WeakKeyDictionary()
-        # the target weight's version after the rule last wrote it: a write by anyone else is seen
+        # the target weight's version after the budget last wrote it: a write by anyone else is seen
         self._written: weakref.WeakKeyDictionary[MemberLinear, int] = weakref.WeakKeyDictionary()
         self._plans: list[_Plan] = []  # the latest few (TD3 alternates between its critic's and actor's)
 
@@ -91,78 +97,51 @@ class TargetBudget:
             if is_masked(source) and not is_masked(target) and self._in_sync.get(target) != mask_version(source)
         ]
 
-    def zeros_inside(self, checked: Sequence[LayerPair]) -> list[Tensor]:
-        """Before the Polyak step: per checked pair, the target's zeros at the source's connections.
-
-        These are the only entries a Polyak step can make non-zero. Indices into the layer's support
-        (:class:`_Support`); empty off the CPU, where they are not used.
-        """
-        if not checked or checked[0][0].weight.device.type != "cpu":
-            return [torch.empty(0, dtype=torch.long) for _ in checked]
-        zeros = []
-        for target, source in checked:
-            support = self._support_of(target, source)
-            values = torch.index_select(target.weight.detach().view(-1), 0, support.inside)
-            zeros.append(support.inside_at.masked_select(values.bool().logical_not_()))
-        return zeros
-
     @torch.no_grad()
-    def enforce_(self, checked: Sequence[LayerPair], zeros_inside: Sequence[Tensor]) -> None:
-        """After the Polyak step: zero each checked target's smallest non-zeros beyond its source's count.
+    def lerp_(self, checked: Sequence[LayerPair], tau: float) -> None:
+        """``θ_target ← (1 − τ)·θ_target + τ·θ_source`` for the checked pairs' weights, then the budget rule.
 
-        On the CPU the smallest are searched among the non-zeros no larger than the largest entry that just
-        became non-zero (at least as many as are to go, if the entered ones are), or among all of a member's
+        The rule zeroes each target member's smallest non-zeros beyond its source's connection count. On the
+        CPU the smallest are searched among the non-zeros no larger than the largest entry that just became
+        non-zero (at least as many as are to go, if the entered ones are), or among all of a member's
         non-zeros where those are too few; among equal magnitudes the lower row-major index goes first.
 
         Args:
-            checked: the pairs :meth:`layers_to_check` returned before the step.
-            zeros_inside: what :meth:`zeros_inside` returned for them before the step.
+            checked: the pairs :meth:`layers_to_check` returned.
+            tau: the Polyak rate τ.
 
         """
         if not checked:
             return
-        if checked[0][0].weight.device.type != "cpu":
+        targets = [target.weight for target, _ in checked]
+        if targets[0].device.type != "cpu":
+            torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
             for target, source in checked:
                 zero_smallest_beyond_(target.weight, active_count(source))
             return
-        plan = self._plan_for([self._support[target] for target, _ in checked])
-        flats = [target.weight.data.view(-1) for target, _ in checked]
-        magnitude = torch.cat(
-            [torch.index_select(flat, 0, s.positions) for flat, s in zip(flats, plan.supports, strict=True)]
-        ).abs_()
-        zeros = torch.cat([z + offset for z, offset in zip(zeros_inside, plan.offset, strict=True)])
-        # Per segment, the bound: the largest entry that entered (zero before the step; 0 if none did).
-        bound = torch.zeros(len(plan.allowed), dtype=magnitude.dtype).scatter_reduce_(
-            0, plan.segment.index_select(0, zeros), magnitude.index_select(0, zeros), "amax"
-        )
-        nonzero = magnitude.bool()
-        candidate = nonzero & (magnitude <= bound.index_select(0, plan.segment))
-        per_position = torch.stack([nonzero, candidate, nonzero & plan.outside], dim=1)
-        running = per_position.cumsum(dim=0, dtype=torch.int32).index_select(0, plan.last).tolist()
-        counts = [[b - a for a, b in zip(before, now, strict=True)] for before, now in pairwise([[0, 0, 0], *running])]
-        excess = [n_nonzero - allowed for (n_nonzero, _, _), allowed in zip(counts, plan.allowed, strict=True)]
-        # Per segment over its budget, the first `excess` by magnitude, then position, go: chosen among its
-        # candidates, or among all its non-zeros where the candidates are too few.
-        ranked = _ranked(candidate.nonzero().squeeze(1), magnitude, plan.segment)
-        dropped, start = [], 0
-        for s, (e, (_, n_candidates, _)) in enumerate(zip(excess, counts, strict=True)):
-            if 0 < e <= n_candidates:
-                dropped.append(ranked[start : start + e])
-            elif e > n_candidates:
-                begin, end = plan.starts[s], plan.starts[s + 1]
-                dropped.append(_ranked(nonzero[begin:end].nonzero().squeeze(1) + begin, magnitude, plan.segment)[:e])
-            start += n_candidates
-        dropped_at = plan.positions.index_select(0, torch.cat(dropped)) if dropped else None
+        plan = self._plan_for(checked)
+        if plan.entered is None or plan.written != [weight._version for weight in targets]:
+            plan.entered = plan.inside > _gathered(targets, plan.supports).bool()
+        torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
+        values = _gathered(targets, plan.supports)
+        dropped, excess, outside_nonzero = _beyond_budget(plan, values.abs(), plan.entered)
+        if dropped is not None:
+            values.index_fill_(0, dropped, 0.0)
+            dropped_at = plan.positions.index_select(0, dropped)
         done = 0
-        for layer, ((target, source), flat) in enumerate(zip(checked, flats, strict=True)):
+        for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
             segments = range(plan.first[layer], plan.first[layer + 1])
             n_dropped = sum(max(excess[s], 0) for s in segments)
             if n_dropped:
-                flat.index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
+                target.weight.detach().view(-1).index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
                 done += n_dropped
-            if all(excess[s] <= 0 and counts[s][2] == 0 for s in segments):
-                self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
             self._written[target] = target.weight._version
+            if all(excess[s] <= 0 and outside_nonzero[s] == 0 for s in segments):
+                self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
+            elif 2 * sum(outside_nonzero[s] for s in segments) < support.outside_count:
+                del self._support[target]  # most positions outside the mask are zero for good: find it anew
+        plan.entered = plan.inside > values.bool()
+        plan.written = [weight._version for weight in targets]
 
     def _support_of(self, target: MemberLinear, source: MemberLinear) -> _Support:
         """The target's support (:class:`_Support`), found anew when the mask or the target changed."""
@@ -175,43 +154,88 @@ class TargetBudget:
             return support
         mask = weight_mask(source).view(-1)
         positions = (mask | target.weight.detach().view(-1).bool()).nonzero().squeeze(1)
-        inside_here = mask[positions]
+        inside = mask[positions]
         support = _Support(
             mask_version=mask_version(source),
             positions=positions,
             member=positions // target.weight[0].numel(),
-            outside=~inside_here,
-            inside=mask.nonzero().squeeze(1),
-            inside_at=inside_here.nonzero().squeeze(1),
+            inside=inside,
             allowed=active_count(source).to(torch.int32),
+            outside_count=len(positions) - int(inside.sum()),
         )
         self._support[target] = support
+        self._written[target] = target.weight._version
         return support
 
-    def _plan_for(self, supports: list[_Support]) -> _Plan:
-        """The concatenated supports (:class:`_Plan`), remembered while the same supports are checked."""
+    def _plan_for(self, checked: Sequence[LayerPair]) -> _Plan:
+        """The checked layers' concatenated supports (:class:`_Plan`), remembered while they are checked together."""
+        supports = [self._support_of(target, source) for target, source in checked]
         for plan in self._plans:
             if len(plan.supports) == len(supports) and all(map(operator.is_, plan.supports, supports)):
                 return plan
-        first, offset = [0], [0]
+        first = [0]
         for support in supports:
             first.append(first[-1] + len(support.allowed))
-            offset.append(offset[-1] + len(support.positions))
         segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
         ends = torch.bincount(segment, minlength=first[-1]).cumsum(dim=0)
+        inside = torch.cat([s.inside for s in supports])
         plan = _Plan(
             supports=tuple(supports),
-            positions=torch.cat([s.positions for s in supports]),
             segment=segment,
-            outside=torch.cat([s.outside for s in supports]),
+            inside=inside,
+            outside=~inside,
             last=ends - 1,
             starts=[0, *ends.tolist()],
-            offset=offset[:-1],
             allowed=torch.cat([s.allowed for s in supports]).tolist(),
             first=first,
+            positions=torch.cat([s.positions for s in supports]),
+            entered=None,
+            written=[],
         )
         self._plans = [plan, *self._plans[: _REMEMBERED_PLANS - 1]]
         return plan
+
+
+def _gathered(weights: Sequence[Tensor], supports: Sequence[_Support]) -> Tensor:
+    """The weights at their supports' positions, one layer after the other."""
+    return torch.cat(
+        [
+            torch.index_select(weight.detach().view(-1), 0, support.positions)
+            for weight, support in zip(weights, supports, strict=True)
+        ]
+    )
+
+
+def _beyond_budget(plan: _Plan, magnitude: Tensor, entered: Tensor) -> tuple[Tensor | None, list[int], list[int]]:
+    """Which positions to zero so that each segment keeps at most its budget of non-zeros.
+
+    Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
+    candidates (non-zeros no larger than the largest ``entered`` one), or among all its non-zeros where the
+    candidates are too few. Returns them (segment after segment; ``None`` if none is over), and per segment
+    the excess and the number of non-zeros outside the mask.
+    """
+    bound = torch.zeros(len(plan.allowed), dtype=magnitude.dtype).scatter_reduce_(
+        0, plan.segment, magnitude * entered.to(magnitude.dtype), "amax"
+    )
+    nonzero = magnitude.bool()
+    candidate = nonzero & (magnitude <= bound.index_select(0, plan.segment))
+    running = torch.stack([nonzero, candidate, nonzero & plan.outside]).cumsum(dim=1).index_select(1, plan.last)
+    n_nonzero, n_candidates, n_outside = ([b - a for a, b in pairwise([0, *row])] for row in running.tolist())
+    excess = [n - allowed for n, allowed in zip(n_nonzero, plan.allowed, strict=True)]
+    if all(e <= 0 for e in excess):
+        return None, excess, n_outside
+    chosen = candidate.nonzero().squeeze(1)  # segment after segment
+    if any(0 < e < n for e, n in zip(excess, n_candidates, strict=True)):
+        chosen = _ranked(chosen, magnitude, plan.segment)
+    dropped, start = [], 0
+    for s, (e, n) in enumerate(zip(excess, n_candidates, strict=True)):
+        if 0 < e <= n:
+            dropped.append(chosen[start : start + e])
+        elif e > n:
+            begin, end = plan.starts[s], plan.starts[s + 1]
+            dropped.append(_ranked(nonzero[begin:end].nonzero().squeeze(1) + begin, magnitude, plan.segment)[:e])
+        start += n
+    return torch.cat(dropped), excess, n_outside
 
 
 def _ranked(chosen: Tensor, magnitude: Tensor, segment: Tensor) -> Tensor:
