@@ -1,9 +1,11 @@
-"""Pure mask maths: exact counts, magnitude pruning with ties, SET/RigL regrowth, ζ schedules."""
+"""Pure mask maths: masked layers, exact counts, magnitude pruning with ties, SET/RigL regrowth, ζ schedules."""
 
 import math
+from copy import deepcopy
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from lightning_sparse_rl.networks import polyak_update
 from lightning_sparse_rl.sparse import (
@@ -33,6 +35,52 @@ def prune_and_regrow(weight, mask, zeta, growth, generator, dense_grad=None):
 
     criterion = RandomGrowth() if growth == "random" else GradientGrowth()
     return update(LayerState(weight, mask, 0, generator, dense_grad), zeta, MagnitudePrune(), criterion)
+
+
+def _masked_layer():
+    layer = MemberLinear(2, 5, 4)
+    layer.reset_parameters("xavier", [_generator(1), _generator(2)])
+    mask = torch.rand(2, 5, 4, generator=_generator(3)) < 0.5
+    set_mask(layer, mask)
+    return layer, mask
+
+
+def test_a_masked_layer_uses_its_stored_weight_set_to_zero_at_inactive_positions_after_any_write():
+    """No product per pass: the stored weight is the effective one, zeroed in place at the first use after a
+    write (an optimizer step that moved inactive weights, an older checkpoint, a copy)."""
+    layer, mask = _masked_layer()
+    x = torch.randn(2, 3, 5, generator=_generator(4))
+    stored = trainable_weight(layer)
+    with torch.no_grad():
+        stored.add_(1.0)  # every entry moves, the inactive ones too
+    expected = torch.baddbmm(layer.bias.unsqueeze(1), x, (stored * mask).detach())
+    assert torch.equal(layer(x), expected)
+    assert layer.weight is stored and not stored[~mask].any() and bool(stored[mask].all())
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    state["parametrizations.weight.original"] += 1.0  # a checkpoint whose stored weights are non-zero outside
+    fresh, _ = _masked_layer()
+    fresh.load_state_dict(state)
+    with torch.inference_mode():
+        assert torch.equal(
+            fresh(x), torch.baddbmm(layer.bias.unsqueeze(1), x, state["parametrizations.weight.original"] * mask)
+        )
+    assert not trainable_weight(fresh)[~mask].any()
+
+
+def test_a_masked_layer_accumulates_masked_gradients_and_gives_dense_ones_on_request():
+    """``.grad`` is zero at inactive positions (also in a deep copy); ``torch.autograd.grad`` of the weight is
+    the dense gradient (RigL's growth criterion)."""
+    layer, mask = _masked_layer()
+    x = torch.randn(2, 3, 5, generator=_generator(4))
+    layer(x).pow(2).sum().backward()
+    grad = trainable_weight(layer).grad
+    assert not grad[~mask].any() and bool(grad[mask].all())
+    copied = deepcopy(layer)
+    copied(x).pow(2).sum().backward()
+    assert torch.equal(trainable_weight(copied).grad, grad)
+    with parametrize.cached():
+        (dense,) = torch.autograd.grad(layer(x).pow(2).sum(), [layer.weight])
+    assert bool(dense[~mask].all()) and torch.equal(dense[mask], grad[mask])
 
 
 def test_random_mask_has_exactly_the_requested_count_and_differs_by_seed():

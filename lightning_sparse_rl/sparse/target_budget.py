@@ -48,8 +48,8 @@ class _Support:
 class _Plan:
     """The supports of the layers checked together, concatenated (one segment per layer and member).
 
-    ``entered`` marks the positions where a Polyak step may add a non-zero (zero at a connection), as the
-    last step left them; ``written`` is each target weight's version after that step. After a write by
+    ``entered`` are the positions where a Polyak step may add a non-zero (zero at a connection), as the last
+    step left them; ``written`` is each target weight's version after that step. After a write by
     anyone else they are read from the targets again.
     """
 
@@ -62,7 +62,7 @@ class _Plan:
     starts: list[int]  # where each segment's positions start, and their number
     allowed: list[int]  # connections per segment
     first: list[int]  # the first segment of each layer, and the number of segments
-    entered: Tensor | None  # (ΣP,) bool: zero at a connection after the last step
+    entered: Tensor | None  # (E,) indices of the positions zero at a connection after the last step
     written: list[int]  # each target weight's version after the last step
 
 
@@ -121,7 +121,7 @@ class TargetBudget:
             return
         plan = self._plan_for(checked)
         if plan.entered is None or plan.written != [weight._version for weight in targets]:
-            plan.entered = plan.inside > _gathered(targets, plan.supports).bool()
+            plan.entered = _zero_inside(plan, _gathered(targets, plan.supports))
         torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
         values = _gathered(targets, plan.supports)
         dropped, excess, outside_nonzero = _beyond_budget(plan, values.abs(), plan.entered)
@@ -140,7 +140,7 @@ class TargetBudget:
                 self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
             elif 2 * sum(outside_nonzero[s] for s in segments) < support.outside_count:
                 del self._support[target]  # most positions outside the mask are zero for good: find it anew
-        plan.entered = plan.inside > values.bool()
+        plan.entered = _zero_inside(plan, values)
         plan.written = [weight._version for weight in targets]
 
     def _support_of(self, target: MemberLinear, source: MemberLinear) -> _Support:
@@ -206,16 +206,21 @@ def _gathered(weights: Sequence[Tensor], supports: Sequence[_Support]) -> Tensor
     )
 
 
+def _zero_inside(plan: _Plan, values: Tensor) -> Tensor:
+    """Indices of the positions at a connection where ``values`` is zero."""
+    return (plan.inside > values.bool()).nonzero().squeeze(1)
+
+
 def _beyond_budget(plan: _Plan, magnitude: Tensor, entered: Tensor) -> tuple[Tensor | None, list[int], list[int]]:
     """Which positions to zero so that each segment keeps at most its budget of non-zeros.
 
     Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
-    candidates (non-zeros no larger than the largest ``entered`` one), or among all its non-zeros where the
+    candidates (non-zeros no larger than the largest at the ``entered`` indices), or among all its non-zeros where the
     candidates are too few. Returns them (segment after segment; ``None`` if none is over), and per segment
     the excess and the number of non-zeros outside the mask.
     """
     bound = torch.zeros(len(plan.allowed), dtype=magnitude.dtype).scatter_reduce_(
-        0, plan.segment, magnitude * entered.to(magnitude.dtype), "amax"
+        0, plan.segment.index_select(0, entered), magnitude.index_select(0, entered), "amax"
     )
     nonzero = magnitude.bool()
     candidate = nonzero & (magnitude <= bound.index_select(0, plan.segment))
