@@ -3,8 +3,10 @@
 Each configuration runs a real ``Trainer.fit`` of SAC on HalfCheetah-v5 (batch 100, 2x256, 1000 random
 warm-up steps) for ``--steps`` training steps; the clock covers the training steps after the first
 ``--skip`` (no evaluation). Topology updates run every ``--period`` gradient updates, so the cost of the
-updates and of keeping the target networks sparse afterwards is included. Configurations are interleaved
-over ``--rounds`` rounds and each is reported as a ratio to dense SAC of the same round.
+updates and of keeping the target networks sparse afterwards is included. Each of ``--rounds`` rounds runs
+every configuration next to a run of dense SAC (before it in even rounds, after it in odd ones) and takes the
+ratio of their times per step: a pair's runs are seconds apart, so a change of the machine's speed over
+minutes (shared machines drift by ±20 %) cancels. The median over the rounds is reported, with each round.
 
 GMP prunes from dense to 90 % during the timed steps (every ``--period`` updates); RLx2 adds 3-step targets and
 the dynamic-capacity buffer (checked every ``--period`` steps) to RigL. ``--agents K`` trains a population of K.
@@ -97,26 +99,32 @@ def main() -> None:
     names = ["dense SAC", *(name for name in args.configs if name != "dense SAC")]
     sps: dict[str, list[float]] = {name: [] for name in names}
     ratios: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.rounds):
-        dense = None
-        for name in names:
-            value = steps_per_s(name, args.steps, args.skip, args.period, args.agents)
-            dense = value if dense is None else dense
-            sps[name].append(value)
-            ratios[name].append(value / dense)
+    for round_index in range(args.rounds):
+        for name in names[1:]:
+            pair = ["dense SAC", name] if round_index % 2 == 0 else [name, "dense SAC"]
+            value = {n: steps_per_s(n, args.steps, args.skip, args.period, args.agents) for n in pair}
+            sps[name].append(value[name])
+            sps["dense SAC"].append(value["dense SAC"])
+            ratios[name].append(value["dense SAC"] / value[name])  # time per step relative to dense
+            ratios["dense SAC"].append(1.0)
     device = "cuda" if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
     print(
         f"SAC HalfCheetah-v5, K={args.agents}, {args.steps} timed steps x {args.rounds} rounds, topology update every "
         f"{args.period}"
     )
     print(f"device: {device}; CPU: {cpu_name()}")
-    print(f"{'configuration':<40} {'env steps/s':>12} {'ratio to dense':>16}")
+    print(f"{'configuration':<40} {'env steps/s':>12} {'time per step / dense: median':>30} {'mean':>7}")
     results = {}
     for name in names:
         mean_sps, mean_ratio = statistics.mean(sps[name]), statistics.mean(ratios[name])
-        spread = f"(rounds: {', '.join(f'{r:.3f}' for r in ratios[name])})"
-        print(f"{name:<40} {mean_sps:>12.1f} {mean_ratio:>16.3f}  {spread}")
-        results[name] = {"steps_per_s": sps[name], "ratio_to_dense": ratios[name]}
+        median_ratio = statistics.median(ratios[name])
+        spread = "" if name == "dense SAC" else f"(rounds: {', '.join(f'{r:.3f}' for r in ratios[name])})"
+        print(f"{name:<40} {mean_sps:>12.1f} {median_ratio:>30.3f} {mean_ratio:>7.3f}  {spread}")
+        results[name] = {
+            "steps_per_s": sps[name],
+            "time_ratio_to_dense": ratios[name],
+            "median_time_ratio": median_ratio,
+        }
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device, "args": vars(args), "results": results}, f, indent=2)

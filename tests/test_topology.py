@@ -264,6 +264,23 @@ def test_target_budget_breaks_ties_by_position():
     assert torch.equal(on_device_rule, target.weight.detach())
 
 
+def test_target_budget_counts_an_entry_that_a_polyak_step_takes_exactly_to_zero():
+    """τ = 0.5 takes 1.0 towards -1.0 to exactly 0: that frees a place, so the entry that enters keeps its own."""
+    source, target = MemberLinear(1, 2, 2), MemberLinear(1, 2, 2)
+    with torch.no_grad():
+        target.weight.copy_(torch.tensor([[[1.0, 0.5], [0.25, 0.0]]]))  # 0.25: outside the mask; 0.0: a connection
+    set_mask(source, torch.tensor([[[1.0, 1.0], [0.0, 1.0]]]))
+    with torch.no_grad():
+        trainable_weight(source).copy_(torch.tensor([[[-1.0, 0.5], [0.0, 0.375]]]))
+    budget = TargetBudget()
+    budget.lerp_(budget.layers_to_check([(target, source)]), 0.0)  # 3 non-zeros, 3 connections: nothing to zero
+    assert target.weight.tolist() == [[[1.0, 0.5], [0.25, 0.0]]]
+    budget.lerp_(budget.layers_to_check([(target, source)]), 0.5)
+    assert target.weight.tolist() == [[[0.0, 0.5], [0.125, 0.1875]]]  # still 3: the entered 0.1875 stays
+    budget.lerp_(budget.layers_to_check([(target, source)]), 0.5)  # 0.0 enters at -0.5: 0.0625 (outside) goes
+    assert target.weight.tolist() == [[[-0.5, 0.5], [0.0, 0.28125]]]
+
+
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
     """Hand-made 3x2 members: sources with 2 and 3 connections, dense targets; the smallest entries go."""
     source, target = MemberLinear(2, 3, 2), MemberLinear(2, 3, 2)
