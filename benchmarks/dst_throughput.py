@@ -127,7 +127,7 @@ def main() -> None:
         }
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": device, "args": vars(args), "results": results}, f, indent=2)
+            json.dump({"device": device, "cpu": cpu_name(), "args": vars(args), "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

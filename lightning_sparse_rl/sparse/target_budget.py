@@ -58,12 +58,23 @@ class _Plan:
     segment: Tensor  # (ΣP,) the segment of each position (increasing)
     inside: Tensor  # (ΣP,) bool
     outside: Tensor  # (ΣP,) bool
-    last: Tensor  # (S,) each segment's last position
-    starts: list[int]  # where each segment's positions start, and their number
+    bounds: Tensor  # (S + 1,) where each segment's positions start, and their number
+    starts: list[int]  # the same, on the host
     allowed: list[int]  # connections per segment
+    outside_count: list[int]  # positions outside the mask per segment
     first: list[int]  # the first segment of each layer, and the number of segments
     entered: Tensor | None  # (E,) indices of the positions zero at a connection after the last step
     written: list[int]  # each target weight's version after the last step
+
+
+@dataclass(frozen=True)
+class _Step:
+    """What the budget rule found after one Polyak step (:func:`_beyond_budget`)."""
+
+    dropped: Tensor | None  # indices of the positions to zero, segment after segment (None: nothing to zero)
+    excess: list[int]  # non-zeros beyond the budget, per segment
+    outside_nonzero: list[int]  # non-zeros outside the mask, per segment (before the drops)
+    zero: Tensor  # indices of the positions that are zero (before the drops)
 
 
 class TargetBudget:
@@ -121,26 +132,28 @@ class TargetBudget:
             return
         plan = self._plan_for(checked)
         if plan.entered is None or plan.written != [weight._version for weight in targets]:
-            plan.entered = _zero_inside(plan, _gathered(targets, plan.supports))
+            plan.entered = _at_connections(plan, (_gathered(targets, plan.supports) == 0).nonzero().squeeze(1))
         torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
-        values = _gathered(targets, plan.supports)
-        dropped, excess, outside_nonzero = _beyond_budget(plan, values.abs(), plan.entered)
-        if dropped is not None:
-            values.index_fill_(0, dropped, 0.0)
-            dropped_at = plan.positions.index_select(0, dropped)
+        magnitude = _gathered(targets, plan.supports).abs()
+        step = _beyond_budget(plan, magnitude)
+        zeroed = step.zero
+        if step.dropped is not None:
+            dropped_at = plan.positions.index_select(0, step.dropped)
+            zeroed = torch.cat([zeroed, step.dropped])
         done = 0
         for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
             segments = range(plan.first[layer], plan.first[layer + 1])
-            n_dropped = sum(max(excess[s], 0) for s in segments)
+            n_dropped = sum(max(step.excess[s], 0) for s in segments)
             if n_dropped:
                 target.weight.detach().view(-1).index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
                 done += n_dropped
             self._written[target] = target.weight._version
-            if all(excess[s] <= 0 and outside_nonzero[s] == 0 for s in segments):
+            outside_nonzero = sum(step.outside_nonzero[s] for s in segments)
+            if outside_nonzero == 0 and all(step.excess[s] <= 0 for s in segments):
                 self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
-            elif 2 * sum(outside_nonzero[s] for s in segments) < support.outside_count:
+            elif 2 * outside_nonzero < support.outside_count:
                 del self._support[target]  # most positions outside the mask are zero for good: find it anew
-        plan.entered = _zero_inside(plan, values)
+        plan.entered = _at_connections(plan, zeroed)
         plan.written = [weight._version for weight in targets]
 
     def _support_of(self, target: MemberLinear, source: MemberLinear) -> _Support:
@@ -177,16 +190,20 @@ class TargetBudget:
         for support in supports:
             first.append(first[-1] + len(support.allowed))
         segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
-        ends = torch.bincount(segment, minlength=first[-1]).cumsum(dim=0)
         inside = torch.cat([s.inside for s in supports])
+        sizes = torch.stack(
+            [torch.bincount(segment, minlength=first[-1]), torch.bincount(segment[~inside], minlength=first[-1])]
+        )
+        starts = [0, *sizes[0].cumsum(dim=0).tolist()]
         plan = _Plan(
             supports=tuple(supports),
             segment=segment,
             inside=inside,
             outside=~inside,
-            last=ends - 1,
-            starts=[0, *ends.tolist()],
+            bounds=torch.tensor(starts),
+            starts=starts,
             allowed=torch.cat([s.allowed for s in supports]).tolist(),
+            outside_count=sizes[1].tolist(),
             first=first,
             positions=torch.cat([s.positions for s in supports]),
             entered=None,
@@ -206,30 +223,40 @@ def _gathered(weights: Sequence[Tensor], supports: Sequence[_Support]) -> Tensor
     )
 
 
-def _zero_inside(plan: _Plan, values: Tensor) -> Tensor:
-    """Indices of the positions at a connection where ``values`` is zero."""
-    return (plan.inside > values.bool()).nonzero().squeeze(1)
+def _at_connections(plan: _Plan, indices: Tensor) -> Tensor:
+    """Those of ``indices`` (into the plan's positions) that are connections of the source (inside its mask)."""
+    return indices.masked_select(plan.inside.index_select(0, indices))
 
 
-def _beyond_budget(plan: _Plan, magnitude: Tensor, entered: Tensor) -> tuple[Tensor | None, list[int], list[int]]:
-    """Which positions to zero so that each segment keeps at most its budget of non-zeros.
+def _beyond_budget(plan: _Plan, magnitude: Tensor) -> _Step:
+    """Which positions to zero so that each segment keeps at most its budget of non-zeros (:class:`_Step`).
 
     Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
-    candidates (non-zeros no larger than the largest at the ``entered`` indices), or among all its non-zeros where the
-    candidates are too few. Returns them (segment after segment; ``None`` if none is over), and per segment
-    the excess and the number of non-zeros outside the mask.
+    candidates (non-zeros no larger than the largest at the ``plan.entered`` indices), or among all its non-zeros
+    where the candidates are too few. One pass over ``magnitude`` finds the zeros and the candidates (those
+    no larger than the largest bound of any segment); everything else reads those few positions only.
     """
+    entered = plan.entered
     bound = torch.zeros(len(plan.allowed), dtype=magnitude.dtype).scatter_reduce_(
         0, plan.segment.index_select(0, entered), magnitude.index_select(0, entered), "amax"
     )
-    nonzero = magnitude.bool()
-    candidate = nonzero & (magnitude <= bound.index_select(0, plan.segment))
-    running = torch.stack([nonzero, candidate, nonzero & plan.outside]).cumsum(dim=1).index_select(1, plan.last)
-    n_nonzero, n_candidates, n_outside = ([b - a for a, b in pairwise([0, *row])] for row in running.tolist())
-    excess = [n - allowed for n, allowed in zip(n_nonzero, plan.allowed, strict=True)]
+    ceiling = bound.max().nan_to_num(nan=0.0)  # (a NaN entered: its segment ranks all its non-zeros)
+    low = (magnitude <= ceiling).nonzero().squeeze(1)  # the zeros and the candidates; increasing, so grouped by segment
+    low_magnitude = magnitude.index_select(0, low)
+    is_zero = low_magnitude == 0
+    zero = low.masked_select(is_zero)
+    candidate = low.masked_select(
+        ~is_zero & (low_magnitude <= bound.index_select(0, plan.segment.index_select(0, low)))
+    )
+    outside_zero = zero.masked_select(plan.outside.index_select(0, zero))
+    found = torch.stack([torch.searchsorted(found, plan.bounds) for found in (zero, candidate, outside_zero)])
+    n_zero, n_candidates, n_outside_zero = ([b - a for a, b in pairwise(row)] for row in found.tolist())
+    sizes = [b - a for a, b in pairwise(plan.starts)]
+    excess = [n - z - allowed for n, z, allowed in zip(sizes, n_zero, plan.allowed, strict=True)]
+    outside_nonzero = [n - z for n, z in zip(plan.outside_count, n_outside_zero, strict=True)]
     if all(e <= 0 for e in excess):
-        return None, excess, n_outside
-    chosen = candidate.nonzero().squeeze(1)  # segment after segment
+        return _Step(None, excess, outside_nonzero, zero)
+    chosen = candidate
     if any(0 < e < n for e, n in zip(excess, n_candidates, strict=True)):
         chosen = _ranked(chosen, magnitude, plan.segment)
     dropped, start = [], 0
@@ -238,9 +265,10 @@ def _beyond_budget(plan: _Plan, magnitude: Tensor, entered: Tensor) -> tuple[Ten
             dropped.append(chosen[start : start + e])
         elif e > n:
             begin, end = plan.starts[s], plan.starts[s + 1]
-            dropped.append(_ranked(nonzero[begin:end].nonzero().squeeze(1) + begin, magnitude, plan.segment)[:e])
+            nonzero = magnitude[begin:end].nonzero().squeeze(1) + begin
+            dropped.append(_ranked(nonzero, magnitude, plan.segment)[:e])
         start += n
-    return torch.cat(dropped), excess, n_outside
+    return _Step(torch.cat(dropped), excess, outside_nonzero, zero)
 
 
 def _ranked(chosen: Tensor, magnitude: Tensor, segment: Tensor) -> Tensor:
