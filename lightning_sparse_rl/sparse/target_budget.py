@@ -60,6 +60,7 @@ class _Plan:
     outside: Tensor  # (ΣP,) bool
     bounds: Tensor  # (S + 1,) where each segment's positions start, and their number
     starts: list[int]  # the same, on the host
+    sizes: list[int]  # positions per segment
     allowed: list[int]  # connections per segment
     outside_count: list[int]  # positions outside the mask per segment
     first: list[int]  # the first segment of each layer, and the number of segments
@@ -191,10 +192,10 @@ class TargetBudget:
             first.append(first[-1] + len(support.allowed))
         segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
         inside = torch.cat([s.inside for s in supports])
-        sizes = torch.stack(
+        counts = torch.stack(
             [torch.bincount(segment, minlength=first[-1]), torch.bincount(segment[~inside], minlength=first[-1])]
         )
-        starts = [0, *sizes[0].cumsum(dim=0).tolist()]
+        starts = [0, *counts[0].cumsum(dim=0).tolist()]
         plan = _Plan(
             supports=tuple(supports),
             segment=segment,
@@ -202,8 +203,9 @@ class TargetBudget:
             outside=~inside,
             bounds=torch.tensor(starts),
             starts=starts,
+            sizes=counts[0].tolist(),
             allowed=torch.cat([s.allowed for s in supports]).tolist(),
-            outside_count=sizes[1].tolist(),
+            outside_count=counts[1].tolist(),
             first=first,
             positions=torch.cat([s.positions for s in supports]),
             entered=None,
@@ -251,8 +253,7 @@ def _beyond_budget(plan: _Plan, magnitude: Tensor) -> _Step:
     outside_zero = zero.masked_select(plan.outside.index_select(0, zero))
     found = torch.stack([torch.searchsorted(found, plan.bounds) for found in (zero, candidate, outside_zero)])
     n_zero, n_candidates, n_outside_zero = ([b - a for a, b in pairwise(row)] for row in found.tolist())
-    sizes = [b - a for a, b in pairwise(plan.starts)]
-    excess = [n - z - allowed for n, z, allowed in zip(sizes, n_zero, plan.allowed, strict=True)]
+    excess = [n - z - allowed for n, z, allowed in zip(plan.sizes, n_zero, plan.allowed, strict=True)]
     outside_nonzero = [n - z for n, z in zip(plan.outside_count, n_outside_zero, strict=True)]
     if all(e <= 0 for e in excess):
         return _Step(None, excess, outside_nonzero, zero)
