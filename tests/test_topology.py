@@ -202,11 +202,14 @@ def _masked_pair(shapes, counts, dtype, gen, seed):
     return source, target, [layer.weight.detach().clone() for layer in target]
 
 
-@pytest.mark.parametrize(("dtype", "tau"), [(torch.float32, 0.2), (torch.bfloat16, 0.2), (torch.float32, 0.01)])
+@pytest.mark.parametrize(
+    ("dtype", "tau"), [(torch.float32, 0.2), (torch.bfloat16, 0.2), (torch.float64, 0.2), (torch.float32, 0.01)]
+)
 def test_target_budget_equals_the_full_search_at_every_step_through_topology_updates_and_outside_writes(dtype, tau):
     """The rule reads only the masks and the leftovers outside them, for all layers of a network at once; a
     search of every entry must agree at every step. Two networks share one budget, the second updated every
-    other step (as TD3's actor); bf16 has many equal magnitudes, so ties are exercised too; a small τ gives
+    other step (as TD3's actor); bf16 has many equal magnitudes, so ties are exercised too (float64 is ranked by
+    two sorts, the others by one on segment and bits); a small τ gives
     the slow catch-up of a real run (target copies of old weights shrink slowly, new ones enter small)."""
     gen = _generator(21)
     counts = [[(30, 60, 90), (10, 20, 5)], [(40, 25, 70)]]

@@ -11,8 +11,8 @@ import operator
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -26,6 +26,10 @@ LayerPair = tuple[MemberLinear, MemberLinear]
 #: How many sets of checked layers keep their concatenated supports (one per target network is enough).
 _REMEMBERED_PLANS = 4
 
+#: Per float width (bytes): the signed integer as wide, and the bits below its sign bit. A float's bits with the
+#: sign cleared (its magnitude's), read as that integer, order as the magnitudes do, NaN last.
+_BITS = {2: (torch.int16, 2**15 - 1), 4: (torch.int32, 2**31 - 1), 8: (torch.int64, 2**63 - 1)}
+
 
 @dataclass(frozen=True)
 class _Support:
@@ -37,10 +41,10 @@ class _Support:
     """
 
     mask_version: tuple[int, int]
-    positions: Tensor  # (P,) flat indices into the target weight (M·in·out,), increasing (grouped by member)
-    member: Tensor  # (P,) the member of each position
-    inside: Tensor  # (P,) bool: the position is one of the source's connections
-    allowed: Tensor  # (M,) the source's connections per member
+    positions: np.ndarray  # (P,) flat indices into the target weight (M·in·out,), increasing (grouped by member)
+    member: np.ndarray  # (P,) the member of each position
+    inside: np.ndarray  # (P,) bool: the position is one of the source's connections
+    allowed: np.ndarray  # (M,) the source's connections per member
     outside_count: int  # positions outside the mask
 
 
@@ -54,17 +58,16 @@ class _Plan:
     """
 
     supports: tuple[_Support, ...]
-    positions: Tensor  # (ΣP,) the layers' positions, one after the other
-    segment: Tensor  # (ΣP,) the segment of each position (increasing)
-    inside: Tensor  # (ΣP,) bool
-    outside: Tensor  # (ΣP,) bool
-    bounds: Tensor  # (S + 1,) where each segment's positions start, and their number
-    starts: list[int]  # the same, on the host
-    sizes: list[int]  # positions per segment
-    allowed: list[int]  # connections per segment
-    outside_count: list[int]  # positions outside the mask per segment
+    positions: np.ndarray  # (ΣP,) the layers' positions, one after the other
+    segment: np.ndarray  # (ΣP,) the segment of each position (increasing)
+    inside: np.ndarray  # (ΣP,) bool
+    outside: np.ndarray  # (ΣP,) bool
+    starts: np.ndarray  # (S + 1,) where each segment's positions start, and their number
+    sizes: np.ndarray  # (S,) positions per segment
+    allowed: np.ndarray  # (S,) connections per segment
+    outside_count: np.ndarray  # (S,) positions outside the mask per segment
     first: list[int]  # the first segment of each layer, and the number of segments
-    entered: Tensor | None  # (E,) indices of the positions zero at a connection after the last step
+    entered: np.ndarray | None  # (E,) indices of the positions zero at a connection after the last step
     written: list[int]  # each target weight's version after the last step
 
 
@@ -72,10 +75,10 @@ class _Plan:
 class _Step:
     """What the budget rule found after one Polyak step (:func:`_beyond_budget`)."""
 
-    dropped: Tensor | None  # indices of the positions to zero, segment after segment (None: nothing to zero)
+    dropped: np.ndarray | None  # indices of the positions to zero, segment after segment (None: nothing to zero)
     excess: list[int]  # non-zeros beyond the budget, per segment
     outside_nonzero: list[int]  # non-zeros outside the mask, per segment (before the drops)
-    zero: Tensor  # indices of the positions that are zero (before the drops)
+    zero: np.ndarray  # indices of the positions that are zero (before the drops)
 
 
 class TargetBudget:
@@ -85,9 +88,12 @@ class TargetBudget:
     the mask, so the count cannot exceed the budget: the layer is not checked again until the mask changes
     (its version). Until then, on the CPU, the rule reads only the entries that can be non-zero (the mask and
     the target's non-zeros outside it when the mask changed: a tenth of the layer at 90 % sparsity, less as
-    those outside are zeroed), and handles all checked layers and members with one sequence of operations.
-    Ties among equal magnitudes are broken by position (the lower row-major index is zeroed first). The memory
-    is this object's (an algorithm owns one); a fresh one checks every layer.
+    those outside are zeroed), and handles all checked layers and members with one sequence of operations, on
+    NumPy views of the weights (a few thousand entries per step at K = 1, where the cost is per operation:
+    NumPy's is a fraction of PyTorch's). Magnitudes are compared as the bits of ``|w|`` (as integers, they
+    order as the magnitudes do, NaN last). Ties among equal magnitudes are broken by position (the lower
+    row-major index is zeroed first). The memory is this object's (an algorithm owns one); a fresh one checks
+    every layer.
 
     Off the CPU the budget is enforced without reading anything on the host (:func:`zero_smallest_beyond_`,
     a sort per checked layer): checked layers are then checked at every Polyak step, as host reads would
@@ -133,24 +139,23 @@ class TargetBudget:
             return
         plan = self._plan_for(checked)
         if plan.entered is None or plan.written != [weight._version for weight in targets]:
-            plan.entered = _at_connections(plan, (_gathered(targets, plan.supports) == 0).nonzero().squeeze(1))
+            plan.entered = _at_connections(plan, np.flatnonzero(_magnitude_bits(targets, plan.supports) == 0))
         torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
-        magnitude = _gathered(targets, plan.supports).abs()
-        step = _beyond_budget(plan, magnitude)
+        step = _beyond_budget(plan, _magnitude_bits(targets, plan.supports))
         zeroed = step.zero
         if step.dropped is not None:
-            dropped_at = plan.positions.index_select(0, step.dropped)
-            zeroed = torch.cat([zeroed, step.dropped])
+            dropped_at = torch.from_numpy(plan.positions[step.dropped])
+            zeroed = np.concatenate([zeroed, step.dropped])
         done = 0
         for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
-            segments = range(plan.first[layer], plan.first[layer + 1])
-            n_dropped = sum(max(step.excess[s], 0) for s in segments)
+            segments = slice(plan.first[layer], plan.first[layer + 1])
+            n_dropped = sum(max(e, 0) for e in step.excess[segments])
             if n_dropped:
                 target.weight.detach().view(-1).index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
                 done += n_dropped
             self._written[target] = target.weight._version
-            outside_nonzero = sum(step.outside_nonzero[s] for s in segments)
-            if outside_nonzero == 0 and all(step.excess[s] <= 0 for s in segments):
+            outside_nonzero = sum(step.outside_nonzero[segments])
+            if outside_nonzero == 0 and all(e <= 0 for e in step.excess[segments]):
                 self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
             elif 2 * outside_nonzero < support.outside_count:
                 del self._support[target]  # most positions outside the mask are zero for good: find it anew
@@ -171,10 +176,10 @@ class TargetBudget:
         inside = mask[positions]
         support = _Support(
             mask_version=mask_version(source),
-            positions=positions,
-            member=positions // target.weight[0].numel(),
-            inside=inside,
-            allowed=active_count(source).to(torch.int32),
+            positions=positions.numpy(),
+            member=(positions // target.weight[0].numel()).numpy(),
+            inside=inside.numpy(),
+            allowed=active_count(source).to(torch.int64).numpy(),
             outside_count=len(positions) - int(inside.sum()),
         )
         self._support[target] = support
@@ -190,24 +195,20 @@ class TargetBudget:
         first = [0]
         for support in supports:
             first.append(first[-1] + len(support.allowed))
-        segment = torch.cat([s.member + f for s, f in zip(supports, first, strict=False)])
-        inside = torch.cat([s.inside for s in supports])
-        counts = torch.stack(
-            [torch.bincount(segment, minlength=first[-1]), torch.bincount(segment[~inside], minlength=first[-1])]
-        )
-        starts = [0, *counts[0].cumsum(dim=0).tolist()]
+        segment = np.concatenate([s.member + f for s, f in zip(supports, first, strict=False)])
+        inside = np.concatenate([s.inside for s in supports])
+        sizes = np.bincount(segment, minlength=first[-1])
         plan = _Plan(
             supports=tuple(supports),
+            positions=np.concatenate([s.positions for s in supports]),
             segment=segment,
             inside=inside,
             outside=~inside,
-            bounds=torch.tensor(starts),
-            starts=starts,
-            sizes=counts[0].tolist(),
-            allowed=torch.cat([s.allowed for s in supports]).tolist(),
-            outside_count=counts[1].tolist(),
+            starts=np.concatenate([[0], np.cumsum(sizes)]),
+            sizes=sizes,
+            allowed=np.concatenate([s.allowed for s in supports]),
+            outside_count=np.bincount(segment[~inside], minlength=first[-1]),
             first=first,
-            positions=torch.cat([s.positions for s in supports]),
             entered=None,
             written=[],
         )
@@ -215,64 +216,68 @@ class TargetBudget:
         return plan
 
 
-def _gathered(weights: Sequence[Tensor], supports: Sequence[_Support]) -> Tensor:
-    """The weights at their supports' positions, one layer after the other."""
-    return torch.cat(
+def _magnitude_bits(weights: Sequence[Tensor], supports: Sequence[_Support]) -> np.ndarray:
+    """The bits of ``|w|`` at the supports' positions, one layer after the other, as signed integers.
+
+    They order as the magnitudes do (NaN after infinity), and are 0 exactly where ``w`` is ±0.
+    """
+    bits = np.concatenate(
         [
-            torch.index_select(weight.detach().view(-1), 0, support.positions)
+            np.take(weight.detach().view(-1).view(_BITS[weight.element_size()][0]).numpy(), support.positions)
             for weight, support in zip(weights, supports, strict=True)
         ]
     )
+    return np.bitwise_and(bits, _BITS[bits.itemsize][1], out=bits)
 
 
-def _at_connections(plan: _Plan, indices: Tensor) -> Tensor:
+def _at_connections(plan: _Plan, indices: np.ndarray) -> np.ndarray:
     """Those of ``indices`` (into the plan's positions) that are connections of the source (inside its mask)."""
-    return indices.masked_select(plan.inside.index_select(0, indices))
+    return indices[plan.inside[indices]]
 
 
-def _beyond_budget(plan: _Plan, magnitude: Tensor) -> _Step:
+def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     """Which positions to zero so that each segment keeps at most its budget of non-zeros (:class:`_Step`).
 
     Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
     candidates (non-zeros no larger than the largest at the ``plan.entered`` indices), or among all its non-zeros
-    where the candidates are too few. One pass over ``magnitude`` finds the zeros and the candidates (those
-    no larger than the largest bound of any segment); everything else reads those few positions only.
+    where the candidates are too few. One pass over ``magnitude`` (:func:`_magnitude_bits`) finds the zeros and
+    the candidates (those no larger than the largest bound of any segment); everything else reads those few
+    positions only, and the candidates of all segments over budget are ranked by one sort.
     """
-    entered = plan.entered
-    bound = torch.zeros(len(plan.allowed), dtype=magnitude.dtype).scatter_reduce_(
-        0, plan.segment.index_select(0, entered), magnitude.index_select(0, entered), "amax"
-    )
-    ceiling = bound.max().nan_to_num(nan=0.0)  # (a NaN entered: its segment ranks all its non-zeros)
-    low = (magnitude <= ceiling).nonzero().squeeze(1)  # the zeros and the candidates; increasing, so grouped by segment
-    low_magnitude = magnitude.index_select(0, low)
+    n_segments = len(plan.sizes)
+    bound = np.zeros(n_segments, magnitude.dtype)
+    np.maximum.at(bound, plan.segment[plan.entered], magnitude[plan.entered])
+    low = np.flatnonzero(magnitude <= bound.max())  # the zeros and the candidates; increasing, so grouped by segment
+    low_magnitude, low_segment = magnitude[low], plan.segment[low]
     is_zero = low_magnitude == 0
-    zero = low.masked_select(is_zero)
-    candidate = low.masked_select(
-        ~is_zero & (low_magnitude <= bound.index_select(0, plan.segment.index_select(0, low)))
-    )
-    outside_zero = zero.masked_select(plan.outside.index_select(0, zero))
-    found = torch.stack([torch.searchsorted(found, plan.bounds) for found in (zero, candidate, outside_zero)])
-    n_zero, n_candidates, n_outside_zero = ([b - a for a, b in pairwise(row)] for row in found.tolist())
-    excess = [n - z - allowed for n, z, allowed in zip(plan.sizes, n_zero, plan.allowed, strict=True)]
-    outside_nonzero = [n - z for n, z in zip(plan.outside_count, n_outside_zero, strict=True)]
-    if all(e <= 0 for e in excess):
-        return _Step(None, excess, outside_nonzero, zero)
-    chosen = candidate
-    if any(0 < e < n for e, n in zip(excess, n_candidates, strict=True)):
-        chosen = _ranked(chosen, magnitude, plan.segment)
-    dropped, start = [], 0
-    for s, (e, n) in enumerate(zip(excess, n_candidates, strict=True)):
-        if 0 < e <= n:
-            dropped.append(chosen[start : start + e])
-        elif e > n:
-            begin, end = plan.starts[s], plan.starts[s + 1]
-            nonzero = magnitude[begin:end].nonzero().squeeze(1) + begin
-            dropped.append(_ranked(nonzero, magnitude, plan.segment)[:e])
-        start += n
-    return _Step(torch.cat(dropped), excess, outside_nonzero, zero)
+    is_candidate = ~is_zero & (low_magnitude <= bound[low_segment])
+    n_zero = np.bincount(low_segment[is_zero], minlength=n_segments)
+    n_outside_zero = np.bincount(low_segment[is_zero & plan.outside[low]], minlength=n_segments)
+    excess = plan.sizes - n_zero - plan.allowed
+    outside_nonzero = (plan.outside_count - n_outside_zero).tolist()
+    zero = low[is_zero]
+    if not (excess > 0).any():
+        return _Step(None, excess.tolist(), outside_nonzero, zero)
+    fallback = np.flatnonzero(excess > np.bincount(low_segment[is_candidate], minlength=n_segments))
+    over = excess > 0
+    over[fallback] = False  # too few candidates: all the segment's non-zeros are ranked (rare)
+    pool = [low[is_candidate & over[low_segment]]]
+    pool += [np.flatnonzero(magnitude[plan.starts[s] : plan.starts[s + 1]]) + plan.starts[s] for s in fallback]
+    pool = np.concatenate(pool) if len(fallback) else pool[0]
+    dropped = _first_per_segment(pool, magnitude[pool], plan.segment[pool], excess)
+    return _Step(dropped, excess.tolist(), outside_nonzero, zero)
 
 
-def _ranked(chosen: Tensor, magnitude: Tensor, segment: Tensor) -> Tensor:
-    """``chosen`` (increasing indices) ordered by segment, then magnitude, then index (two stable sorts)."""
-    by_magnitude = chosen.index_select(0, torch.sort(magnitude.index_select(0, chosen), stable=True).indices)
-    return by_magnitude.index_select(0, torch.sort(segment.index_select(0, by_magnitude), stable=True).indices)
+def _first_per_segment(pool: np.ndarray, magnitude: np.ndarray, segment: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """Of ``pool`` (indices, increasing within each segment), each segment's first ``excess`` by rank.
+
+    Rank: by magnitude (``magnitude``, those of ``pool``), then index. The result is grouped by segment
+    (``segment``, those of ``pool``), in rank order within each.
+    """
+    if magnitude.itemsize > 4:
+        order = np.lexsort((magnitude, segment))  # stable
+    else:
+        order = np.argsort(segment << 32 | magnitude, kind="stable")  # non-negative: one 64-bit key
+    ranked, ranked_segment = pool[order], segment[order]
+    first = np.searchsorted(ranked_segment, np.arange(len(excess)))  # where each segment's ranks begin
+    return ranked[np.arange(len(ranked)) < (first + excess)[ranked_segment]]
