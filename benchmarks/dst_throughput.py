@@ -4,9 +4,10 @@ Each configuration runs a real ``Trainer.fit`` of SAC on HalfCheetah-v5 (batch 1
 warm-up steps) for ``--steps`` training steps; the clock covers the training steps after the first
 ``--skip`` (no evaluation). Topology updates run every ``--period`` gradient updates, so the cost of the
 updates and of keeping the target networks sparse afterwards is included. Each of ``--rounds`` rounds runs
-every configuration next to a run of dense SAC (before it in even rounds, after it in odd ones) and takes the
-ratio of their times per step: a pair's runs are seconds apart, so a change of the machine's speed over
-minutes (shared machines drift by ±20 %) cancels. The median over the rounds is reported, with each round.
+every configuration together with a run of dense SAC, the two fits taking turns one training step at a time
+(``fit_timing.lockstep_seconds_per_step``; dense first in even rounds), and takes the ratio of their times per
+step: a change of the machine's speed (shared machines drift by ±20 % over minutes) reaches both alike. The
+median over the rounds is reported, with each round.
 
 GMP prunes from dense to 90 % during the timed steps (every ``--period`` updates); RLx2 adds 3-step targets and
 the dynamic-capacity buffer (checked every ``--period`` steps) to RigL. ``--agents K`` trains a population of K.
@@ -22,12 +23,15 @@ import statistics
 
 import lightning as L
 import torch
-from fit_timing import fit_steps_per_s
+from fit_timing import fit_steps_per_s, lockstep_seconds_per_step
 from throughput import cpu_name
 
 from lightning_sparse_rl import SAC, EnvDataModule
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, GradualPruningCallback, SparsityDistributionCallback
 from lightning_sparse_rl.data.dynamic_buffer import DynamicCapacity
+
+#: A configured fit: model, data and callbacks.
+Fit = tuple[SAC, EnvDataModule, list[L.Callback]]
 
 ER90 = {"global_sparsity": 0.9, "distribution": "ER"}
 #: name → {"sparsity": SparsityDistributionCallback kwargs, "dynamic": DynamicSparsityCallback kwargs,
@@ -53,8 +57,8 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def steps_per_s(name: str, steps: int, skip: int, period: int, agents: int = 1) -> float:
-    """Env steps (one gradient update each) per second of one configuration's ``Trainer.fit``."""
+def build(name: str, steps: int, skip: int, period: int, agents: int = 1) -> Fit:
+    """One configuration's model, data and callbacks for a fit of ``skip + steps`` training steps."""
     config = CONFIGS[name]
     L.seed_everything(0, verbose=False)
     rlx2 = (
@@ -80,7 +84,12 @@ def steps_per_s(name: str, steps: int, skip: int, period: int, agents: int = 1) 
     if "pruning" in config:
         schedule = {"start_step": skip, "end_step": skip + steps, "update_period": period}
         callbacks.append(GradualPruningCallback(**config["pruning"], **schedule))
-    return fit_steps_per_s(model, dm, skip, steps, callbacks)
+    return model, dm, callbacks
+
+
+def steps_per_s(name: str, steps: int, skip: int, period: int, agents: int = 1) -> float:
+    """Env steps (one gradient update each) per second of one configuration's ``Trainer.fit``, run alone."""
+    return fit_steps_per_s(*build(name, steps, skip, period, agents), skip=skip, steps=steps)
 
 
 def main() -> None:
@@ -102,10 +111,11 @@ def main() -> None:
     for round_index in range(args.rounds):
         for name in names[1:]:
             pair = ["dense SAC", name] if round_index % 2 == 0 else [name, "dense SAC"]
-            value = {n: steps_per_s(n, args.steps, args.skip, args.period, args.agents) for n in pair}
-            sps[name].append(value[name])
-            sps["dense SAC"].append(value["dense SAC"])
-            ratios[name].append(value["dense SAC"] / value[name])  # time per step relative to dense
+            fits = [build(n, args.steps, args.skip, args.period, args.agents) for n in pair]
+            seconds = dict(zip(pair, lockstep_seconds_per_step(fits, args.skip, args.steps), strict=True))
+            sps[name].append(1 / seconds[name])
+            sps["dense SAC"].append(1 / seconds["dense SAC"])
+            ratios[name].append(seconds[name] / seconds["dense SAC"])  # time per step relative to dense
             ratios["dense SAC"].append(1.0)
     device = "cuda" if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
     print(

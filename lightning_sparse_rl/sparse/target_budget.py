@@ -261,9 +261,9 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     fallback = np.flatnonzero(excess > np.bincount(low_segment[is_candidate], minlength=n_segments))
     over = excess > 0
     over[fallback] = False  # too few candidates: all the segment's non-zeros are ranked (rare)
-    pool = [low[is_candidate & over[low_segment]]]
-    pool += [np.flatnonzero(magnitude[plan.starts[s] : plan.starts[s + 1]]) + plan.starts[s] for s in fallback]
-    pool = np.concatenate(pool) if len(fallback) else pool[0]
+    parts = [low[is_candidate & over[low_segment]]]
+    parts += [np.flatnonzero(magnitude[plan.starts[s] : plan.starts[s + 1]]) + plan.starts[s] for s in fallback]
+    pool = np.concatenate(parts)
     dropped = _first_per_segment(pool, magnitude[pool], plan.segment[pool], excess)
     return _Step(dropped, excess.tolist(), outside_nonzero, zero)
 
