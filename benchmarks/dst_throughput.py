@@ -4,7 +4,7 @@ Each configuration runs a real ``Trainer.fit`` of SAC on HalfCheetah-v5 (batch 1
 warm-up steps) for ``--steps`` training steps; the clock covers the training steps after the first
 ``--skip`` (no evaluation). Topology updates run every ``--period`` gradient updates, so the cost of the
 updates and of keeping the target networks sparse afterwards is included. Each of ``--rounds`` rounds runs
-every configuration together with a run of dense SAC, the two fits taking turns one training step at a time
+every configuration together with a run of dense SAC, the two fits taking turns of ``--block`` training steps
 (``fit_timing.lockstep_seconds_per_step``; dense first in even rounds), and takes the ratio of their times per
 step: a change of the machine's speed (shared machines drift by ±20 % over minutes) reaches both alike. The
 median over the rounds is reported, with each round.
@@ -89,7 +89,8 @@ def build(name: str, steps: int, skip: int, period: int, agents: int = 1) -> Fit
 
 def steps_per_s(name: str, steps: int, skip: int, period: int, agents: int = 1) -> float:
     """Env steps (one gradient update each) per second of one configuration's ``Trainer.fit``, run alone."""
-    return fit_steps_per_s(*build(name, steps, skip, period, agents), skip=skip, steps=steps)
+    model, data, callbacks = build(name, steps, skip, period, agents)
+    return fit_steps_per_s(model, data, skip, steps, callbacks)
 
 
 def main() -> None:
@@ -99,6 +100,7 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=200, help="untimed training steps at the start of a run")
     parser.add_argument("--period", type=int, default=1000, help="topology update period (gradient updates)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--block", type=int, default=10, help="training steps per turn of the paired fits")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--agents", type=int, default=1, help="K, agents trained together as one population")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS), metavar="NAME")
@@ -112,7 +114,7 @@ def main() -> None:
         for name in names[1:]:
             pair = ["dense SAC", name] if round_index % 2 == 0 else [name, "dense SAC"]
             fits = [build(n, args.steps, args.skip, args.period, args.agents) for n in pair]
-            seconds = dict(zip(pair, lockstep_seconds_per_step(fits, args.skip, args.steps), strict=True))
+            seconds = dict(zip(pair, lockstep_seconds_per_step(fits, args.skip, args.steps, args.block), strict=True))
             sps[name].append(1 / seconds[name])
             sps["dense SAC"].append(1 / seconds["dense SAC"])
             ratios[name].append(seconds[name] / seconds["dense SAC"])  # time per step relative to dense
@@ -120,7 +122,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else f"cpu, {args.threads} thread(s)"
     print(
         f"SAC HalfCheetah-v5, K={args.agents}, {args.steps} timed steps x {args.rounds} rounds, topology update every "
-        f"{args.period}"
+        f"{args.period}, paired fits taking turns of {args.block} step(s)"
     )
     print(f"device: {device}; CPU: {cpu_name()}")
     print(f"{'configuration':<40} {'env steps/s':>12} {'time per step / dense: median':>30} {'mean':>7}")

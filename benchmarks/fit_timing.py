@@ -76,10 +76,10 @@ class _Turns:
 
 
 class _TakeTurns(L.Callback):
-    """Time each training step of one fit from getting the turn (before its env step) to passing it on."""
+    """Time one fit's training steps while it holds the turn, which it passes on every ``block`` steps."""
 
-    def __init__(self, fit: int, turns: _Turns, skip: int, steps: int) -> None:
-        self.fit, self.turns, self.skip, self.steps = fit, turns, skip, steps
+    def __init__(self, fit: int, turns: _Turns, skip: int, steps: int, block: int) -> None:
+        self.fit, self.turns, self.skip, self.steps, self.block = fit, turns, skip, steps, block
         self.seconds = 0.0
         self._began: float | None = None
 
@@ -90,24 +90,27 @@ class _TakeTurns(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.skip < batch.train_step <= self.skip + self.steps:
-            self.seconds += time.perf_counter() - self._began
-        self.turns.pass_on(self.fit)
-        self.turns.wait(self.fit)
+            self.seconds += time.perf_counter() - self._began  # this step: its env step and its update
+        if batch.train_step % self.block == 0:
+            self.turns.pass_on(self.fit)
+            self.turns.wait(self.fit)
         self._began = time.perf_counter()
 
 
 def lockstep_seconds_per_step(
-    fits: Sequence[tuple[OffPolicyAlgorithm, EnvDataModule, list[L.Callback]]], skip: int, steps: int
+    fits: Sequence[tuple[OffPolicyAlgorithm, EnvDataModule, list[L.Callback]]], skip: int, steps: int, block: int = 10
 ) -> list[float]:
-    """Seconds per training step of each ``(model, data, callbacks)`` fit, the fits taking turns step by step.
+    """Seconds per training step of each ``(model, data, callbacks)`` fit, the fits taking turns.
 
-    Each fit runs ``Trainer.fit`` in a thread of its own; one training step at a time runs (an env step and an
-    update, timed from getting the turn to passing it on), and then the next fit's. A change of the machine's
-    speed therefore reaches every fit alike, over seconds as over minutes. Timed: the ``steps`` steps after
-    the first ``skip``; each ``data.max_timesteps`` must be ``skip + steps``.
+    Each fit runs ``Trainer.fit`` in a thread of its own; one fit at a time runs ``block`` training steps (env
+    steps and updates, timed), then passes the turn to the next. A change of the machine's speed over more than
+    a turn (a tenth of a second at K = 1) therefore reaches every fit alike. Each turn starts with the caches
+    full of the other fit's data, which costs the fit with more memory more: turns of one step are fairest to
+    drift but charge that cost at every step, so ``block`` spreads it over several. Timed: the ``steps`` steps
+    after the first ``skip``; each ``data.max_timesteps`` must be ``skip + steps``.
     """
     turns = _Turns(len(fits))
-    clocks = [_TakeTurns(i, turns, skip, steps) for i in range(len(fits))]
+    clocks = [_TakeTurns(i, turns, skip, steps, block) for i in range(len(fits))]
     errors: list[BaseException] = []
 
     def run(i: int) -> None:
