@@ -155,6 +155,15 @@ def test_cosine_drop_fraction_values():
         CosineDrop(0.1, 0)
 
 
+def _zero_layer(members: int, in_features: int, out_features: int) -> MemberLinear:
+    """A layer with zero weights: a new MemberLinear's are uninitialised memory, which can hold NaN (and a Polyak
+    step at τ = 0 from a NaN source is NaN: 0·NaN)."""
+    layer = MemberLinear(members, in_features, out_features)
+    with torch.no_grad():
+        layer.weight.zero_()
+    return layer
+
+
 def _member_layer(members: int, in_features: int, out_features: int, seed: int) -> MemberLinear:
     layer = MemberLinear(members, in_features, out_features)
     layer.reset_parameters("default", [_generator(seed + m) for m in range(members)])
@@ -255,7 +264,7 @@ def test_target_budget_equals_the_full_search_at_every_step_through_topology_upd
 
 def test_target_budget_breaks_ties_by_position():
     """Equal magnitudes beyond the budget: the lower row-major index is zeroed first."""
-    source, target = MemberLinear(1, 2, 3), MemberLinear(1, 2, 3)
+    source, target = _zero_layer(1, 2, 3), _zero_layer(1, 2, 3)
     with torch.no_grad():
         target.weight.copy_(torch.tensor([[[0.5, -0.25, 0.25], [0.25, 0.75, -0.25]]]))
     set_mask(source, torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]]))  # 3 connections: 3 of 6 go
@@ -287,7 +296,7 @@ def test_target_budget_counts_an_entry_that_a_polyak_step_takes_exactly_to_zero(
 
 def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_and_remembers_synced_layers():
     """Hand-made 3x2 members: sources with 2 and 3 connections, dense targets; the smallest entries go."""
-    source, target = MemberLinear(2, 3, 2), MemberLinear(2, 3, 2)
+    source, target = _zero_layer(2, 3, 2), _zero_layer(2, 3, 2)
     values = torch.tensor([[0.5, -0.2], [-0.1, 0.05], [0.3, 0.9]])  # (in, out)
     with torch.no_grad():
         target.weight.copy_(torch.stack([values, values]))
