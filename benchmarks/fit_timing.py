@@ -47,7 +47,7 @@ def _trainer(callbacks: list[L.Callback]) -> L.Trainer:
 
 
 class _Turns:
-    """A turn passed round fits that run in threads, one training step each (fits that ended are skipped)."""
+    """A turn passed round fits that run in threads (fits that ended are skipped)."""
 
     def __init__(self, fits: int) -> None:
         self._condition = threading.Condition()
@@ -62,8 +62,7 @@ class _Turns:
     def pass_on(self, fit: int) -> None:
         """Give the turn to the next running fit after ``fit`` (back to ``fit`` if it is the only one)."""
         with self._condition:
-            later = [f for f in self._running if f > fit] or self._running or [fit]
-            self._turn = later[0]
+            self._turn = next((f for f in self._running if f > fit), self._running[0])
             self._condition.notify_all()
 
     def end(self, fit: int) -> None:
@@ -105,9 +104,9 @@ def lockstep_seconds_per_step(
     Each fit runs ``Trainer.fit`` in a thread of its own; one fit at a time runs ``block`` training steps (env
     steps and updates, timed), then passes the turn to the next. A change of the machine's speed over more than
     a turn (a tenth of a second at K = 1) therefore reaches every fit alike. Each turn starts with the caches
-    full of the other fit's data, which costs the fit with more memory more: turns of one step are fairest to
-    drift but charge that cost at every step, so ``block`` spreads it over several. Timed: the ``steps`` steps
-    after the first ``skip``; each ``data.max_timesteps`` must be ``skip + steps``.
+    full of the other fit's data: turns of one step are fairest to drift but charge every step of both fits
+    that refill, which pulls their ratio towards 1, so ``block`` spreads it over several steps. Timed: the
+    ``steps`` steps after the first ``skip``; each ``data.max_timesteps`` must be ``skip + steps``.
     """
     turns = _Turns(len(fits))
     clocks = [_TakeTurns(i, turns, skip, steps, block) for i in range(len(fits))]
