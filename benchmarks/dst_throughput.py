@@ -23,15 +23,12 @@ import statistics
 
 import lightning as L
 import torch
-from fit_timing import fit_steps_per_s, lockstep_seconds_per_step
+from fit_timing import Fit, fit_steps_per_s, lockstep_seconds_per_step
 from throughput import cpu_name
 
 from lightning_sparse_rl import SAC, EnvDataModule
 from lightning_sparse_rl.callbacks import DynamicSparsityCallback, GradualPruningCallback, SparsityDistributionCallback
 from lightning_sparse_rl.data.dynamic_buffer import DynamicCapacity
-
-#: A configured fit: model, data and callbacks.
-Fit = tuple[SAC, EnvDataModule, list[L.Callback]]
 
 ER90 = {"global_sparsity": 0.9, "distribution": "ER"}
 #: name → {"sparsity": SparsityDistributionCallback kwargs, "dynamic": DynamicSparsityCallback kwargs,

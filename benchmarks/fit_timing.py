@@ -11,6 +11,9 @@ import lightning as L
 from lightning_sparse_rl import EnvDataModule
 from lightning_sparse_rl.algorithms import OffPolicyAlgorithm
 
+#: A configured fit: model, data and callbacks.
+Fit = tuple[OffPolicyAlgorithm, EnvDataModule, list[L.Callback]]
+
 
 def fit_steps_per_s(
     model: OffPolicyAlgorithm, data: EnvDataModule, skip: int, steps: int, callbacks: list[L.Callback] = ()
@@ -96,9 +99,7 @@ class _TakeTurns(L.Callback):
         self._began = time.perf_counter()
 
 
-def lockstep_seconds_per_step(
-    fits: Sequence[tuple[OffPolicyAlgorithm, EnvDataModule, list[L.Callback]]], skip: int, steps: int, block: int = 10
-) -> list[float]:
+def lockstep_seconds_per_step(fits: Sequence[Fit], skip: int, steps: int, block: int = 10) -> list[float]:
     """Seconds per training step of each ``(model, data, callbacks)`` fit, the fits taking turns.
 
     Each fit runs ``Trainer.fit`` in a thread of its own; one fit at a time runs ``block`` training steps (env
