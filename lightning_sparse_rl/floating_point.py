@@ -81,6 +81,21 @@ _FLOAT_LAYOUT: dict[torch.dtype, tuple[torch.dtype, int, int]] = {
 }
 
 
+def integer_bits(tensor: torch.Tensor) -> torch.Tensor:
+    """The bit patterns of a floating-point ``tensor`` as the signed integers of the same width (a view, no copy)."""
+    return tensor.view(_FLOAT_LAYOUT[tensor.dtype][0])
+
+
+def below_sign_bits(dtype: torch.dtype) -> int:
+    """The bits below the sign bit of a float ``dtype`` (exponent and mantissa), as an integer mask.
+
+    A float's bits ANDed with it, read as :func:`integer_bits`, are its magnitude's: they order as the magnitudes
+    do (NaN after infinity) and are 0 exactly at ±0.
+    """
+    _, exponent_bits, mantissa_bits = _FLOAT_LAYOUT[dtype]
+    return exponent_bits | mantissa_bits
+
+
 def count_denormals(tensor: torch.Tensor) -> int:
     """The number of denormal entries of a floating-point ``tensor`` (zero exponent, non-zero mantissa).
 
@@ -97,9 +112,8 @@ def count_nonzero_entries(tensor: torch.Tensor) -> int:
     Read from the bit patterns: ``torch.count_nonzero`` counts denormals as zero on a thread that treats them
     as zero, so it would undercount the weights of a policy file written before flushing was on.
     """
-    int_dtype, exponent_bits, mantissa_bits = _FLOAT_LAYOUT[tensor.dtype]
-    bits = tensor.detach().contiguous().view(int_dtype)
-    return int(((bits & (exponent_bits | mantissa_bits)) != 0).sum())
+    bits = integer_bits(tensor.detach().contiguous())
+    return int(((bits & below_sign_bits(tensor.dtype)) != 0).sum())
 
 
 #: The CPU flags of bf16 instructions that PyTorch's CPU kernels use for bf16 matrix products.

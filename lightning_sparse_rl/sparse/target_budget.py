@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_sparse_rl.floating_point import below_sign_bits, integer_bits
 from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_version, weight_mask
 from lightning_sparse_rl.sparse.member_linear import MemberLinear
 from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_
@@ -25,10 +26,6 @@ LayerPair = tuple[MemberLinear, MemberLinear]
 
 #: How many sets of checked layers keep their concatenated supports (one per target network is enough).
 _REMEMBERED_PLANS = 4
-
-#: Per float width (bytes): the signed integer as wide, and the bits below its sign bit. A float's bits with the
-#: sign cleared (its magnitude's), read as that integer, order as the magnitudes do, NaN last.
-_BITS = {2: (torch.int16, 2**15 - 1), 4: (torch.int32, 2**31 - 1), 8: (torch.int64, 2**63 - 1)}
 
 
 @dataclass(frozen=True)
@@ -223,11 +220,11 @@ def _magnitude_bits(weights: Sequence[Tensor], supports: Sequence[_Support]) -> 
     """
     bits = np.concatenate(
         [
-            np.take(weight.detach().view(-1).view(_BITS[weight.element_size()][0]).numpy(), support.positions)
+            np.take(integer_bits(weight.detach().view(-1)).numpy(), support.positions)
             for weight, support in zip(weights, supports, strict=True)
         ]
     )
-    return np.bitwise_and(bits, _BITS[bits.itemsize][1], out=bits)
+    return np.bitwise_and(bits, below_sign_bits(weights[0].dtype), out=bits)
 
 
 def _at_connections(plan: _Plan, indices: np.ndarray) -> np.ndarray:
