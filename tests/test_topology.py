@@ -17,6 +17,7 @@ from lightning_sparse_rl.sparse import (
     MemberLinear,
     RandomGrowth,
     TargetBudget,
+    mask_changes,
     random_mask,
     set_mask,
     trainable_weight,
@@ -43,6 +44,18 @@ def _masked_layer():
     mask = torch.rand(2, 5, 4, generator=_generator(3)) < 0.5
     set_mask(layer, mask)
     return layer, mask
+
+
+def test_mask_changes_counts_masks_made_set_and_loaded_but_not_uses():
+    """What the target budget's memory is keyed on: any mask made, changed or loaded moves it on, a pass does not."""
+    before = mask_changes()
+    layer, mask = _masked_layer()  # made
+    assert mask_changes() == before + 1
+    layer(torch.randn(2, 3, 5, generator=_generator(4)))
+    assert mask_changes() == before + 1
+    set_mask(layer, ~mask)
+    layer.load_state_dict(layer.state_dict())
+    assert mask_changes() == before + 3
 
 
 def test_a_masked_layer_uses_its_stored_weight_set_to_zero_at_inactive_positions_after_any_write():
@@ -219,7 +232,8 @@ def test_target_budget_equals_the_full_search_at_every_step_through_topology_upd
     search of every entry must agree at every step. Two networks share one budget, the second updated every
     other step (as TD3's actor); bf16 has many equal magnitudes, so ties are exercised too (float64 is ranked by
     two sorts, the others by one on segment and bits); a small τ gives
-    the slow catch-up of a real run (target copies of old weights shrink slowly, new ones enter small)."""
+    the slow catch-up of a real run (target copies of old weights shrink slowly, new ones enter small). Writes
+    from outside and a move of a target's storage must be seen."""
     gen = _generator(21)
     counts = [[(30, 60, 90), (10, 20, 5)], [(40, 25, 70)]]
     networks = [
@@ -246,6 +260,8 @@ def test_target_budget_equals_the_full_search_at_every_step_through_topology_upd
                 with torch.no_grad():
                     target[0].weight.copy_(written)
                 references[0].copy_(written)
+            if step == 95 and index == 0:  # the target's weight moved to new storage (as by a copying .to())
+                target[1].weight.data = target[1].weight.data.clone()
             with torch.no_grad():
                 for layer in source:
                     trainable_weight(layer).add_((torch.randn(layer.weight.shape, generator=gen) * 0.02).to(dtype))
@@ -303,18 +319,19 @@ def test_target_budget_zeroes_the_smallest_entries_beyond_the_connection_count_a
     masks = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
     set_mask(source, masks)
     budget = TargetBudget()
-    checked = budget.layers_to_check([(target, source)])
+    pairs = [(target, source)]  # one object, as polyak_update passes: the answers are remembered for it
+    checked = budget.layers_to_check(pairs)
     assert checked == [(target, source)]
     budget.lerp_(checked, 0.0)  # no move: the rule alone
     kept = torch.tensor([[[0.5, 0.0], [0.0, 0.0], [0.0, 0.9]], [[0.5, 0.0], [0.0, 0.0], [0.3, 0.9]]])
     assert torch.equal(target.weight, kept)  # member 0 keeps |0.5|, |0.9|; member 1 also |0.3|
-    within = budget.layers_to_check([(target, source)])
+    within = budget.layers_to_check(pairs)
     budget.lerp_(within, 0.0)  # within the budget and inside the masks: remembered
     assert torch.equal(target.weight, kept)
-    assert budget.layers_to_check([(target, source)]) == []  # not checked again
+    assert budget.layers_to_check(pairs) == []  # not checked again
     masks[0] = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]])
     set_mask(source, masks)  # a topology update: check again
-    assert budget.layers_to_check([(target, source)]) == [(target, source)]
+    assert budget.layers_to_check(pairs) == [(target, source)]
     assert TargetBudget().layers_to_check([(source, target)]) == []  # a masked target needs no budget
 
 

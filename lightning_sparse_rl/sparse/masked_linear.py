@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +34,15 @@ _MASK_SUFFIX = ".parametrizations.weight.0.mask"
 class WeightMask(nn.Module):
     """Parametrization ``W ↦ W ⊙ mask`` with a 0/1 ``mask`` buffer shaped like ``W``, in ``W``'s dtype."""
 
+    #: Masks made, changed or loaded in this process so far (:func:`mask_changes`).
+    changes: ClassVar[int] = 0
+
     def __init__(self, mask: Tensor, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.register_buffer("mask", mask.to(dtype))
         #: Incremented whenever the mask may have changed (:func:`set_mask`, ``load_state_dict``).
         self.version = 0
+        WeightMask.changes += 1
         # (weight version, mask version) when the inactive weights were last set to zero
         self._zeroed_at = (-1, -1)
         self._hooked: weakref.ref[Tensor] | None = None  # the weight whose gradient this masks
@@ -45,7 +50,7 @@ class WeightMask(nn.Module):
     @override
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self.version += 1
+        self.changed()
 
     @override
     def forward(self, weight: Tensor) -> Tensor:
@@ -65,6 +70,11 @@ class WeightMask(nn.Module):
             weight.register_post_accumulate_grad_hook(self._mask_gradient)
             self._hooked = weakref.ref(weight)
         return weight
+
+    def changed(self) -> None:
+        """Note that the mask may have changed: its :attr:`version` and :func:`mask_changes` move on."""
+        self.version += 1
+        WeightMask.changes += 1
 
     def _mask_gradient(self, weight: Tensor) -> None:
         """Zero the accumulated gradient of ``weight`` at the inactive positions (in place)."""
@@ -93,6 +103,14 @@ def mask_version(layer: MemberLinear) -> tuple[int, int]:
     """Identity and version of a masked layer's mask: equal values mean the mask has not changed."""
     parametrization = layer.parametrizations.weight[0]
     return id(parametrization), parametrization.version
+
+
+def mask_changes() -> int:
+    """How many masks were made, changed or loaded in this process: while it is unchanged, no mask changed.
+
+    Masks change through :func:`set_mask` and ``load_state_dict``; removing a parametrization is not counted.
+    """
+    return WeightMask.changes
 
 
 def is_masked(layer: MemberLinear) -> bool:
@@ -125,7 +143,7 @@ def set_mask(layer: MemberLinear, mask: Tensor) -> None:
         existing = _mask_buffer(layer)
     else:
         existing.copy_(mask)
-        layer.parametrizations.weight[0].version += 1
+        layer.parametrizations.weight[0].changed()
     trainable_weight(layer).mul_(existing)
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import operator
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from lightning_sparse_rl.floating_point import below_sign_bits, integer_bits
-from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_version, weight_mask
+from lightning_sparse_rl.sparse.masked_linear import active_count, is_masked, mask_changes, mask_version, weight_mask
 from lightning_sparse_rl.sparse.member_linear import MemberLinear
 from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_
 
@@ -38,8 +38,8 @@ class _Support:
     """
 
     mask_version: tuple[int, int]
-    positions: np.ndarray  # (P,) flat indices into the target weight (M·in·out,), increasing (grouped by member)
-    member: np.ndarray  # (P,) the member of each position
+    positions: np.ndarray  # (P,) int32 flat indices into the target weight (M·in·out,), increasing (by member)
+    member: np.ndarray  # (P,) int32: the member of each position
     inside: np.ndarray  # (P,) bool: the position is one of the source's connections
     allowed: np.ndarray  # (M,) the source's connections per member
     outside_count: int  # positions outside the mask
@@ -56,16 +56,20 @@ class _Plan:
 
     supports: tuple[_Support, ...]
     positions: np.ndarray  # (ΣP,) the layers' positions, one after the other
-    segment: np.ndarray  # (ΣP,) the segment of each position (increasing)
+    segment: np.ndarray  # (ΣP,) int32: the segment of each position (increasing)
     inside: np.ndarray  # (ΣP,) bool
     outside: np.ndarray  # (ΣP,) bool
     starts: np.ndarray  # (S + 1,) where each segment's positions start, and their number
-    sizes: np.ndarray  # (S,) positions per segment
-    allowed: np.ndarray  # (S,) connections per segment
+    spare: np.ndarray  # (S,) positions per segment beyond its connections: zeros a segment within budget has
     outside_count: np.ndarray  # (S,) positions outside the mask per segment
     first: list[int]  # the first segment of each layer, and the number of segments
     entered: np.ndarray | None  # (E,) indices of the positions zero at a connection after the last step
     written: list[int]  # each target weight's version after the last step
+    # where the plan was last found: for the checked pairs, with mask_changes() and the targets' storage
+    found_for: tuple[Sequence[LayerPair], int, list[int]] | None = None
+    views: tuple[np.ndarray, ...] = ()  # (M·in·out,) each target weight's bits as integers (NumPy views)
+    below_sign: int = 0  # the bits below the sign bit (:func:`below_sign_bits`) of the targets' dtype
+    magnitude: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # (ΣP,) :func:`_read_magnitudes`
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class _Step:
 
     dropped: np.ndarray | None  # indices of the positions to zero, segment after segment (None: nothing to zero)
     excess: list[int]  # non-zeros beyond the budget, per segment
-    outside_nonzero: list[int]  # non-zeros outside the mask, per segment (before the drops)
+    outside_nonzero: list[int] | None  # non-zeros outside the mask per segment; None: not counted (some drops)
     zero: np.ndarray  # indices of the positions that are zero (before the drops)
 
 
@@ -90,7 +94,8 @@ class TargetBudget:
     NumPy's is a fraction of PyTorch's). Magnitudes are compared as the bits of ``|w|`` (as integers, they
     order as the magnitudes do, NaN last). Ties among equal magnitudes are broken by position (the lower
     row-major index is zeroed first). The memory is this object's (an algorithm owns one); a fresh one checks
-    every layer.
+    every layer. Masks are expected to change through :func:`~lightning_sparse_rl.sparse.set_mask` or
+    ``load_state_dict`` (:func:`~lightning_sparse_rl.sparse.mask_changes`).
 
     Off the CPU the budget is enforced without reading anything on the host (:func:`zero_smallest_beyond_`,
     a sort per checked layer): checked layers are then checked at every Polyak step, as host reads would
@@ -103,14 +108,26 @@ class TargetBudget:
         # the target weight's version after the budget last wrote it: a write by anyone else is seen
         self._written: weakref.WeakKeyDictionary[MemberLinear, int] = weakref.WeakKeyDictionary()
         self._plans: list[_Plan] = []  # the latest few (TD3 alternates between its critic's and actor's)
+        # the latest few answers of layers_to_check: (pairs, mask_changes(), layers marked in sync, answer)
+        self._checked: list[tuple[Sequence[LayerPair], int, int, list[LayerPair]]] = []
+        self._marked = 0  # layers marked in sync so far
 
     def layers_to_check(self, pairs: Sequence[LayerPair]) -> list[LayerPair]:
-        """The pairs whose target is unmasked, whose source is masked, and that are not known to be in sync."""
-        return [
+        """The pairs whose target is unmasked, whose source is masked, and that are not known to be in sync.
+
+        For the same ``pairs`` object the same list is returned until a mask changes or a layer is found in sync.
+        """
+        changes = mask_changes()
+        for known, known_changes, marked, answer in self._checked:
+            if known is pairs and known_changes == changes and marked == self._marked:
+                return answer
+        answer = [
             (target, source)
             for target, source in pairs
             if is_masked(source) and not is_masked(target) and self._in_sync.get(target) != mask_version(source)
         ]
+        self._checked = [(pairs, changes, self._marked, answer), *self._checked[: _REMEMBERED_PLANS - 1]]
+        return answer
 
     @torch.no_grad()
     def lerp_(self, checked: Sequence[LayerPair], tau: float) -> None:
@@ -134,28 +151,31 @@ class TargetBudget:
             for target, source in checked:
                 zero_smallest_beyond_(target.weight, active_count(source))
             return
-        plan = self._plan_for(checked)
-        if plan.entered is None or plan.written != [weight._version for weight in targets]:
-            plan.entered = _at_connections(plan, np.flatnonzero(_magnitude_bits(targets, plan.supports) == 0))
+        plan = self._plan_for(checked, targets)
+        if plan.entered is None:
+            plan.entered = _at_connections(plan, np.flatnonzero(_read_magnitudes(plan) == 0))
         torch._foreach_lerp_(targets, [source.weight for _, source in checked], tau)
-        step = _beyond_budget(plan, _magnitude_bits(targets, plan.supports))
+        step = _beyond_budget(plan, _read_magnitudes(plan))
         zeroed = step.zero
         if step.dropped is not None:
-            dropped_at = torch.from_numpy(plan.positions[step.dropped])
+            dropped_at = plan.positions[step.dropped]
             zeroed = np.concatenate([zeroed, step.dropped])
-        done = 0
-        for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
-            segments = slice(plan.first[layer], plan.first[layer + 1])
-            n_dropped = sum(max(e, 0) for e in step.excess[segments])
-            if n_dropped:
-                target.weight.detach().view(-1).index_fill_(0, dropped_at[done : done + n_dropped], 0.0)
+            done = 0
+            for layer, view in enumerate(plan.views):
+                n_dropped = sum(max(e, 0) for e in step.excess[plan.first[layer] : plan.first[layer + 1]])
+                view[dropped_at[done : done + n_dropped]] = 0  # +0.0 (the lerp moved the weight's version)
                 done += n_dropped
+        for target, _ in checked:
             self._written[target] = target.weight._version
-            outside_nonzero = sum(step.outside_nonzero[segments])
-            if outside_nonzero == 0 and all(e <= 0 for e in step.excess[segments]):
-                self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
-            elif 2 * outside_nonzero < support.outside_count:
-                del self._support[target]  # most positions outside the mask are zero for good: find it anew
+        if step.outside_nonzero is not None:  # nothing was over budget: are the layers' non-zeros inside the masks?
+            for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
+                outside_nonzero = sum(step.outside_nonzero[plan.first[layer] : plan.first[layer + 1]])
+                if outside_nonzero == 0:
+                    self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
+                    self._marked += 1
+                elif 2 * outside_nonzero < support.outside_count:
+                    del self._support[target]  # most positions outside the mask are zero for good: find it anew
+                    plan.found_for = None
         plan.entered = _at_connections(plan, zeroed)
         plan.written = [weight._version for weight in targets]
 
@@ -173,8 +193,8 @@ class TargetBudget:
         inside = mask[positions]
         support = _Support(
             mask_version=mask_version(source),
-            positions=positions.numpy(),
-            member=(positions // target.weight[0].numel()).numpy(),
+            positions=positions.to(torch.int32).numpy(),  # half the bytes to read at every step
+            member=(positions // target.weight[0].numel()).to(torch.int32).numpy(),
             inside=inside.numpy(),
             allowed=active_count(source).to(torch.int64).numpy(),
             outside_count=len(positions) - int(inside.sum()),
@@ -183,48 +203,71 @@ class TargetBudget:
         self._written[target] = target.weight._version
         return support
 
-    def _plan_for(self, checked: Sequence[LayerPair]) -> _Plan:
-        """The checked layers' concatenated supports (:class:`_Plan`), remembered while they are checked together."""
-        supports = [self._support_of(target, source) for target, source in checked]
+    def _plan_for(self, checked: Sequence[LayerPair], targets: Sequence[Tensor]) -> _Plan:
+        """The checked layers' concatenated supports (:class:`_Plan`), remembered while they are checked together.
+
+        Found again without reading the layers while nothing changed since the last step: the same ``checked``
+        object, no mask changed, the targets written by this budget only and their storage unmoved.
+        """
+        versions = [weight._version for weight in targets]
+        found_for = (checked, mask_changes(), [weight.data_ptr() for weight in targets])
         for plan in self._plans:
-            if len(plan.supports) == len(supports) and all(map(operator.is_, plan.supports, supports)):
+            if plan.found_for == found_for and plan.written == versions:
                 return plan
-        first = [0]
-        for support in supports:
-            first.append(first[-1] + len(support.allowed))
-        segment = np.concatenate([s.member + f for s, f in zip(supports, first, strict=False)])
-        inside = np.concatenate([s.inside for s in supports])
-        sizes = np.bincount(segment, minlength=first[-1])
-        plan = _Plan(
-            supports=tuple(supports),
-            positions=np.concatenate([s.positions for s in supports]),
-            segment=segment,
-            inside=inside,
-            outside=~inside,
-            starts=np.concatenate([[0], np.cumsum(sizes)]),
-            sizes=sizes,
-            allowed=np.concatenate([s.allowed for s in supports]),
-            outside_count=np.bincount(segment[~inside], minlength=first[-1]),
-            first=first,
-            entered=None,
-            written=[],
-        )
-        self._plans = [plan, *self._plans[: _REMEMBERED_PLANS - 1]]
+        supports = [self._support_of(target, source) for target, source in checked]
+        plan = next(
+            (
+                plan
+                for plan in self._plans
+                if len(plan.supports) == len(supports) and all(map(operator.is_, plan.supports, supports))
+            ),
+            None,
+        ) or _new_plan(supports)
+        if plan.written != versions:
+            plan.entered = None  # written by someone else: read anew
+        plan.found_for = found_for
+        plan.views = tuple(integer_bits(weight.detach().view(-1)).numpy() for weight in targets)
+        plan.below_sign = below_sign_bits(targets[0].dtype)
+        plan.magnitude = np.empty(len(plan.positions), plan.views[0].dtype)  # one float width in a network
+        self._plans = [plan, *[known for known in self._plans if known is not plan][: _REMEMBERED_PLANS - 1]]
         return plan
 
 
-def _magnitude_bits(weights: Sequence[Tensor], supports: Sequence[_Support]) -> np.ndarray:
-    """The bits of ``|w|`` at the supports' positions, one layer after the other, as signed integers.
+def _new_plan(supports: Sequence[_Support]) -> _Plan:
+    """The supports of layers checked together, concatenated (:class:`_Plan`)."""
+    first = [0]
+    for support in supports:
+        first.append(first[-1] + len(support.allowed))
+    segment = np.concatenate([s.member + f for s, f in zip(supports, first, strict=False)])
+    inside = np.concatenate([s.inside for s in supports])
+    sizes = np.bincount(segment, minlength=first[-1])
+    positions = np.concatenate([s.positions for s in supports])
+    return _Plan(
+        supports=tuple(supports),
+        positions=positions,
+        segment=segment,
+        inside=inside,
+        outside=~inside,
+        starts=np.concatenate([[0], np.cumsum(sizes)]),
+        spare=sizes - np.concatenate([s.allowed for s in supports]),
+        outside_count=np.bincount(segment[~inside], minlength=first[-1]),
+        first=first,
+        entered=None,
+        written=[],
+    )
+
+
+def _read_magnitudes(plan: _Plan) -> np.ndarray:
+    """The bits of ``|w|`` at the plan's positions, one layer after the other, as signed integers (in place).
 
     They order as the magnitudes do (NaN after infinity), and are 0 exactly where ``w`` is ±0.
     """
-    bits = np.concatenate(
-        [
-            np.take(integer_bits(weight.detach().view(-1)).numpy(), support.positions)
-            for weight, support in zip(weights, supports, strict=True)
-        ]
-    )
-    return np.bitwise_and(bits, below_sign_bits(weights[0].dtype), out=bits)
+    magnitude = plan.magnitude
+    done = 0
+    for view, support in zip(plan.views, plan.supports, strict=True):
+        np.take(view, support.positions, out=magnitude[done : done + len(support.positions)])
+        done += len(support.positions)
+    return np.bitwise_and(magnitude, plan.below_sign, out=magnitude)
 
 
 def _at_connections(plan: _Plan, indices: np.ndarray) -> np.ndarray:
@@ -237,32 +280,32 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
 
     Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
     candidates (non-zeros no larger than the largest at the ``plan.entered`` indices), or among all its non-zeros
-    where the candidates are too few. One pass over ``magnitude`` (:func:`_magnitude_bits`) finds the zeros and
-    the candidates (those no larger than the largest bound of any segment); everything else reads those few
-    positions only, and the candidates of all segments over budget are ranked by one sort.
+    where the candidates are too few. Both are the segment's smallest non-zeros, so the first ``e`` are the same.
+    One pass over ``magnitude`` (:func:`_read_magnitudes`) finds the zeros and the candidates; everything else
+    reads those few positions only, and the candidates of all segments are ranked by one sort. The non-zeros
+    outside the masks are counted only when no segment is over budget (the layers may then be in sync).
     """
-    n_segments = len(plan.sizes)
-    bound = np.zeros(n_segments, magnitude.dtype)
-    np.maximum.at(bound, plan.segment[plan.entered], magnitude[plan.entered])
-    low = np.flatnonzero(magnitude <= bound.max())  # the zeros and the candidates; increasing, so grouped by segment
+    n_segments = len(plan.spare)
+    bound = magnitude[plan.entered].max(initial=0)
+    low = np.flatnonzero(magnitude <= bound)  # the zeros and the candidates; increasing, so grouped by segment
     low_magnitude, low_segment = magnitude[low], plan.segment[low]
     is_zero = low_magnitude == 0
-    is_candidate = ~is_zero & (low_magnitude <= bound[low_segment])
-    n_zero = np.bincount(low_segment[is_zero], minlength=n_segments)
-    n_outside_zero = np.bincount(low_segment[is_zero & plan.outside[low]], minlength=n_segments)
-    excess = plan.sizes - n_zero - plan.allowed
-    outside_nonzero = (plan.outside_count - n_outside_zero).tolist()
-    zero = low[is_zero]
-    if not (excess > 0).any():
-        return _Step(None, excess.tolist(), outside_nonzero, zero)
-    fallback = np.flatnonzero(excess > np.bincount(low_segment[is_candidate], minlength=n_segments))
-    over = excess > 0
-    over[fallback] = False  # too few candidates: all the segment's non-zeros are ranked (rare)
-    parts = [low[is_candidate & over[low_segment]]]
-    parts += [np.flatnonzero(magnitude[plan.starts[s] : plan.starts[s + 1]]) + plan.starts[s] for s in fallback]
-    pool = np.concatenate(parts)
-    dropped = _first_per_segment(pool, magnitude[pool], plan.segment[pool], excess)
-    return _Step(dropped, excess.tolist(), outside_nonzero, zero)
+    zero, zero_segment = low[is_zero], low_segment[is_zero]
+    excess = plan.spare - np.bincount(zero_segment, minlength=n_segments)
+    if excess.max() <= 0:
+        outside_zero = np.bincount(zero_segment[plan.outside[zero]], minlength=n_segments)
+        return _Step(None, excess.tolist(), (plan.outside_count - outside_zero).tolist(), zero)
+    is_candidate = ~is_zero
+    pool, pool_segment = low[is_candidate], low_segment[is_candidate]
+    short = np.flatnonzero(np.bincount(pool_segment, minlength=n_segments) < excess)
+    if short.size:  # too few candidates: all the segment's non-zeros are ranked (rare)
+        starts = plan.starts
+        parts = [pool[~np.isin(pool_segment, short)]]
+        parts += [np.flatnonzero(magnitude[starts[s] : starts[s + 1]]) + starts[s] for s in short]
+        pool = np.concatenate(parts)
+        pool_segment = plan.segment[pool]
+    dropped = _first_per_segment(pool, magnitude[pool], pool_segment, excess)
+    return _Step(dropped, excess.tolist(), None, zero)
 
 
 def _first_per_segment(pool: np.ndarray, magnitude: np.ndarray, segment: np.ndarray, excess: np.ndarray) -> np.ndarray:
@@ -274,7 +317,7 @@ def _first_per_segment(pool: np.ndarray, magnitude: np.ndarray, segment: np.ndar
     if magnitude.itemsize > 4:
         order = np.lexsort((magnitude, segment))  # stable
     else:
-        order = np.argsort(segment << 32 | magnitude, kind="stable")  # non-negative: one 64-bit key
+        order = np.argsort(segment.astype(np.int64) << 32 | magnitude, kind="stable")  # non-negative: one key
     ranked, ranked_segment = pool[order], segment[order]
     first = np.searchsorted(ranked_segment, np.arange(len(excess)))  # where each segment's ranks begin
-    return ranked[np.arange(len(ranked)) < (first + excess)[ranked_segment]]
+    return ranked[np.arange(len(ranked)) < (first + excess)[ranked_segment]]  # excess ≤ 0: none
