@@ -63,6 +63,15 @@ def test_windows_wrap_around_the_storage():
     assert n_step_transition(window, 0.5).next_obs[0, 1, 0].item() == 12
 
 
+def test_a_window_never_reads_past_the_newest_row_even_where_the_next_row_would_seem_to_follow():
+    """The row after the newest is unwritten (zeros) or, in a full buffer, the oldest: never part of the window."""
+    empty_after = _buffer([(3, 1, 4, 0), (4, 2, 0, 0)])  # next obs 0, and the unwritten row 2 has obs 0
+    assert empty_after.windows(torch.tensor([[0, 1]]), 3).alive[0].tolist() == [[1, 1, 0], [1, 0, 0]]
+    wrapped = _buffer([(5, 1, 6, 0), (6, 2, 7, 0), (7, 3, 8, 0), (8, 4, 6, 0)], capacity=3)  # oldest left: obs 6
+    newest = 0  # physical row of (8 → 6); the next physical row holds the oldest, (6 → 7)
+    assert wrapped.windows(torch.tensor([[newest]]), 3).alive[0].tolist() == [[1, 0, 0]]
+
+
 def test_dynamic_capacity_drops_the_oldest_and_grows_back():
     buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, agents=2)
     buffer.drop_oldest(0, 10)

@@ -12,7 +12,10 @@ last observation. The intermediate actions are the stored (behaviour) ones, with
 
 from __future__ import annotations
 
+import functools
+
 import torch
+from torch import Tensor
 
 from lightning_sparse_rl.types import Transition, TransitionWindow
 
@@ -24,11 +27,16 @@ def n_step_transition(window: TransitionWindow, discount: float) -> Transition:
     :attr:`~lightning_sparse_rl.types.Transition.discount` ``= γ^m`` per sample.
     """
     steps, alive = window.steps, window.alive
-    n = alive.shape[-1]
-    powers = discount ** torch.arange(n, device=alive.device, dtype=torch.float64)
-    reward = (steps.reward * alive * powers.to(steps.reward.dtype)).sum(dim=-1)
-    last = (alive.sum(dim=-1).long() - 1).unsqueeze(-1)  # index m − 1 of the last alive step, (K, B, 1)
-    next_obs = steps.next_obs.gather(2, last.unsqueeze(-1).expand(*last.shape, steps.next_obs.shape[-1])).squeeze(2)
-    terminated = steps.terminated.gather(2, last).squeeze(2)
-    bootstrap = powers.to(steps.reward.dtype)[last.squeeze(-1)] * discount
+    powers = _powers(discount, alive.shape[-1], steps.reward.dtype, alive.device)  # γ^j, j < n
+    reward = (steps.reward * alive) @ powers
+    last = alive.sum(dim=-1, keepdim=True).long() - 1  # index m − 1 of the last alive step, (K, B, 1)
+    next_obs = steps.next_obs.take_along_dim(last.unsqueeze(-1), dim=2).squeeze(2)
+    terminated = steps.terminated.take_along_dim(last, dim=2).squeeze(2)
+    bootstrap = powers[last.squeeze(-1)] * discount
     return Transition(steps.obs[:, :, 0], steps.action[:, :, 0], reward, next_obs, terminated, bootstrap)
+
+
+@functools.lru_cache(maxsize=8)
+def _powers(discount: float, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``γ^j`` for ``j < n``, computed in float64 and stored in ``dtype`` (kept: the same at every update)."""
+    return (discount ** torch.arange(n, device=device, dtype=torch.float64)).to(dtype)

@@ -187,13 +187,10 @@ class ReplayBuffer:
         Step ``j`` is alive when step ``j − 1`` is alive, did not terminate, its next observation is step ``j``'s
         observation (else the episode was truncated there and a new one began), and it is not the newest row.
         """
-        offsets = torch.arange(window, device=self.device)
-        index = (start.unsqueeze(-1) + offsets) % self.capacity  # (K, B, n)
+        index = (start.unsqueeze(-1) + torch.arange(window, device=self.device)) % self.capacity  # (K, B, n)
         steps = self.split_rows(self.storage[self._agent_index.unsqueeze(-1), index])
-        newest = (self.position - 1) % self.capacity
-        left = (newest - start) % self.capacity  # stored transitions after each start, (K, B)
         follows = (steps.obs[:, :, 1:] == steps.next_obs[:, :, :-1]).all(dim=-1) & (steps.terminated[:, :, :-1] == 0)
-        follows &= offsets[1:] <= left.unsqueeze(-1)
+        follows &= index[..., :-1] != (self.position - 1) % self.capacity  # step j − 1 is not the newest row
         alive = torch.cat([torch.ones_like(follows[..., :1]), follows], dim=-1).cumprod(dim=-1)
         return TransitionWindow(steps, alive.to(steps.reward.dtype))
 
