@@ -279,15 +279,16 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     """Which positions to zero so that each segment keeps at most its budget of non-zeros (:class:`_Step`).
 
     Per segment over its budget by ``e``, the first ``e`` by magnitude, then position: chosen among the
-    candidates (non-zeros no larger than the largest at the ``plan.entered`` indices), or among all its non-zeros
-    where the candidates are too few. Both are the segment's smallest non-zeros, so the first ``e`` are the same.
-    One pass over ``magnitude`` (:func:`_read_magnitudes`) finds the zeros and the candidates; everything else
-    reads those few positions only, and the candidates of all segments are ranked by one sort. The non-zeros
-    outside the masks are counted only when no segment is over budget (the layers may then be in sync).
+    candidates (its non-zeros no larger than its largest at the ``plan.entered`` indices), or among all its
+    non-zeros where the candidates are too few. One pass over ``magnitude`` (:func:`_read_magnitudes`) finds the
+    zeros and the candidates; everything else reads those few positions only, and the candidates of all
+    segments over budget are ranked by one sort. The non-zeros outside the masks are counted only when no
+    segment is over budget (the layers may then be in sync).
     """
     n_segments = len(plan.spare)
-    bound = magnitude[plan.entered].max(initial=0)
-    low = np.flatnonzero(magnitude <= bound)  # the zeros and the candidates; increasing, so grouped by segment
+    bound = np.zeros(n_segments, magnitude.dtype)
+    np.maximum.at(bound, plan.segment[plan.entered], magnitude[plan.entered])
+    low = np.flatnonzero(magnitude <= bound.max())  # the zeros and the candidates; increasing, so grouped by segment
     low_magnitude, low_segment = magnitude[low], plan.segment[low]
     is_zero = low_magnitude == 0
     zero, zero_segment = low[is_zero], low_segment[is_zero]
@@ -295,15 +296,16 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     if excess.max() <= 0:
         outside_zero = np.bincount(zero_segment[plan.outside[zero]], minlength=n_segments)
         return _Step(None, excess.tolist(), (plan.outside_count - outside_zero).tolist(), zero)
-    is_candidate = ~is_zero
-    pool, pool_segment = low[is_candidate], low_segment[is_candidate]
-    short = np.flatnonzero(np.bincount(pool_segment, minlength=n_segments) < excess)
-    if short.size:  # too few candidates: all the segment's non-zeros are ranked (rare)
+    is_candidate = ~is_zero & (low_magnitude <= bound[low_segment])
+    short = np.flatnonzero(excess > np.bincount(low_segment[is_candidate], minlength=n_segments))  # rare
+    over = excess > 0
+    over[short] = False  # too few candidates: those segments rank all their non-zeros
+    pool = low[is_candidate & over[low_segment]]
+    if short.size:
         starts = plan.starts
-        parts = [pool[~np.isin(pool_segment, short)]]
-        parts += [np.flatnonzero(magnitude[starts[s] : starts[s + 1]]) + starts[s] for s in short]
-        pool = np.concatenate(parts)
-        pool_segment = plan.segment[pool]
+        everything = (np.flatnonzero(magnitude[starts[s] : starts[s + 1]]) + starts[s] for s in short)
+        pool = np.concatenate([pool, *everything])
+    pool_segment = plan.segment[pool]
     dropped = _first_per_segment(pool, magnitude[pool], pool_segment, excess)
     return _Step(dropped, excess.tolist(), None, zero)
 
