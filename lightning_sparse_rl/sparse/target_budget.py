@@ -78,7 +78,7 @@ class _Step:
 
     dropped: np.ndarray | None  # indices of the positions to zero, segment after segment (None: nothing to zero)
     excess: list[int]  # non-zeros beyond the budget, per segment
-    outside_nonzero: list[int] | None  # non-zeros outside the mask per segment; None: not counted (some drops)
+    outside_nonzero: list[int]  # non-zeros outside the mask, per segment (before the drops)
     zero: np.ndarray  # indices of the positions that are zero (before the drops)
 
 
@@ -165,17 +165,16 @@ class TargetBudget:
                 n_dropped = sum(max(e, 0) for e in step.excess[plan.first[layer] : plan.first[layer + 1]])
                 view[dropped_at[done : done + n_dropped]] = 0  # +0.0 (the lerp moved the weight's version)
                 done += n_dropped
-        for target, _ in checked:
+        for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
             self._written[target] = target.weight._version
-        if step.outside_nonzero is not None:  # nothing was over budget: are the layers' non-zeros inside the masks?
-            for layer, ((target, source), support) in enumerate(zip(checked, plan.supports, strict=True)):
-                outside_nonzero = sum(step.outside_nonzero[plan.first[layer] : plan.first[layer + 1]])
-                if outside_nonzero == 0:
-                    self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
-                    self._marked += 1
-                elif 2 * outside_nonzero < support.outside_count:
-                    del self._support[target]  # most positions outside the mask are zero for good: find it anew
-                    plan.found_for = None
+            segments = slice(plan.first[layer], plan.first[layer + 1])
+            outside_nonzero = sum(step.outside_nonzero[segments])
+            if outside_nonzero == 0 and all(e <= 0 for e in step.excess[segments]):
+                self._in_sync[target] = mask_version(source)  # every non-zero inside the mask
+                self._marked += 1
+            elif 2 * outside_nonzero < support.outside_count:
+                del self._support[target]  # most positions outside the mask are zero for good: find it anew
+                plan.found_for = None
         plan.entered = _at_connections(plan, zeroed)
         plan.written = [weight._version for weight in targets]
 
@@ -282,8 +281,7 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     candidates (its non-zeros no larger than its largest at the ``plan.entered`` indices), or among all its
     non-zeros where the candidates are too few. One pass over ``magnitude`` (:func:`_read_magnitudes`) finds the
     zeros and the candidates; everything else reads those few positions only, and the candidates of all
-    segments over budget are ranked by one sort. The non-zeros outside the masks are counted only when no
-    segment is over budget (the layers may then be in sync).
+    segments over budget are ranked by one sort.
     """
     n_segments = len(plan.spare)
     bound = np.zeros(n_segments, magnitude.dtype)
@@ -293,9 +291,10 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
     is_zero = low_magnitude == 0
     zero, zero_segment = low[is_zero], low_segment[is_zero]
     excess = plan.spare - np.bincount(zero_segment, minlength=n_segments)
+    outside_zero = np.bincount(zero_segment[plan.outside[zero]], minlength=n_segments)
+    outside_nonzero = (plan.outside_count - outside_zero).tolist()  # at every step: supports shrink as they empty
     if excess.max() <= 0:
-        outside_zero = np.bincount(zero_segment[plan.outside[zero]], minlength=n_segments)
-        return _Step(None, excess.tolist(), (plan.outside_count - outside_zero).tolist(), zero)
+        return _Step(None, excess.tolist(), outside_nonzero, zero)
     is_candidate = ~is_zero & (low_magnitude <= bound[low_segment])
     short = np.flatnonzero(excess > np.bincount(low_segment[is_candidate], minlength=n_segments))  # rare
     over = excess > 0
@@ -307,7 +306,7 @@ def _beyond_budget(plan: _Plan, magnitude: np.ndarray) -> _Step:
         pool = np.concatenate([pool, *everything])
     pool_segment = plan.segment[pool]
     dropped = _first_per_segment(pool, magnitude[pool], pool_segment, excess)
-    return _Step(dropped, excess.tolist(), None, zero)
+    return _Step(dropped, excess.tolist(), outside_nonzero, zero)
 
 
 def _first_per_segment(pool: np.ndarray, magnitude: np.ndarray, segment: np.ndarray, excess: np.ndarray) -> np.ndarray:
