@@ -24,8 +24,8 @@ from lightning_sparse_rl.sparse.topology import zero_smallest_beyond_
 #: (target layer, source layer)
 LayerPair = tuple[MemberLinear, MemberLinear]
 
-#: How many sets of checked layers keep their concatenated supports (one per target network is enough).
-_REMEMBERED_PLANS = 4
+#: How many sets of layers keep their answer of layers_to_check and their plan (one per target network is enough).
+_REMEMBERED = 4
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class TargetBudget:
             for target, source in pairs
             if is_masked(source) and not is_masked(target) and self._in_sync.get(target) != mask_version(source)
         ]
-        self._checked = [(pairs, changes, self._marked, answer), *self._checked[: _REMEMBERED_PLANS - 1]]
+        self._checked = [(pairs, changes, self._marked, answer), *self._checked[: _REMEMBERED - 1]]
         return answer
 
     @torch.no_grad()
@@ -228,7 +228,7 @@ class TargetBudget:
         plan.views = tuple(integer_bits(weight.detach().view(-1)).numpy() for weight in targets)
         plan.below_sign = below_sign_bits(targets[0].dtype)
         plan.magnitude = np.empty(len(plan.positions), plan.views[0].dtype)  # one float width in a network
-        self._plans = [plan, *[known for known in self._plans if known is not plan][: _REMEMBERED_PLANS - 1]]
+        self._plans = [plan, *[known for known in self._plans if known is not plan][: _REMEMBERED - 1]]
         return plan
 
 
