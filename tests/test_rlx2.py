@@ -72,6 +72,52 @@ def test_a_window_never_reads_past_the_newest_row_even_where_the_next_row_would_
     assert wrapped.windows(torch.tensor([[newest]]), 3).alive[0].tolist() == [[1, 0, 0]]
 
 
+def _alive_by_hand(history, start_logical, written, window):
+    """The windows' rule read from the written history: successors written later, still stored, no end between."""
+    alive = [1]
+    for j in range(1, window):
+        i = start_logical + j  # written after the start, so stored while the start is
+        follows = i < written and history[i - 1][3] == 0 and history[i - 1][2] == history[i][0]
+        alive.append(int(alive[-1] and follows))
+    return alive
+
+
+def test_episode_keys_kept_while_adding_and_found_from_a_checkpoint_give_the_rule():
+    """Windows taken between adds (keys kept by add), after a load (keys found from the rows), in a wrapped buffer."""
+    rng = np.random.default_rng(3)
+    capacity, window, agents = 7, 4, 2
+    histories = [[] for _ in range(agents)]
+    obs = [0.0] * agents
+    kept = ReplayBuffer(capacity, 1, 1, "cpu", [0, 1])
+    for written in range(1, 25):
+        for k in range(agents):
+            end = rng.choice(["go", "terminate", "truncate"], p=[0.6, 0.2, 0.2])
+            histories[k].append((obs[k], 0.0, obs[k] + 1, float(end == "terminate")))
+            obs[k] = obs[k] + 1 if end == "go" else float(rng.integers(0, 4))  # a new episode may repeat obs
+        rows = np.array([h[-1] for h in histories], dtype=np.float32)
+        kept.add(rows[:, :1], rows[:, :1] * 0, rows[:, 1], rows[:, 2:3], rows[:, 3])
+        loaded = ReplayBuffer(capacity, 1, 1, "cpu", [0, 1])
+        loaded.load_state_dict(kept.state_dict())
+        starts = torch.arange(min(written, capacity)).expand(agents, -1)
+        for buffer in (kept, loaded):  # kept: keys from add since the first window; loaded: found from the rows
+            alive = buffer.windows(starts, window).alive
+            for k in range(agents):
+                for row in range(starts.shape[1]):
+                    logical = written - 1 - (kept.position - 1 - row) % capacity  # which write the row holds
+                    assert alive[k, row].tolist() == _alive_by_hand(histories[k], logical, written, window)
+
+
+def test_episode_keys_found_after_a_load_continue_with_the_next_add():
+    """A window right after a load finds the keys from the rows; the next add continues the newest episode."""
+    saved = _buffer([(0, 1, 1, 0), (1, 2, 2, 0)])
+    loaded = ReplayBuffer(10, 1, 1, "cpu", [0])
+    loaded.load_state_dict(saved.state_dict())
+    loaded.windows(torch.tensor([[0]]), 3)
+    one = np.ones((1, 1), dtype=np.float32)
+    loaded.add(one * 2, one * 0.5, one[:, 0] * 3, one * 3, one[:, 0] * 0)
+    assert loaded.windows(torch.tensor([[0, 1]]), 3).alive[0].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
 def test_dynamic_capacity_drops_the_oldest_and_grows_back():
     buffer = _buffer([(i, 0, i + 1, 0) for i in range(100)], capacity=100, agents=2)
     buffer.drop_oldest(0, 10)

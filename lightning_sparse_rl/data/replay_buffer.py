@@ -12,6 +12,10 @@ from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.types import Transition, TransitionWindow
 from lightning_sparse_rl.validation import UserInputError
 
+#: A stored transition's episode key is its write count plus this times its episode's number (per agent): the key
+#: ``j`` above a transition's is its ``j``-th successor in the same episode (:meth:`ReplayBuffer.windows`).
+EPISODE_KEY_STRIDE = 2**32
+
 
 def available_memory(device: torch.device) -> int | None:
     """Bytes that can still be allocated on ``device`` (``None`` when unknown)."""
@@ -50,6 +54,10 @@ class ReplayBuffer:
     original sampled without replacement within a minibatch, which makes no measurable difference at 1e6
     capacity).
 
+    For multi-step windows, each stored transition gets an episode key (:data:`EPISODE_KEY_STRIDE`), found from
+    the rows at the first window and kept up to date by :meth:`add` from then on: whether a window's step
+    continues its first step is then one comparison of keys.
+
     An agent's oldest transitions can be dropped (:meth:`drop_oldest`, RLx2's dynamic capacity): they stay in
     the storage but are no longer sampled, and the agent's buffer grows back as new steps overwrite them.
 
@@ -77,10 +85,15 @@ class ReplayBuffer:
         self.storage = torch.zeros(self.agents, capacity, self.row_size, dtype=torch.float32, device=self.device)
         self.streams = [RandomStream(seed) for seed in seeds]
         self._agent_index = torch.arange(self.agents, device=self.device).unsqueeze(1)
+        self._first_rows = (self._agent_index * capacity).unsqueeze(-1)  # (K, 1, 1): each agent's first row of all
         self.position = 0
         self.size = 0  # rows written, at most capacity (the physical rows [0, size) hold data)
         self.dropped = [0] * self.agents  # per agent: oldest written rows no longer sampled
         self._rows = np.empty((self.agents, self.row_size), dtype=np.float32)
+        self._previous_rows = np.empty_like(self._rows)  # the rows of the last add
+        self._keys: Tensor | None = None  # (K, capacity) int64 episode keys, -1 where unwritten; None until needed
+        self._writes = 0  # writes counted by the keys
+        self._episodes = np.zeros(self.agents, dtype=np.int64)  # each agent's episode number, counted by the keys
 
     def __len__(self) -> int:
         return self.size
@@ -90,6 +103,7 @@ class ReplayBuffer:
     ) -> None:
         """Store one step of every agent (numpy, leading dimension ``K``), overwriting the oldest when full."""
         d, a = self.obs_dim, self.action_dim
+        self._rows, self._previous_rows = self._previous_rows, self._rows
         rows = self._rows
         rows[:, :d] = obs
         rows[:, d : d + a] = action
@@ -97,6 +111,14 @@ class ReplayBuffer:
         rows[:, d + a + 1 : 2 * d + a + 1] = next_obs
         rows[:, -1] = terminated
         self.storage[:, self.position].copy_(torch.from_numpy(rows), non_blocking=False)
+        if self._keys is not None:
+            previous = self._previous_rows
+            continues = (
+                (self.size > 0) & (previous[:, -1] == 0) & (previous[:, d + a + 1 : 2 * d + a + 1] == obs).all(1)
+            )
+            self._episodes += ~continues
+            self._keys[:, self.position].copy_(torch.from_numpy(self._writes + EPISODE_KEY_STRIDE * self._episodes))
+            self._writes += 1
         if self.size == self.capacity:  # the oldest row was overwritten: one fewer dropped row
             self.dropped = [max(dropped - 1, 0) for dropped in self.dropped]
         self.position = (self.position + 1) % self.capacity
@@ -151,12 +173,14 @@ class ReplayBuffer:
         self.dropped = list(state.get("dropped", [0] * self.agents))  # absent in checkpoints before RLx2
         for stream, saved in zip(self.streams, state["streams"], strict=True):
             stream.load_state_dict(saved)
+        self._keys = None  # found again from the rows at the next window
 
     def clear(self) -> None:
         """Forget every stored transition."""
         self.position = 0
         self.size = 0
         self.dropped = [0] * self.agents
+        self._keys = None
 
     def sample(self, batch_size: int, window: int = 1) -> Transition | TransitionWindow:
         """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch.
@@ -185,14 +209,38 @@ class ReplayBuffer:
         """The ``window`` transitions stored from rows ``start`` ``(K, B)`` on, and which continue row ``start``.
 
         Step ``j`` is alive when step ``j − 1`` is alive, did not terminate, its next observation is step ``j``'s
-        observation (else the episode was truncated there and a new one began), and it is not the newest row.
+        observation (else the episode was truncated there and a new one began), and it is not the newest row:
+        when its episode key is step 0's plus ``j``.
         """
-        index = (start.unsqueeze(-1) + torch.arange(window, device=self.device)) % self.capacity  # (K, B, n)
-        steps = self.split_rows(self.storage[self._agent_index.unsqueeze(-1), index])
-        follows = (steps.obs[:, :, 1:] == steps.next_obs[:, :, :-1]).all(dim=-1) & (steps.terminated[:, :, :-1] == 0)
-        follows &= index[..., :-1] != (self.position - 1) % self.capacity  # step j − 1 is not the newest row
-        alive = torch.cat([torch.ones_like(follows[..., :1]), follows], dim=-1).cumprod(dim=-1)
+        offsets = torch.arange(window, device=self.device)
+        rows = (start.unsqueeze(-1) + offsets) % self.capacity + self._first_rows  # (K, B, n) into K·capacity rows
+        steps = self.split_rows(
+            self.storage.view(-1, self.row_size).index_select(0, rows.view(-1)).view(*rows.shape, -1)
+        )
+        keys = self._episode_keys().take(rows)
+        alive = keys == keys[..., :1] + offsets
         return TransitionWindow(steps, alive.to(steps.reward.dtype))
+
+    def _episode_keys(self) -> Tensor:
+        """The stored transitions' episode keys ``(K, capacity)``, found from the rows if not kept yet.
+
+        In the order written (oldest first), a transition continues the previous one when that one did not
+        terminate and its next observation is this one's observation: the rule :meth:`add` applies.
+        """
+        if self._keys is None:
+            order = (self.position - self.size + torch.arange(self.size, device=self.device)) % self.capacity
+            rows = self.split_rows(self.storage[:, order])  # (K, size, ...) oldest first
+            follows = (rows.obs[:, 1:] == rows.next_obs[:, :-1]).all(dim=-1) & (rows.terminated[:, :-1] == 0)
+            episode = (
+                torch.cat([follows.new_zeros(self.agents, 1), ~follows], dim=1)[:, : self.size].long().cumsum(dim=1)
+            )
+            self._keys = torch.full((self.agents, self.capacity), -1, dtype=torch.int64, device=self.device)
+            self._keys[:, order] = torch.arange(self.size, device=self.device) + EPISODE_KEY_STRIDE * episode
+            self._writes = self.size
+            self._episodes = episode[:, -1].cpu().numpy() if self.size else np.zeros(self.agents, dtype=np.int64)
+            if self.size:  # the newest row, as the next add reads it (the rows of the last add)
+                self._rows[:] = self.storage[:, (self.position - 1) % self.capacity].cpu().numpy()
+        return self._keys
 
     def _physical(self, logical: Tensor, agent: int) -> Tensor:
         """Storage rows of logical indices ``0 … size−1`` (oldest first) of an agent's sampled transitions.
