@@ -46,8 +46,9 @@ CONFIGS: dict[str, dict] = {
     "ANF input layer 80%, maskadam": {"sparsity": {"input_layer_sparsity": 0.8}, "dynamic": {}},
     "RigL 90% ER": {"sparsity": ER90, "dynamic": {"growth": "gradient"}},
     "GMP dense to 90% ER": {"pruning": ER90},
+    # as configs/rlx2_td3.yaml and the authors' code: the targets carry the online masks
     "RLx2 90% ER (RigL, 3-step, dynamic buffer)": {
-        "sparsity": ER90,
+        "sparsity": {**ER90, "target_sparsity": "shared"},
         "dynamic": {"growth": "gradient"},
         "rlx2": True,
     },

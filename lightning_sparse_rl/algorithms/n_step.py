@@ -27,12 +27,13 @@ def n_step_transition(window: TransitionWindow, discount: float) -> Transition:
     :attr:`~lightning_sparse_rl.types.Transition.discount` ``= γ^m`` per sample.
     """
     steps, alive = window.steps, window.alive
-    powers = _powers(discount, alive.shape[-1], steps.reward.dtype, alive.device)  # γ^j, j < n
-    reward = (steps.reward * alive) @ powers
-    last = alive.sum(dim=-1, keepdim=True).long() - 1  # index m − 1 of the last alive step, (K, B, 1)
-    next_obs = steps.next_obs.take_along_dim(last.unsqueeze(-1), dim=2).squeeze(2)
-    terminated = steps.terminated.take_along_dim(last, dim=2).squeeze(2)
-    bootstrap = powers[last.squeeze(-1)] * discount
+    n, dtype = alive.shape[-1], steps.reward.dtype
+    reward = (steps.reward * alive) @ _powers(discount, n, dtype, alive.device)  # Σ_j γ^j r_j over alive steps
+    length = alive.sum(dim=-1, keepdim=True, dtype=torch.long)  # m, the alive steps, (K, B, 1)
+    last = length - 1
+    next_obs = steps.next_obs.gather(2, last.unsqueeze(-1).expand(-1, -1, -1, steps.next_obs.shape[-1])).squeeze(2)
+    terminated = steps.terminated.gather(2, last).squeeze(2)
+    bootstrap = _powers(discount, n + 1, dtype, alive.device).take(length).squeeze(-1)  # γ^m
     return Transition(steps.obs[:, :, 0], steps.action[:, :, 0], reward, next_obs, terminated, bootstrap)
 
 
