@@ -9,8 +9,9 @@ every configuration together with a run of dense SAC, the two fits taking turns 
 step: a change of the machine's speed (shared machines drift by ±20 % over minutes) reaches both alike. The
 median over the rounds is reported, with each round.
 
-GMP prunes from dense to 90 % during the timed steps (every ``--period`` updates); RLx2 adds 3-step targets and
-the dynamic-capacity buffer (checked every ``--period`` steps) to RigL. ``--agents K`` trains a population of K.
+GMP prunes from dense to 90 % during the timed steps (every ``--period`` updates); RLx2 adds 3-step targets,
+the dynamic-capacity buffer (checked every ``--period`` steps) and target networks carrying the online masks (as
+``configs/rlx2_td3.yaml``) to RigL. ``--agents K`` trains a population of K.
 
 Usage: ``python benchmarks/dst_throughput.py [--steps 3000] [--rounds 2] [--threads 1] [--agents 1] [--json out.json]``
 """
@@ -52,6 +53,7 @@ CONFIGS: dict[str, dict] = {
         "dynamic": {"growth": "gradient"},
         "rlx2": True,
     },
+    "RLx2 90% ER, magnitude targets": {"sparsity": ER90, "dynamic": {"growth": "gradient"}, "rlx2": True},
 }
 
 
