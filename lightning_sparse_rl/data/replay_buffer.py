@@ -237,7 +237,7 @@ class ReplayBuffer:
             self._keys = torch.full((self.agents, self.capacity), -1, dtype=torch.int64, device=self.device)
             self._keys[:, order] = torch.arange(self.size, device=self.device) + EPISODE_KEY_STRIDE * episode
             self._writes = self.size
-            self._episodes = episode[:, -1].cpu().numpy() if self.size else np.zeros(self.agents, dtype=np.int64)
+            self._episodes = episode[:, -1].cpu().numpy().copy() if self.size else np.zeros(self.agents, dtype=np.int64)
             if self.size:  # the newest row, as the next add reads it (the rows of the last add)
                 self._rows[:] = self.storage[:, (self.position - 1) % self.capacity].cpu().numpy()
         return self._keys
