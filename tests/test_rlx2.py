@@ -73,11 +73,11 @@ def test_a_window_never_reads_past_the_newest_row_even_where_the_next_row_would_
 
 
 def _alive_by_hand(history, start_logical, written, window):
-    """The windows' rule read from the written history: successors written later, still stored, no end between."""
+    """The windows' rule read from the written history, as stored (float32): later successors, no end between."""
     alive = [1]
     for j in range(1, window):
         i = start_logical + j  # written after the start, so stored while the start is
-        follows = i < written and history[i - 1][3] == 0 and history[i - 1][2] == history[i][0]
+        follows = i < written and history[i - 1][3] == 0 and np.float32(history[i - 1][2]) == np.float32(history[i][0])
         alive.append(int(alive[-1] and follows))
     return alive
 
@@ -87,14 +87,14 @@ def test_episode_keys_kept_while_adding_and_found_from_a_checkpoint_give_the_rul
     rng = np.random.default_rng(3)
     capacity, window, agents = 7, 4, 2
     histories = [[] for _ in range(agents)]
-    obs = [0.0] * agents
+    obs = [0.1] * agents  # float64 observations, not exact in the float32 rows
     kept = ReplayBuffer(capacity, 1, 1, "cpu", [0, 1])
     for written in range(1, 25):
         for k in range(agents):
             end = rng.choice(["go", "terminate", "truncate"], p=[0.6, 0.2, 0.2])
-            histories[k].append((obs[k], 0.0, obs[k] + 1, float(end == "terminate")))
-            obs[k] = obs[k] + 1 if end == "go" else float(rng.integers(0, 4))  # a new episode may repeat obs
-        rows = np.array([h[-1] for h in histories], dtype=np.float32)
+            histories[k].append((obs[k], 0.0, obs[k] + 0.1, float(end == "terminate")))
+            obs[k] = obs[k] + 0.1 if end == "go" else 0.1 * float(rng.integers(1, 5))  # a new episode may repeat obs
+        rows = np.array([h[-1] for h in histories])
         kept.add(rows[:, :1], rows[:, :1] * 0, rows[:, 1], rows[:, 2:3], rows[:, 3])
         loaded = ReplayBuffer(capacity, 1, 1, "cpu", [0, 1])
         loaded.load_state_dict(kept.state_dict())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from lightning_sparse_rl.validation import UserInputError
 #: A stored transition's episode key is its write count plus this times its episode's number (per agent): the key
 #: ``j`` above a transition's is its ``j``-th successor in the same episode (:meth:`ReplayBuffer.windows`).
 EPISODE_KEY_STRIDE = 2**32
+
+ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -113,8 +115,9 @@ class ReplayBuffer:
         self.storage[:, self.position].copy_(torch.from_numpy(rows), non_blocking=False)
         if self._keys is not None:
             previous = self._previous_rows
-            continues = (
-                (self.size > 0) & (previous[:, -1] == 0) & (previous[:, d + a + 1 : 2 * d + a + 1] == obs).all(1)
+            stored_obs = rows[:, :d]  # as stored (float32), as the rows are compared when the keys are found
+            continues = (self.size > 0) & _continues(
+                previous[:, d + a + 1 : 2 * d + a + 1], previous[:, -1], stored_obs
             )
             self._episodes += ~continues
             self._keys[:, self.position].copy_(torch.from_numpy(self._writes + EPISODE_KEY_STRIDE * self._episodes))
@@ -224,13 +227,13 @@ class ReplayBuffer:
     def _episode_keys(self) -> Tensor:
         """The stored transitions' episode keys ``(K, capacity)``, found from the rows if not kept yet.
 
-        In the order written (oldest first), a transition continues the previous one when that one did not
-        terminate and its next observation is this one's observation: the rule :meth:`add` applies.
+        In the order written (oldest first), each transition continues the previous one or not (:func:`_continues`),
+        as :meth:`add` finds it for each new one.
         """
         if self._keys is None:
             order = (self.position - self.size + torch.arange(self.size, device=self.device)) % self.capacity
             rows = self.split_rows(self.storage[:, order])  # (K, size, ...) oldest first
-            follows = (rows.obs[:, 1:] == rows.next_obs[:, :-1]).all(dim=-1) & (rows.terminated[:, :-1] == 0)
+            follows = _continues(rows.next_obs[:, :-1], rows.terminated[:, :-1], rows.obs[:, 1:])
             episode = (
                 torch.cat([follows.new_zeros(self.agents, 1), ~follows], dim=1)[:, : self.size].long().cumsum(dim=1)
             )
@@ -262,3 +265,14 @@ class ReplayBuffer:
             next_obs=rows[..., d + a + 1 : 2 * d + a + 1],
             terminated=rows[..., -1],
         )
+
+
+def _continues(previous_next_obs: ArrayT, previous_terminated: ArrayT, obs: ArrayT) -> ArrayT:
+    """Whether a transition continues the one written before it, of the same agent.
+
+    It does when that one did not terminate and its next observation is this one's observation (else its
+    episode was truncated there and a new one began).
+
+    Shapes ``(..., obs_dim)``, ``(...)``, ``(..., obs_dim)`` → ``(...)`` bool; NumPy arrays or tensors.
+    """
+    return (previous_terminated == 0) & (previous_next_obs == obs).all(-1)
