@@ -22,7 +22,7 @@ from typing_extensions import override
 from lightning_sparse_rl.data.replay_buffer import available_memory
 from lightning_sparse_rl.floating_point import apply_configured
 from lightning_sparse_rl.seeding import RandomStream
-from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, linear_layers, trainable_weight
+from lightning_sparse_rl.sparse import MemberLinear, SparseNetwork, TargetBudget, lerp_weights_, linear_layers
 from lightning_sparse_rl.validation import UserInputError
 
 # Every process that builds a network computes with denormal floats flushed to zero, on all its threads
@@ -139,10 +139,8 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float, budget: Targ
     budget = budget if budget is not None else TargetBudget()
     checked = budget.layers_to_check(pairs)
     budget.lerp_(checked, tau)
-    unchecked = [pair for pair in pairs if pair not in checked]
-    targets = [trainable_weight(t) for t, _ in unchecked] + [t.bias for t, _ in pairs]
-    sources = [s.weight for _, s in unchecked] + [s.bias for _, s in pairs]
-    torch._foreach_lerp_(targets, sources, tau)
+    lerp_weights_([pair for pair in pairs if pair not in checked], tau)
+    torch._foreach_lerp_([t.bias for t, _ in pairs], [s.bias for _, s in pairs], tau)
 
 
 #: Per target network: its source network and their layer pairs (the layers of a network never change).

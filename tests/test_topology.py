@@ -205,6 +205,44 @@ def test_polyak_update_keeps_an_unmasked_target_as_sparse_as_its_masked_source()
     assert torch.equal(target.weight != 0, weight_mask(source))  # the pattern caught up with the source
 
 
+def test_a_target_with_its_sources_mask_keeps_its_zeros_through_polyak_steps_and_other_masks_are_zeroed_again():
+    """Shared target masks (RLx2): the lerp of two weights zero outside one mask is zero there, so the target is
+    not written again at its next use. A target with another mask, or written since it was last zeroed, is."""
+    gen = _generator(12)
+    mask = torch.stack([random_mask((16, 8), 40, gen), random_mask((16, 8), 40, gen)])
+    fewer = mask.clone()
+    fewer[0, mask[0].nonzero()[0].tolist()[0]] = False  # one of the source's connections fewer
+    source, shared, other = _member_layer(2, 16, 8, 1), _member_layer(2, 16, 8, 5), _member_layer(2, 16, 8, 9)
+    set_mask(source, mask)
+    set_mask(shared, mask.clone())
+    set_mask(other, fewer)
+    for layer in (source, shared, other):
+        with torch.no_grad():
+            trainable_weight(layer).add_(1.0)  # a write moving the inactive weights too (as Adam's old moments do)
+    for step in range(3):
+        # the stored weights, not read through the masks (which would zero them first)
+        stored = {
+            name: trainable_weight(layer).detach() for name, layer in [("s", source), ("t", shared), ("o", other)]
+        }
+        expected_shared = torch.lerp(stored["t"] * mask, stored["s"] * mask, 0.1)
+        expected_other = torch.lerp(stored["o"] * fewer, stored["s"] * mask, 0.1) * fewer
+        polyak_update(shared, source, 0.1)
+        polyak_update(other, source, 0.1)
+        version = trainable_weight(shared)._version
+        assert torch.equal(shared.weight, expected_shared) and not shared.weight[~mask].any()
+        # step 0: written since last zeroed (the add above), zeroed again; then kept zero: nothing written at its use
+        assert trainable_weight(shared)._version == version + (step == 0)
+        version = trainable_weight(other)._version
+        assert torch.equal(other.weight, expected_other) and not other.weight[~fewer].any()
+        assert trainable_weight(other)._version == version + 1  # zeroed again: the source has a connection more
+        with torch.no_grad():
+            trainable_weight(source).add_(1.0)  # the source's next optimizer step
+    set_mask(source, fewer)  # a topology update: the masks are compared again, and differ
+    polyak_update(shared, source, 0.1)
+    version = trainable_weight(shared)._version
+    assert not shared.weight[~mask].any() and trainable_weight(shared)._version == version + 1
+
+
 def _zero_smallest_by_position_(weight, count):
     """The rule's definition: zero the ``count`` smallest non-zeros, the lower row-major index first among ties."""
     flat = weight.view(-1)

@@ -12,13 +12,14 @@ does the same by masking the weights after every optimizer step (docs/original_c
 product in every pass costs about as much as the layer's matrix product at small batch sizes; this costs one
 in-place product per write. Writes are seen through the tensor's version counter: writes through ``.data``
 and fused optimizer steps do not advance it, so after a fused step mark the parameters written
-(``torch.autograd.graph.increment_version``), as ``OffPolicyAlgorithm.optimizer_step`` does.
+(``torch.autograd.graph.increment_version``), as ``OffPolicyAlgorithm.optimizer_step`` does. A Polyak step of a
+target carrying its source's mask keeps the target's zeros (:func:`lerp_weights_`): it is not zeroed again.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -46,6 +47,8 @@ class WeightMask(nn.Module):
         # (weight version, mask version) when the inactive weights were last set to zero
         self._zeroed_at = (-1, -1)
         self._hooked: weakref.ref[Tensor] | None = None  # the weight whose gradient this masks
+        # (other parametrization, its version, this version) when the two masks were last found equal
+        self._equal_to: tuple[weakref.ref[WeightMask], int, int] | None = None
 
     @override
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
@@ -71,6 +74,24 @@ class WeightMask(nn.Module):
             self._hooked = weakref.ref(weight)
         return weight
 
+    def is_zeroed(self, weight: Tensor) -> bool:
+        """Whether ``weight`` (the original) is zero at the inactive positions, as last zeroed or kept so."""
+        return (weight._version, self.version) == self._zeroed_at
+
+    def kept_zeroed(self, weight: Tensor) -> None:
+        """Note that the last write to ``weight`` kept it zero at the inactive positions: not zeroed at its next use."""
+        self._zeroed_at = (weight._version, self.version)
+
+    def equals(self, other: WeightMask) -> bool:
+        """Whether ``other``'s mask is this one's (compared once per pair of mask versions)."""
+        known = self._equal_to
+        if known is not None and known[0]() is other and known[1:] == (other.version, self.version):
+            return True
+        if not torch.equal(self.mask, other.mask):
+            return False
+        self._equal_to = (weakref.ref(other), other.version, self.version)
+        return True
+
     def changed(self) -> None:
         """Note that the mask may have changed: its :attr:`version` and :func:`mask_changes` move on."""
         self.version += 1
@@ -81,13 +102,18 @@ class WeightMask(nn.Module):
         weight.grad.mul_(self.mask)
 
 
-def _mask_buffer(layer: MemberLinear) -> Tensor | None:
+def _weight_mask(layer: MemberLinear) -> WeightMask | None:
     if not parametrize.is_parametrized(layer, "weight"):
         return None
     for parametrization in layer.parametrizations.weight:
         if isinstance(parametrization, WeightMask):
-            return parametrization.mask
+            return parametrization
     return None
+
+
+def _mask_buffer(layer: MemberLinear) -> Tensor | None:
+    parametrization = _weight_mask(layer)
+    return None if parametrization is None else parametrization.mask
 
 
 def weight_mask(layer: MemberLinear) -> Tensor | None:
@@ -131,6 +157,29 @@ def trainable_weight(layer: MemberLinear) -> nn.Parameter:
     if parametrize.is_parametrized(layer, "weight"):
         return layer.parametrizations.weight.original
     return layer.weight
+
+
+@torch.no_grad()
+def lerp_weights_(pairs: Sequence[tuple[MemberLinear, MemberLinear]], tau: float) -> None:
+    """``W_target ← (1 − τ)·W_target + τ·W_source`` for each ``(target, source)`` pair, in one foreach lerp.
+
+    ``W_source`` is the source's (masked) weight, ``W_target`` the target's trainable one. A masked target whose mask
+    is its source's (shared target masks) and whose inactive weights are zero keeps them zero, as the source is zero
+    there too: it is not zeroed again at its next use. Other masked targets are zeroed then, as after any write.
+    """
+    if not pairs:
+        return
+    sources = [source.weight for _, source in pairs]  # a masked source is zero outside its mask once read
+    targets = [trainable_weight(target) for target, _ in pairs]
+    kept = []
+    for (target, source), weight in zip(pairs, targets, strict=True):
+        target_mask, source_mask = _weight_mask(target), _weight_mask(source)
+        if target_mask is not None and source_mask is not None and target_mask.is_zeroed(weight):
+            if target_mask.equals(source_mask):
+                kept.append((target_mask, weight))
+    torch._foreach_lerp_(targets, sources, tau)
+    for target_mask, weight in kept:
+        target_mask.kept_zeroed(weight)
 
 
 @torch.no_grad()
