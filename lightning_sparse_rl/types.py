@@ -45,18 +45,27 @@ class Transition(NamedTuple):
 
 
 class TransitionWindow(NamedTuple):
-    """``n`` consecutive stored transitions per sample, for multi-step TD targets.
+    """Windows of up to ``n`` consecutive stored transitions, one per sample, for multi-step TD targets.
+
+    A window holds ``m ≤ n`` steps: step 0, and step ``j`` when step ``j − 1`` is in, did not end its episode
+    (terminated or truncated) and is not the newest stored transition. Leading dimensions ``(K, B)``.
 
     Attributes:
-        steps: the transitions, each field with a window dimension after the batch: ``(K, B, n, ...)``.
-        alive: 1.0 where step ``j`` belongs to the same episode as step 0 and follows it without a gap, shape
-            ``(K, B, n)``: step 0 always; step ``j`` when step ``j − 1`` did not end its episode (terminated or
-            truncated) and is not the newest stored transition.
+        obs: step 0's observation, shape ``(K, B, obs_dim)``.
+        action: step 0's action, shape ``(K, B, action_dim)``.
+        rewards: the ``m`` steps' rewards, then zeros, shape ``(K, B, n)``.
+        next_obs: the last step's next observation, shape ``(K, B, obs_dim)``.
+        terminated: 1.0 where the last step terminated its episode, else 0.0, shape ``(K, B)``.
+        length: ``m``, int64, shape ``(K, B)``.
 
     """
 
-    steps: Transition
-    alive: Tensor
+    obs: Tensor
+    action: Tensor
+    rewards: Tensor
+    next_obs: Tensor
+    terminated: Tensor
+    length: Tensor
 
 
 class Agent(Protocol):

@@ -31,6 +31,11 @@ def _buffer(rows=ROWS, capacity=10, agents=1):
     return buffer
 
 
+def _alive(window):
+    """``(K, B, n)``: 1 for each of a window's steps, 0 after."""
+    return (torch.arange(window.rewards.shape[-1]) < window.length.unsqueeze(-1)).int()
+
+
 def test_n_step_targets_by_hand_with_episode_ends_inside_the_window():
     window = _buffer().windows(torch.arange(6).unsqueeze(0), 3)
     batch = n_step_transition(window, discount=0.5)
@@ -44,7 +49,7 @@ def test_n_step_targets_by_hand_with_episode_ends_inside_the_window():
         5: ([1, 0, 0], 6, 21, 0, 0.5),  # the newest row: nothing after it is read
     }
     for start, (alive, reward, next_obs, terminated, discount) in expected.items():
-        assert window.alive[0, start].tolist() == alive, start
+        assert _alive(window)[0, start].tolist() == alive, start
         assert batch.reward[0, start].item() == pytest.approx(reward), start
         assert batch.next_obs[0, start, 0].item() == next_obs and batch.terminated[0, start].item() == terminated
         assert batch.discount[0, start].item() == pytest.approx(discount), start
@@ -59,17 +64,17 @@ def test_windows_wrap_around_the_storage():
     buffer = _buffer(capacity=4)  # rows 2-5 remain, physically in the order of obs [11, 20, 2, 10]
     assert [buffer.storage[0, i, 0].item() for i in range(4)] == [11, 20, 2, 10]
     window = buffer.windows(torch.tensor([[2, 3]]), 3)  # obs 2 (terminates) and obs 10 → 11 → (truncated) 20
-    assert window.alive[0].tolist() == [[1, 0, 0], [1, 1, 0]]
+    assert _alive(window)[0].tolist() == [[1, 0, 0], [1, 1, 0]]
     assert n_step_transition(window, 0.5).next_obs[0, 1, 0].item() == 12
 
 
 def test_a_window_never_reads_past_the_newest_row_even_where_the_next_row_would_seem_to_follow():
     """The row after the newest is unwritten (zeros) or, in a full buffer, the oldest: never part of the window."""
     empty_after = _buffer([(3, 1, 4, 0), (4, 2, 0, 0)])  # next obs 0, and the unwritten row 2 has obs 0
-    assert empty_after.windows(torch.tensor([[0, 1]]), 3).alive[0].tolist() == [[1, 1, 0], [1, 0, 0]]
+    assert _alive(empty_after.windows(torch.tensor([[0, 1]]), 3))[0].tolist() == [[1, 1, 0], [1, 0, 0]]
     wrapped = _buffer([(5, 1, 6, 0), (6, 2, 7, 0), (7, 3, 8, 0), (8, 4, 6, 0)], capacity=3)  # oldest left: obs 6
     newest = 0  # physical row of (8 → 6); the next physical row holds the oldest, (6 → 7)
-    assert wrapped.windows(torch.tensor([[newest]]), 3).alive[0].tolist() == [[1, 0, 0]]
+    assert _alive(wrapped.windows(torch.tensor([[newest]]), 3))[0].tolist() == [[1, 0, 0]]
 
 
 def _alive_by_hand(history, start_logical, written, window):
@@ -82,8 +87,9 @@ def _alive_by_hand(history, start_logical, written, window):
     return alive
 
 
-def test_episode_keys_kept_while_adding_and_found_from_a_checkpoint_give_the_rule():
-    """Windows taken between adds (keys kept by add), after a load (keys found from the rows), in a wrapped buffer."""
+def test_windows_kept_while_adding_and_found_from_a_checkpoint_give_the_rule():
+    """Windows taken between adds (kept by add), after a load (found from the rows), in a wrapped buffer: the steps,
+    rewards, last next observation and end that the rule written out by hand gives."""
     rng = np.random.default_rng(3)
     capacity, window, agents = 7, 4, 2
     histories = [[] for _ in range(agents)]
@@ -92,30 +98,77 @@ def test_episode_keys_kept_while_adding_and_found_from_a_checkpoint_give_the_rul
     for written in range(1, 25):
         for k in range(agents):
             end = rng.choice(["go", "terminate", "truncate"], p=[0.6, 0.2, 0.2])
-            histories[k].append((obs[k], 0.0, obs[k] + 0.1, float(end == "terminate")))
+            histories[k].append((obs[k], rng.normal(), obs[k] + 0.1, float(end == "terminate")))
             obs[k] = obs[k] + 0.1 if end == "go" else 0.1 * float(rng.integers(1, 5))  # a new episode may repeat obs
         rows = np.array([h[-1] for h in histories])
         kept.add(rows[:, :1], rows[:, :1] * 0, rows[:, 1], rows[:, 2:3], rows[:, 3])
         loaded = ReplayBuffer(capacity, 1, 1, "cpu", [0, 1])
         loaded.load_state_dict(kept.state_dict())
         starts = torch.arange(min(written, capacity)).expand(agents, -1)
-        for buffer in (kept, loaded):  # kept: keys from add since the first window; loaded: found from the rows
-            alive = buffer.windows(starts, window).alive
+        for buffer in (kept, loaded):  # kept: by add since the first window; loaded: found from the rows
+            windows = buffer.windows(starts, window)
             for k in range(agents):
                 for row in range(starts.shape[1]):
                     logical = written - 1 - (kept.position - 1 - row) % capacity  # which write the row holds
-                    assert alive[k, row].tolist() == _alive_by_hand(histories[k], logical, written, window)
+                    alive = _alive_by_hand(histories[k], logical, written, window)
+                    steps = histories[k][logical : logical + sum(alive)]
+                    assert _alive(windows)[k, row].tolist() == alive
+                    assert windows.rewards[k, row].tolist() == [np.float32(s[1]) for s in steps] + [0.0] * (
+                        window - len(steps)
+                    )
+                    assert windows.obs[k, row, 0].item() == np.float32(steps[0][0])
+                    assert windows.next_obs[k, row, 0].item() == np.float32(steps[-1][2])
+                    assert windows.terminated[k, row].item() == steps[-1][3]
 
 
-def test_episode_keys_found_after_a_load_continue_with_the_next_add():
-    """A window right after a load finds the keys from the rows; the next add continues the newest episode."""
+def test_windows_found_after_a_load_continue_with_the_next_add():
+    """A window right after a load is found from the rows; the next add continues the newest episode."""
     saved = _buffer([(0, 1, 1, 0), (1, 2, 2, 0)])
     loaded = ReplayBuffer(10, 1, 1, "cpu", [0])
     loaded.load_state_dict(saved.state_dict())
     loaded.windows(torch.tensor([[0]]), 3)
     one = np.ones((1, 1), dtype=np.float32)
     loaded.add(one * 2, one * 0.5, one[:, 0] * 3, one * 3, one[:, 0] * 0)
-    assert loaded.windows(torch.tensor([[0, 1]]), 3).alive[0].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert _alive(loaded.windows(torch.tensor([[0, 1]]), 3))[0].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def _random_adds(buffers, steps, seed=4):
+    """The same ``steps`` adds of 2 agents (episodes ending at random) to each buffer."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(2, 1))
+    for _ in range(steps):
+        next_obs, reward, end = rng.normal(size=(2, 1)), rng.normal(size=2), rng.random(2)
+        for buffer in buffers:
+            buffer.add(obs, obs * 0, reward, next_obs, (end < 0.2).astype(np.float64))
+        obs = np.where((end < 0.4)[:, None], rng.normal(size=(2, 1)), next_obs)  # terminated, truncated or not
+
+
+def test_window_table_off_the_cpu_copies_every_change_to_the_device():
+    """Off the CPU the table's tensors are copies of the host table: each add and each fill reaches them (CPU clones
+    stand in for the device here)."""
+    buffer = ReplayBuffer(6, 1, 1, "cpu", [0, 1])
+    _random_adds([buffer], 4)
+    table = buffer._window_table(3)  # found from the rows
+    table._on_host = False
+    table.rewards, table.lengths, table.last_rows = (t.clone() for t in (table.rewards, table.lengths, table.last_rows))
+    table.fill(buffer.split_rows(buffer.storage[:, :4]), torch.arange(4))
+    _random_adds([buffer], 9, seed=5)  # through the wrap
+    assert torch.equal(table.rewards, torch.from_numpy(table._rewards))
+    assert torch.equal(table.lengths, torch.from_numpy(table._lengths))
+    assert torch.equal(table.last_rows, torch.from_numpy(table._last_rows))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_windows_on_the_gpu_equal_those_on_the_cpu():
+    cpu, gpu = ReplayBuffer(6, 1, 1, "cpu", [0, 1]), ReplayBuffer(6, 1, 1, "cuda", [0, 1])
+    _random_adds([cpu, gpu], 3)
+    starts = torch.tensor([[0, 1, 2], [2, 1, 0]])
+    for buffer in (cpu, gpu):
+        buffer.windows(starts.to(buffer.device), 3)  # found from the rows
+    _random_adds([cpu, gpu], 9, seed=5)  # kept by add, through the wrap
+    expected, found = cpu.windows(starts, 3), gpu.windows(starts.cuda(), 3)
+    for a, b in zip(expected, found, strict=True):
+        assert torch.equal(a, b.cpu())
 
 
 def test_dynamic_capacity_drops_the_oldest_and_grows_back():

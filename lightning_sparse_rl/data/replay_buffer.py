@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_sparse_rl.data.n_step_windows import WindowTable, continues
 from lightning_sparse_rl.seeding import RandomStream
 from lightning_sparse_rl.types import Transition, TransitionWindow
 from lightning_sparse_rl.validation import UserInputError
-
-#: A stored transition's episode key is its write count plus this times its episode's number (per agent): the key
-#: ``j`` above a transition's is its ``j``-th successor in the same episode (:meth:`ReplayBuffer.windows`).
-EPISODE_KEY_STRIDE = 2**32
-
-ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -56,9 +51,8 @@ class ReplayBuffer:
     original sampled without replacement within a minibatch, which makes no measurable difference at 1e6
     capacity).
 
-    For multi-step windows, each stored transition gets an episode key (:data:`EPISODE_KEY_STRIDE`), found from
-    the rows at the first window and kept up to date by :meth:`add` from then on: whether a window's step
-    continues its first step is then one comparison of keys.
+    For multi-step targets, each stored transition's window (:mod:`~lightning_sparse_rl.data.n_step_windows`) is
+    found from the rows at the first minibatch of windows and kept up to date by :meth:`add` from then on.
 
     An agent's oldest transitions can be dropped (:meth:`drop_oldest`, RLx2's dynamic capacity): they stay in
     the storage but are no longer sampled, and the agent's buffer grows back as new steps overwrite them.
@@ -87,15 +81,13 @@ class ReplayBuffer:
         self.storage = torch.zeros(self.agents, capacity, self.row_size, dtype=torch.float32, device=self.device)
         self.streams = [RandomStream(seed) for seed in seeds]
         self._agent_index = torch.arange(self.agents, device=self.device).unsqueeze(1)
-        self._first_rows = (self._agent_index * capacity).unsqueeze(-1)  # (K, 1, 1): each agent's first row of all
+        self._first_rows = self._agent_index * capacity  # (K, 1): each agent's first row of all
         self.position = 0
         self.size = 0  # rows written, at most capacity (the physical rows [0, size) hold data)
         self.dropped = [0] * self.agents  # per agent: oldest written rows no longer sampled
         self._rows = np.empty((self.agents, self.row_size), dtype=np.float32)
         self._previous_rows = np.empty_like(self._rows)  # the rows of the last add
-        self._keys: Tensor | None = None  # (K, capacity) int64 episode keys, -1 where unwritten; None until needed
-        self._writes = 0  # writes counted by the keys
-        self._episodes = np.zeros(self.agents, dtype=np.int64)  # each agent's episode number, counted by the keys
+        self._windows: WindowTable | None = None  # None until a minibatch of windows is taken
 
     def __len__(self) -> int:
         return self.size
@@ -113,15 +105,13 @@ class ReplayBuffer:
         rows[:, d + a + 1 : 2 * d + a + 1] = next_obs
         rows[:, -1] = terminated
         self.storage[:, self.position].copy_(torch.from_numpy(rows), non_blocking=False)
-        if self._keys is not None:
+        if self._windows is not None:
             previous = self._previous_rows
-            stored_obs = rows[:, :d]  # as stored (float32), as the rows are compared when the keys are found
-            continues = (self.size > 0) & _continues(
+            stored_obs = rows[:, :d]  # as stored (float32), as the rows are compared when the windows are found
+            continuing = (self.size > 0) & continues(
                 previous[:, d + a + 1 : 2 * d + a + 1], previous[:, -1], stored_obs
             )
-            self._episodes += ~continues
-            self._keys[:, self.position].copy_(torch.from_numpy(self._writes + EPISODE_KEY_STRIDE * self._episodes))
-            self._writes += 1
+            self._windows.extend(self.position, self.size, rows[:, d + a], continuing)
         if self.size == self.capacity:  # the oldest row was overwritten: one fewer dropped row
             self.dropped = [max(dropped - 1, 0) for dropped in self.dropped]
         self.position = (self.position + 1) % self.capacity
@@ -176,14 +166,14 @@ class ReplayBuffer:
         self.dropped = list(state.get("dropped", [0] * self.agents))  # absent in checkpoints before RLx2
         for stream, saved in zip(self.streams, state["streams"], strict=True):
             stream.load_state_dict(saved)
-        self._keys = None  # found again from the rows at the next window
+        self._windows = None  # found again from the rows at the next minibatch of windows
 
     def clear(self) -> None:
         """Forget every stored transition."""
         self.position = 0
         self.size = 0
         self.dropped = [0] * self.agents
-        self._keys = None
+        self._windows = None
 
     def sample(self, batch_size: int, window: int = 1) -> Transition | TransitionWindow:
         """Sample ``batch_size`` transitions per agent uniformly with replacement: a ``(K, batch_size, …)`` batch.
@@ -209,41 +199,32 @@ class ReplayBuffer:
         return self.windows(start, window)
 
     def windows(self, start: Tensor, window: int) -> TransitionWindow:
-        """The ``window`` transitions stored from rows ``start`` ``(K, B)`` on, and which continue row ``start``.
+        """The ``window``-step windows of the transitions stored at rows ``start`` ``(K, B)``.
 
-        Step ``j`` is alive when step ``j − 1`` is alive, did not terminate, its next observation is step ``j``'s
-        observation (else the episode was truncated there and a new one began), and it is not the newest row:
-        when its episode key is step 0's plus ``j``.
+        A window holds the transitions written one after another from its first that continue its episode, at
+        most ``window`` (:mod:`~lightning_sparse_rl.data.n_step_windows`; never past the newest row).
         """
-        offsets = torch.arange(window, device=self.device)
-        rows = (start.unsqueeze(-1) + offsets) % self.capacity + self._first_rows  # (K, B, n) into K·capacity rows
-        steps = self.split_rows(
-            self.storage.view(-1, self.row_size).index_select(0, rows.view(-1)).view(*rows.shape, -1)
+        table = self._window_table(window)
+        rows = start + self._first_rows  # (K, B) into the K·capacity rows
+        index = rows.view(-1)
+        stored = self.storage.view(-1, self.row_size)
+        first = self.split_rows(stored.index_select(0, index).view(*rows.shape, -1))
+        last = self.split_rows(stored.index_select(0, table.last_rows.take(rows).view(-1)).view(*rows.shape, -1))
+        rewards = table.rewards.view(-1, window).index_select(0, index).view(*rows.shape, window)
+        return TransitionWindow(
+            first.obs, first.action, rewards, last.next_obs, last.terminated, table.lengths.take(rows)
         )
-        keys = self._episode_keys().take(rows)
-        alive = keys == keys[..., :1] + offsets
-        return TransitionWindow(steps, alive.to(steps.reward.dtype))
 
-    def _episode_keys(self) -> Tensor:
-        """The stored transitions' episode keys ``(K, capacity)``, found from the rows if not kept yet.
-
-        In the order written (oldest first), each transition continues the previous one or not (:func:`_continues`),
-        as :meth:`add` finds it for each new one.
-        """
-        if self._keys is None:
-            order = (self.position - self.size + torch.arange(self.size, device=self.device)) % self.capacity
-            rows = self.split_rows(self.storage[:, order])  # (K, size, ...) oldest first
-            follows = _continues(rows.next_obs[:, :-1], rows.terminated[:, :-1], rows.obs[:, 1:])
-            episode = (
-                torch.cat([follows.new_zeros(self.agents, 1), ~follows], dim=1)[:, : self.size].long().cumsum(dim=1)
-            )
-            self._keys = torch.full((self.agents, self.capacity), -1, dtype=torch.int64, device=self.device)
-            self._keys[:, order] = torch.arange(self.size, device=self.device) + EPISODE_KEY_STRIDE * episode
-            self._writes = self.size
-            self._episodes = episode[:, -1].cpu().numpy().copy() if self.size else np.zeros(self.agents, dtype=np.int64)
-            if self.size:  # the newest row, as the next add reads it (the rows of the last add)
+    def _window_table(self, window: int) -> WindowTable:
+        """The stored transitions' ``window``-step windows, found from the rows if not kept yet."""
+        if self._windows is None or self._windows.n != window:
+            self._windows = WindowTable(self.agents, self.capacity, window, self.device)
+            if self.size:
+                order = (self.position - self.size + torch.arange(self.size, device=self.device)) % self.capacity
+                self._windows.fill(self.split_rows(self.storage[:, order]), order)
+                # the newest row, as the next add reads it (the rows of the last add)
                 self._rows[:] = self.storage[:, (self.position - 1) % self.capacity].cpu().numpy()
-        return self._keys
+        return self._windows
 
     def _physical(self, logical: Tensor, agent: int) -> Tensor:
         """Storage rows of logical indices ``0 … size−1`` (oldest first) of an agent's sampled transitions.
@@ -265,14 +246,3 @@ class ReplayBuffer:
             next_obs=rows[..., d + a + 1 : 2 * d + a + 1],
             terminated=rows[..., -1],
         )
-
-
-def _continues(previous_next_obs: ArrayT, previous_terminated: ArrayT, obs: ArrayT) -> ArrayT:
-    """Whether a transition continues the one written before it, of the same agent.
-
-    It does when that one did not terminate and its next observation is this one's observation (else its
-    episode was truncated there and a new one began).
-
-    Shapes ``(..., obs_dim)``, ``(...)``, ``(..., obs_dim)`` → ``(...)`` bool; NumPy arrays or tensors.
-    """
-    return (previous_terminated == 0) & (previous_next_obs == obs).all(-1)
