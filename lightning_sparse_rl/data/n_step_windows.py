@@ -79,9 +79,10 @@ class WindowTable:
         back = np.arange(1, min(self.n, written + 1, self.capacity))  # written j rows ago, not overwritten since
         rows = (position - back) % self.capacity
         agent, i = np.nonzero(continuing[:, None] & (self._lengths[:, rows] == back))  # reached the previous row
-        self._rewards[agent, rows[i], back[i]] = reward[agent]
-        self._lengths[agent, rows[i]] = back[i] + 1
-        self._last_rows[agent, rows[i]] = self._first_rows[agent] + position
+        row, step = rows[i], back[i]
+        self._rewards[agent, row, step] = reward[agent]
+        self._lengths[agent, row] = step + 1
+        self._last_rows[agent, row] = self._last_rows[agent, position]
         if not self._on_host:
             self._copy_rows(np.append(rows, position))
 
