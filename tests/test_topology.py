@@ -80,6 +80,30 @@ def test_a_masked_layer_uses_its_stored_weight_set_to_zero_at_inactive_positions
     assert not trainable_weight(fresh)[~mask].any()
 
 
+class _Doubled(torch.nn.Module):
+    def forward(self, weight):
+        return 2 * weight
+
+
+def test_a_layer_reads_a_mask_straight_from_its_stored_weight_and_any_other_chain_through_parametrize():
+    """The shortcut past ``parametrize``'s property gives the tensor the property gives; a chain with another
+    parametrization (after the mask, or alone) is read through the property."""
+    layer, mask = _masked_layer()
+    x = torch.randn(2, 3, 5, generator=_generator(4))
+    assert layer.effective_weight() is layer.weight is trainable_weight(layer)
+    with parametrize.cached():
+        assert layer.effective_weight() is layer.weight
+    parametrize.register_parametrization(layer, "weight", _Doubled())  # mask, then doubled
+    with torch.no_grad():
+        trainable_weight(layer).add_(1.0)
+    expected = torch.baddbmm(layer.bias.unsqueeze(1), x, 2 * (trainable_weight(layer) * mask).detach())
+    assert torch.equal(layer(x), expected)
+    alone = _member_layer(2, 5, 4, 7)
+    parametrize.register_parametrization(alone, "weight", _Doubled())
+    stored = alone.parametrizations.weight.original.detach()
+    assert torch.equal(alone(x), torch.baddbmm(alone.bias.unsqueeze(1), x, 2 * stored))
+
+
 def test_a_masked_layer_accumulates_masked_gradients_and_gives_dense_ones_on_request():
     """``.grad`` is zero at inactive positions (also in a deep copy); ``torch.autograd.grad`` of the weight is
     the dense gradient (RigL's growth criterion)."""

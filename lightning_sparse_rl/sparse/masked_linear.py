@@ -37,6 +37,8 @@ class WeightMask(nn.Module):
 
     #: Masks made, changed or loaded in this process so far (:func:`mask_changes`).
     changes: ClassVar[int] = 0
+    #: Outside ``torch.compile`` the forward returns the stored weight itself: :class:`MemberLinear` calls it directly.
+    returns_stored_weight: ClassVar[bool] = True
 
     def __init__(self, mask: Tensor, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -169,7 +171,7 @@ def lerp_weights_(pairs: Sequence[tuple[MemberLinear, MemberLinear]], tau: float
     """
     if not pairs:
         return
-    sources = [source.weight for _, source in pairs]  # a masked source is zero outside its mask once read
+    sources = [source.effective_weight() for _, source in pairs]  # a masked source: zero outside its mask once read
     targets = [trainable_weight(target) for target, _ in pairs]
     kept = []
     for (target, source), weight in zip(pairs, targets, strict=True):
