@@ -102,6 +102,10 @@ def test_a_layer_reads_a_mask_straight_from_its_stored_weight_and_any_other_chai
     parametrize.register_parametrization(alone, "weight", _Doubled())
     stored = alone.parametrizations.weight.original.detach()
     assert torch.equal(alone(x), torch.baddbmm(alone.bias.unsqueeze(1), x, 2 * stored))
+    bias_only = _member_layer(2, 5, 4, 8)  # parametrizations, none of them on the weight
+    parametrize.register_parametrization(bias_only, "bias", _Doubled())
+    doubled_bias = 2 * bias_only.parametrizations.bias.original.detach()
+    assert torch.equal(bias_only(x), torch.baddbmm(doubled_bias.unsqueeze(1), x, bias_only.weight))
 
 
 def test_a_masked_layer_accumulates_masked_gradients_and_gives_dense_ones_on_request():

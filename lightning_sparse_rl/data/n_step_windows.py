@@ -63,7 +63,7 @@ class WindowTable:
         """Take in the transition just stored at row ``position`` of every agent.
 
         Its window is itself; the windows of the ``n − 1`` rows written before it that reached the previous
-        transition now reach it too, for the agents where it ``continuing`` that one (:func:`continues`).
+        transition now reach it too, for the agents where it continues that one (:func:`continues`).
 
         Args:
             position: the row written.

@@ -49,8 +49,8 @@ class WeightMask(nn.Module):
         # (weight version, mask version) when the inactive weights were last set to zero
         self._zeroed_at = (-1, -1)
         self._hooked: weakref.ref[Tensor] | None = None  # the weight whose gradient this masks
-        # (other parametrization, its version, this version) when the two masks were last found equal
-        self._equal_to: tuple[weakref.ref[WeightMask], int, int] | None = None
+        # (other parametrization, its version, this version, whether the masks are equal) when last compared
+        self._compared: tuple[weakref.ref[WeightMask], int, int, bool] | None = None
 
     @override
     def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
@@ -86,13 +86,11 @@ class WeightMask(nn.Module):
 
     def equals(self, other: WeightMask) -> bool:
         """Whether ``other``'s mask is this one's (compared once per pair of mask versions)."""
-        known = self._equal_to
-        if known is not None and known[0]() is other and known[1:] == (other.version, self.version):
-            return True
-        if not torch.equal(self.mask, other.mask):
-            return False
-        self._equal_to = (weakref.ref(other), other.version, self.version)
-        return True
+        known = self._compared
+        if known is None or known[0]() is not other or known[1:3] != (other.version, self.version):
+            known = (weakref.ref(other), other.version, self.version, torch.equal(self.mask, other.mask))
+            self._compared = known
+        return known[3]
 
     def changed(self) -> None:
         """Note that the mask may have changed: its :attr:`version` and :func:`mask_changes` move on."""

@@ -64,9 +64,9 @@ class MemberLinear(nn.Module):
         so calling it gives the very tensor the property would, cached or not.
         """
         chains = self._modules.get("parametrizations")
-        if chains is None or torch.compiler.is_compiling():
+        chain = None if chains is None else chains._modules.get("weight")
+        if chain is None or torch.compiler.is_compiling():
             return self.weight
-        chain = chains._modules["weight"]
         only = chain._modules.get("0")
         if len(chain._modules) == 1 and getattr(only, "returns_stored_weight", False):
             return only(chain._parameters["original"])
