@@ -173,9 +173,10 @@ def lerp_weights_(pairs: Sequence[tuple[MemberLinear, MemberLinear]], tau: float
     targets = [trainable_weight(target) for target, _ in pairs]
     kept = []
     for (target, source), weight in zip(pairs, targets, strict=True):
-        target_mask, source_mask = _weight_mask(target), _weight_mask(source)
-        if target_mask is not None and source_mask is not None and target_mask.is_zeroed(weight):
-            if target_mask.equals(source_mask):
+        target_mask = _weight_mask(target)
+        if target_mask is not None and target_mask.is_zeroed(weight):
+            source_mask = _weight_mask(source)
+            if source_mask is not None and target_mask.equals(source_mask):
                 kept.append((target_mask, weight))
     torch._foreach_lerp_(targets, sources, tau)
     for target_mask, weight in kept:
